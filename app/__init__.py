@@ -1,0 +1,1 @@
+"""Shears HTTP layer and domain. Never imports TensorFlow or `workers`."""

@@ -1,0 +1,42 @@
+"""Errors the caller can fix: typed, with a code, turned into `{"error": {...}}` in one place."""
+
+
+class ShearsError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class Unauthorized(ShearsError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(ShearsError):
+    status_code = 404
+    code = "not_found"
+
+
+class InvalidInput(ShearsError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Conflict(ShearsError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ShearsError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ShearsError):
+    status_code = 415
+    code = "unsupported_format"

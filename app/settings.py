@@ -1,0 +1,46 @@
+"""One settings object, read once from `SHEARS_*` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHEARS_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    """Root of the embedded default: SQLite file, broker folders, artifacts."""
+    database_url: str = ""
+    """SQLAlchemy URL; empty means SQLite at `<data_dir>/shears.db`."""
+    broker_url: str = ""
+    """Celery broker URL; empty means kombu's `filesystem://` under `<data_dir>/broker`."""
+    storage_dir: Path | None = None
+    """Artifact folder; empty means `<data_dir>/artifacts`."""
+    max_upload_bytes: int = 512 * 1024 * 1024
+    inspect_timeout_s: float = 180.0
+    """Time allowed to read an uploaded model's shape and size in a subprocess."""
+    job_time_limit_s: int = 3600
+    worker_concurrency: int = 1
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'shears.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return (self.storage_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,73 @@
+"""Parameters and multiply-accumulates per layer, for one sample (batch 1)."""
+
+from dataclasses import dataclass
+from math import prod
+
+import keras
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    layer: str
+    kind: str
+    params: int
+    nonzero: int
+    macs: int
+    channels: int | None
+
+
+def _shape(tensor: object) -> tuple[int, ...]:
+    return tuple(int(d) for d in getattr(tensor, "shape")[1:])  # noqa: B009 - symbolic tensors
+
+
+def layer_macs(layer: keras.layers.Layer) -> int:
+    """MACs of a layer's main op; layers without multiplies (pooling, activations) count 0."""
+    if isinstance(layer, keras.layers.Dense):
+        return prod(_shape(layer.input)[:-1] or (1,)) * int(layer.kernel.shape[0]) * layer.units
+    if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
+        out = _shape(layer.output)
+        cin = int(layer.depthwise_kernel.shape[-2])
+        dw = prod(out[:-1]) * prod(layer.kernel_size) * cin * layer.depth_multiplier
+        return dw + prod(out[:-1]) * cin * layer.depth_multiplier * layer.filters
+    if isinstance(layer, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
+        return prod(_shape(layer.output)) * prod(layer.kernel_size)
+    if isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D):
+        out = _shape(layer.output)
+        cin = int(layer.kernel.shape[-2])
+        return prod(out) * prod(layer.kernel_size) * cin
+    return 0
+
+
+def output_channels(layer: keras.layers.Layer) -> int | None:
+    if isinstance(layer, keras.layers.Dense):
+        return int(layer.units)
+    if hasattr(layer, "filters") and layer.filters:
+        return int(layer.filters)
+    if isinstance(layer, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
+        return int(layer.depthwise_kernel.shape[-2] * layer.depth_multiplier)
+    return None
+
+
+def count_layers(model: keras.Model) -> list[LayerCount]:
+    rows = []
+    for layer in model.layers:
+        weights = [np.asarray(w) for w in layer.weights]
+        params = sum(w.size for w in weights)
+        if not params:
+            continue
+        rows.append(
+            LayerCount(
+                layer=layer.name,
+                kind=type(layer).__name__,
+                params=params,
+                nonzero=sum(int(np.count_nonzero(w)) for w in weights),
+                macs=layer_macs(layer),
+                channels=output_channels(layer),
+            )
+        )
+    return rows
+
+
+def total_macs(model: keras.Model) -> int:
+    return sum(layer_macs(layer) for layer in model.layers)

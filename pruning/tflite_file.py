@@ -1,0 +1,43 @@
+"""Reading a `.tflite` flatbuffer: its constant tensors (weights) and how many are zero."""
+
+from typing import Any
+
+import numpy as np
+
+_TYPES: dict[int, Any] = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8, 7: np.int16}
+
+
+def constant_tensors(tflite: bytes) -> list[tuple[str, np.ndarray]]:
+    """(name, values) of every tensor stored in the file's buffers (weights, biases)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(tflite, 0)
+    out: list[tuple[str, np.ndarray]] = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            buffer = model.Buffers(tensor.Buffer())
+            dtype = _TYPES.get(tensor.Type())
+            if dtype is None or buffer is None:
+                continue
+            if buffer.DataLength() > 0:
+                raw = buffer.DataAsNumpy().tobytes()
+            elif buffer.Offset() > 1:  # large models keep buffers after the flatbuffer
+                raw = tflite[buffer.Offset() : buffer.Offset() + buffer.Size()]
+            else:
+                continue
+            values = np.frombuffer(raw, dtype=dtype)
+            out.append((tensor.Name().decode(), values))
+    return out
+
+
+def constant_elements(tflite: bytes) -> int:
+    return sum(v.size for _, v in constant_tensors(tflite))
+
+
+def zero_fraction(tflite: bytes, min_size: int = 64) -> float:
+    """Share of exact zeros among the weights of tensors with at least `min_size` elements."""
+    tensors = [v for _, v in constant_tensors(tflite) if v.size >= min_size]
+    total = sum(v.size for v in tensors)
+    return float(sum(int(np.count_nonzero(v == 0)) for v in tensors) / total) if total else 0.0
