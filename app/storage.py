@@ -23,7 +23,7 @@ class Stored:
 
 
 class ArtifactStore(Protocol):
-    def writer(self, key: str) -> "ArtifactWriter": ...
+    def writer(self) -> "ArtifactWriter": ...
     def put_file(self, key: str, path: Path) -> Stored: ...
     def open(self, key: str) -> AbstractContextManager[BinaryIO]: ...
     def local_copy(self, key: str) -> AbstractContextManager[Path]:
@@ -34,12 +34,13 @@ class ArtifactStore(Protocol):
 
 
 class ArtifactWriter:
-    """Streams chunks into a temporary file and hashes them; `commit()` publishes under the key."""
+    """Streams chunks into a temporary file and hashes them; `commit(key)` publishes it."""
 
-    def __init__(self, final: Path) -> None:
-        self.final = final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+    def __init__(self, store: "LocalArtifactStore") -> None:
+        self.store = store
+        tmp_dir = store.root / ".tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="part-")
         self.tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
@@ -55,7 +56,9 @@ class ArtifactWriter:
 
     def commit(self, key: str) -> Stored:
         self._file.close()
-        os.replace(self.tmp, self.final)
+        final = self.store.local_path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp, final)
         return Stored(key=key, bytes=self.bytes, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
@@ -76,11 +79,11 @@ class LocalArtifactStore:
             raise ValueError(f"storage key escapes the store: {key}")
         return path
 
-    def writer(self, key: str) -> ArtifactWriter:
-        return ArtifactWriter(self.local_path(key))
+    def writer(self) -> ArtifactWriter:
+        return ArtifactWriter(self)
 
     def put_file(self, key: str, path: Path) -> Stored:
-        writer = self.writer(key)
+        writer = self.writer()
         try:
             with path.open("rb") as src:
                 while chunk := src.read(CHUNK):

@@ -45,7 +45,9 @@ class Artifact(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("art"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
-    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", use_alter=True, name="fk_artifacts_job_id"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(40))
     storage_key: Mapped[str] = mapped_column(String(400), unique=True)
     bytes: Mapped[int] = mapped_column(BigInteger)
@@ -85,6 +87,9 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
@@ -102,6 +107,8 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(60))
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A summary of the report: the headline figures a pipeline checks."""
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,102 @@
+"""The FastAPI application: routes, the one place errors become `{"error": {...}}`, health and metrics."""
+
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException
+
+from app.api.devices import router as devices_router
+from app.datasets.endpoints import router as datasets_router
+from app.db import get_engine
+from app.errors import ShearsError
+from app.jobs.endpoints import router as jobs_router
+from app.models.endpoints import router as models_router
+from app.queue import broker_reachable
+
+log = logging.getLogger("shears.api")
+
+REQUESTS = Counter("shears_http_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram("shears_http_request_seconds", "HTTP request latency", ["route", "method"])
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Shears",
+        version="0.1.0",
+        description="Pruning as a service for on-device AI: upload a Keras model and data, "
+        "get back a smaller TensorFlow Lite model with its accuracy, size and latency.",
+    )
+    for router in (models_router, datasets_router, jobs_router, devices_router):
+        app.include_router(router)
+
+    @app.exception_handler(ShearsError)
+    async def _shears_error(_: Request, exc: ShearsError) -> JSONResponse:
+        response = _error(exc.status_code, exc.code, exc.message)
+        if exc.status_code == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details)
+        return _error(422, "invalid_request", message, details=details)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", "an internal error occurred; it has been logged")
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        REQUESTS.labels(path, request.method, str(response.status_code)).inc()
+        LATENCY.labels(path, request.method).observe(time.perf_counter() - start)
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "a dependency is unreachable"}})
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            with get_engine().connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["broker"] = "ok" if broker_reachable() else "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,34 @@
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from app.api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
+from app.api.docs import ERRORS, multipart_file
+from app.datasets import repository, service
+from app.datasets.schemas import DatasetList, DatasetOut
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetOut,
+    responses=ERRORS,
+    openapi_extra=multipart_file("An .npz with x_train, y_train, x_val, y_val (optional x_test, y_test)"),
+)
+async def upload_dataset(
+    request: Request, session: SessionDep, tenant: CurrentTenant, settings: SettingsDep, store: StoreDep
+) -> Any:
+    """Upload a dataset; it is checked from the array headers and never unpickled."""
+    return await service.upload_dataset(request, session, tenant.id, settings, store)
+
+
+@router.get("", response_model=DatasetList, responses=ERRORS)
+def list_datasets(session: SessionDep, tenant: CurrentTenant, limit: int = Query(50, ge=1, le=500)) -> Any:
+    return {"items": repository.list_for(session, tenant.id, limit), "builtin": service.builtin()}
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, responses=ERRORS)
+def get_dataset(dataset_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
+    return service.get_dataset(session, tenant.id, dataset_id)

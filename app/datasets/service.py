@@ -1,0 +1,70 @@
+"""Dataset uploads: `.npz` archives checked from their array headers; nothing is unpickled."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from app.datasets import repository
+from app.errors import InvalidInput, NotFound, UnsupportedMediaType
+from app.settings import Settings
+from app.storage import ArtifactStore
+from app.tables import Artifact, Dataset, new_id
+from app.uploads import check_zip, receive_file
+from pruning.datasets import BUILTIN, describe_npz, infer_task
+from pruning.errors import PruningError
+
+
+def _describe(path: Path, max_total: int) -> tuple[dict[str, Any], str]:
+    with check_zip(path, max_total=max_total):
+        pass
+    try:
+        arrays = describe_npz(path)
+        with np.load(path, allow_pickle=False) as npz:
+            task = infer_task(npz["y_train"])
+    except PruningError as exc:
+        raise InvalidInput(exc.message, code=exc.code) from exc
+    except ValueError as exc:
+        raise InvalidInput(f"could not read the arrays: {exc}", code="invalid_dataset") from exc
+    return arrays, task
+
+
+async def upload_dataset(
+    request: Request, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore
+) -> Dataset:
+    upload = await receive_file(request, store, settings.max_upload_bytes)
+    if not upload.writer.head.startswith(b"PK\x03\x04"):
+        upload.writer.abort()
+        raise UnsupportedMediaType("a dataset must be an .npz file (numpy.savez) with x_train, y_train, x_val, y_val")
+    try:
+        arrays, task = await run_in_threadpool(_describe, upload.path, 4 * settings.max_upload_bytes)
+    except BaseException:
+        upload.writer.abort()
+        raise
+    dataset_id = new_id("ds")
+    stored = upload.writer.commit(f"{tenant_id}/datasets/{dataset_id}/data.npz")
+    artifact = Artifact(tenant_id=tenant_id, kind="dataset", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256)
+    dataset = Dataset(
+        id=dataset_id,
+        tenant_id=tenant_id,
+        filename=upload.filename,
+        sha256=stored.sha256,
+        bytes=stored.bytes,
+        arrays=arrays,
+        task=task,
+    )
+    return await run_in_threadpool(repository.add, session, dataset, artifact)
+
+
+def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
+    dataset = repository.get(session, tenant_id, dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {dataset_id!r}")
+    return dataset
+
+
+def builtin() -> list[dict[str, str]]:
+    return [{"id": name, "description": text} for name, text in BUILTIN.items()]

@@ -1,0 +1,40 @@
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.tables import Artifact, Job
+
+
+def add(session: Session, job: Job) -> Job:
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get(session: Session, tenant_id: str, job_id: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+
+
+def get_for_worker(session: Session, job_id: str, lock: bool = False) -> Job | None:
+    """Workers are handed a job id by the queue and act for whichever tenant owns it."""
+    query = select(Job).where(Job.id == job_id)
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def list_for(session: Session, tenant_id: str, status: str | None, limit: int) -> Sequence[Job]:
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if status:
+        query = query.where(Job.status == status)
+    return session.scalars(query.order_by(Job.created_at.desc()).limit(limit)).all()
+
+
+def artifact(session: Session, job_id: str, kind: str) -> Artifact | None:
+    return session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.kind == kind))
+
+
+def add_artifact(session: Session, artifact: Artifact) -> None:
+    session.add(artifact)
+    session.flush()

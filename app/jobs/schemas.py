@@ -1,0 +1,87 @@
+"""The job spec of the contract, validated strictly: unknown fields and out-of-range numbers are 422s."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Target(Strict):
+    sparsity: float | None = Field(None, gt=0, lt=1, description="fraction of weights (or channels) removed")
+    macs_reduction: float | None = Field(None, gt=0, lt=1)
+    latency_ms: float | None = Field(None, gt=0)
+    device: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Target":
+        given = [k for k in ("sparsity", "macs_reduction", "latency_ms") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of sparsity, macs_reduction, latency_ms")
+        if (self.latency_ms is None) != (self.device is None):
+            raise ValueError("latency_ms and device go together")
+        return self
+
+
+class Schedule(Strict):
+    kind: Literal["one_shot", "polynomial"] = "one_shot"
+    steps: int | None = Field(None, ge=1, le=50, description="rounds of prune -> fine-tune (polynomial)")
+
+
+class Finetune(Strict):
+    epochs: int = Field(2, ge=0, le=200, description="total fine-tuning epochs, spread over the rounds")
+    batch_size: int = Field(64, ge=1, le=4096)
+    learning_rate: float = Field(1e-4, gt=0, le=1)
+
+
+class JobSpec(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model_id": "mdl_...", "dataset_id": "builtin:digits", "target": {"sparsity": 0.5}}]
+        },
+    )
+
+    model_id: str = Field(max_length=64)
+    dataset_id: str | None = Field(None, max_length=64, description="an uploaded dataset's id, or builtin:digits / builtin:har")
+    kind: Literal["prune", "profile"] = "prune"
+    method: Literal["magnitude", "gradient", "activation"] = "magnitude"
+    granularity: Literal["unstructured", "n_of_m", "channel"] = "unstructured"
+    target: Target | None = None
+    schedule: Schedule = Field(default_factory=Schedule)
+    finetune: Finetune = Field(default_factory=Finetune)
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1)
+    max_error_increase: float | None = Field(None, ge=0)
+    quantization: Literal["none", "float16", "dynamic_int8", "int8"] = "none"
+    devices: list[str] = Field(default_factory=lambda: ["host"], max_length=20)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    stage: str | None
+    progress: float
+    attempts: int
+    error: JobError | None
+    result: dict[str, Any] | None
+    model_id: str
+    dataset_id: str | None
+    spec: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+
+
+class JobList(BaseModel):
+    items: list[JobOut]

@@ -1,0 +1,184 @@
+"""Job rules: what may be submitted, and every change of a job's state. The row is the truth."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.datasets import repository as datasets
+from app.db import after_commit
+from app.errors import Conflict, InvalidInput, NotFound
+from app.jobs import repository
+from app.jobs.schemas import JobSpec
+from app.models import repository as models
+from app.queue import RUN_JOB, enqueue
+from app.tables import TERMINAL, Job
+from pruning.datasets import BUILTIN
+
+# What the engine can do today; the rest of the contract's options answer 422 until it can.
+SUPPORTED = {
+    "kind": ("prune",),
+    "method": ("magnitude",),
+    "granularity": ("unstructured",),
+    "target": ("sparsity",),
+    "devices": ("host",),
+}
+
+# Sample shapes of the built-in datasets, to catch a mismatch before a worker is busy with it.
+BUILTIN_SHAPES = {"builtin:digits": [8, 8, 1], "builtin:har": [128, 3]}
+
+
+def _not_yet(field: str, value: Any) -> InvalidInput:
+    return InvalidInput(
+        f"{field} {value!r} is not supported yet; supported: {', '.join(SUPPORTED[field])}", code="not_supported_yet"
+    )
+
+
+def _check_supported(spec: JobSpec) -> None:
+    if spec.kind not in SUPPORTED["kind"]:
+        raise _not_yet("kind", spec.kind)
+    if spec.method not in SUPPORTED["method"]:
+        raise _not_yet("method", spec.method)
+    if spec.granularity not in SUPPORTED["granularity"]:
+        raise _not_yet("granularity", spec.granularity)
+    if spec.target is None:
+        raise InvalidInput("a prune job needs a target, e.g. {\"sparsity\": 0.5}", code="invalid_spec")
+    if spec.target.sparsity is None:
+        raise InvalidInput("only target.sparsity is supported yet", code="not_supported_yet")
+    unknown = [d for d in spec.devices if d not in SUPPORTED["devices"]]
+    if unknown:
+        raise InvalidInput(f"unknown device(s): {', '.join(unknown)}; see GET /v1/devices", code="unknown_device")
+
+
+def _sample_shape(session: Session, tenant_id: str, dataset_id: str) -> tuple[list[Any], str | None]:
+    if dataset_id.startswith("builtin:"):
+        if dataset_id not in BUILTIN:
+            raise NotFound(f"no built-in dataset {dataset_id!r}; choose from {', '.join(BUILTIN)}")
+        return BUILTIN_SHAPES[dataset_id], None
+    dataset = datasets.get(session, tenant_id, dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {dataset_id!r}")
+    return list(dataset.arrays["x_train"]["shape"][1:]), dataset.task
+
+
+def create_job(session: Session, tenant_id: str, spec: JobSpec) -> Job:
+    """Record a queued job; its task is sent only once the row is committed."""
+    _check_supported(spec)
+    model = models.get(session, tenant_id, spec.model_id)
+    if model is None:
+        raise NotFound(f"no model {spec.model_id!r}")
+    if model.format == "tflite":
+        raise InvalidInput("a .tflite model cannot be pruned: upload the Keras model", code="unsupported_model")
+    if spec.dataset_id is None:
+        raise InvalidInput("a prune job needs a dataset_id (or builtin:digits / builtin:har)", code="invalid_spec")
+    shape, task = _sample_shape(session, tenant_id, spec.dataset_id)
+    if model.input_shape and list(model.input_shape[1:]) != shape and None not in model.input_shape[1:]:
+        raise InvalidInput(
+            f"the model takes samples of shape {model.input_shape[1:]}, the dataset has {shape}", code="data_mismatch"
+        )
+    if task == "regression" and spec.max_accuracy_drop is not None:
+        raise InvalidInput("a regression dataset is guarded by max_error_increase", code="invalid_spec")
+    job = repository.add(
+        session,
+        Job(
+            tenant_id=tenant_id,
+            model_id=model.id,
+            dataset_id=spec.dataset_id,
+            kind=spec.kind,
+            spec=spec.model_dump(mode="json", exclude_none=True),
+        ),
+    )
+    job_id = job.id
+    after_commit(session, lambda: enqueue(RUN_JOB, job_id))
+    return job
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    job = repository.get(session, tenant_id, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+def request_cancel(session: Session, tenant_id: str, job_id: str) -> Job:
+    """A queued job is cancelled now; a running one stops at its next step."""
+    job = get_job(session, tenant_id, job_id)
+    if job.status in TERMINAL:
+        raise Conflict(f"job {job_id} has already {job.status}", code="job_finished")
+    job.cancel_requested_at = datetime.now(UTC)
+    if job.status == "queued":
+        _finish(job, "cancelled")
+    return job
+
+
+def to_out(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": round(job.progress, 4),
+        "attempts": job.attempts,
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "result": job.result,
+        "model_id": job.model_id,
+        "dataset_id": job.dataset_id,
+        "spec": job.spec,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "cancel_requested": job.cancel_requested_at is not None,
+    }
+
+
+# Worker-side transitions -------------------------------------------------------------
+
+
+def _finish(job: Job, status: str) -> None:
+    job.status = status
+    job.finished_at = datetime.now(UTC)
+
+
+def start(session: Session, job_id: str) -> Job | None:
+    """Mark the job running; None if it is gone, already finished, or was cancelled while queued."""
+    job = repository.get_for_worker(session, job_id, lock=True)
+    if job is None or job.status in TERMINAL:
+        return None
+    if job.cancel_requested_at is not None:
+        _finish(job, "cancelled")
+        return None
+    job.status = "running"
+    job.attempts += 1
+    job.stage = "loading"
+    job.progress = 0.0
+    job.started_at = job.started_at or datetime.now(UTC)
+    return job
+
+
+def record_progress(session: Session, job_id: str, stage: str, progress: float) -> bool:
+    """Store the stage and progress; returns True when the caller asked to cancel."""
+    job = repository.get_for_worker(session, job_id)
+    if job is None:
+        return True
+    job.stage, job.progress = stage, progress
+    return job.cancel_requested_at is not None
+
+
+def succeed(session: Session, job_id: str, result: dict[str, Any]) -> None:
+    job = repository.get_for_worker(session, job_id)
+    if job is not None:
+        job.result, job.progress = result, 1.0
+        _finish(job, "succeeded")
+
+
+def fail(session: Session, job_id: str, code: str, message: str) -> None:
+    job = repository.get_for_worker(session, job_id)
+    if job is not None and job.status not in TERMINAL:
+        job.error_code, job.error_message = code, message[:2000]
+        _finish(job, "failed")
+
+
+def mark_cancelled(session: Session, job_id: str) -> None:
+    job = repository.get_for_worker(session, job_id)
+    if job is not None and job.status not in TERMINAL:
+        _finish(job, "cancelled")

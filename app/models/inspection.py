@@ -1,0 +1,63 @@
+"""Reading an uploaded model's shape and size in a sandboxed subprocess (never TensorFlow in the API)."""
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from app.errors import InvalidInput
+
+# The child gets no database, broker or storage credentials: only what Python and TF need.
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+class InspectionError(Exception):
+    pass
+
+
+def _limits() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
+    """Params and shapes of the model at `path`; `InvalidInput` if it does not load."""
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    with tempfile.TemporaryDirectory(prefix="shears-inspect-") as scratch:
+        env["HOME"] = env["TMPDIR"] = scratch
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pruning.inspect",
+            str(path),
+            cwd=scratch,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_limits,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise InvalidInput(
+                f"reading the model took longer than {timeout_s:.0f} s", code="model_inspect_timeout"
+            ) from None
+    last = out.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    try:
+        payload = json.loads(last[0])
+    except json.JSONDecodeError:
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        raise InspectionError(f"model inspection crashed (exit {proc.returncode}): {tail[0][:300]}") from None
+    if proc.returncode == 3:
+        raise InvalidInput(payload["message"], code=payload["code"])
+    if proc.returncode != 0:
+        raise InspectionError(f"model inspection exited {proc.returncode}")
+    return dict(payload)

@@ -1,0 +1,74 @@
+"""Model uploads: stream, check the format by content, read shape and size in a subprocess."""
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound, UnsupportedMediaType
+from app.models import repository
+from app.models.inspection import inspect_model
+from app.settings import Settings
+from app.storage import ArtifactStore
+from app.tables import Artifact, Model, new_id
+from app.uploads import check_zip, receive_file
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+KERAS_MEMBERS = ("config.json", "metadata.json")
+
+
+def sniff_model_format(head: bytes) -> str | None:
+    """`keras`, `h5` or `tflite` from the first bytes of the file, whatever its name says."""
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if head.startswith(HDF5_SIGNATURE) or head[512:520] == HDF5_SIGNATURE:
+        return "h5"
+    if head.startswith(b"PK\x03\x04"):
+        return "keras"
+    return None
+
+
+async def upload_model(request: Request, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore) -> Model:
+    upload = await receive_file(request, store, settings.max_upload_bytes)
+    fmt = sniff_model_format(upload.writer.head)
+    if fmt is None:
+        upload.writer.abort()
+        raise UnsupportedMediaType("not a Keras (.keras, .h5) or TensorFlow Lite (.tflite) model file")
+    if fmt == "keras":
+        try:
+            with check_zip(upload.path, max_total=4 * settings.max_upload_bytes) as archive:
+                names = set(archive.namelist())
+        except InvalidInput:
+            upload.writer.abort()
+            raise
+        if not all(member in names for member in KERAS_MEMBERS):
+            upload.writer.abort()
+            raise UnsupportedMediaType("a zip archive, but not a Keras 3 .keras file (no config.json/metadata.json)")
+    model_id = new_id("mdl")
+    stored = upload.writer.commit(f"{tenant_id}/models/{model_id}/model.{fmt}")
+    try:
+        with store.local_copy(stored.key) as path:
+            info = await inspect_model(path, settings.inspect_timeout_s)
+    except BaseException:
+        store.delete(stored.key)
+        raise
+    artifact = Artifact(tenant_id=tenant_id, kind="model", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256)
+    model = Model(
+        id=model_id,
+        tenant_id=tenant_id,
+        filename=upload.filename,
+        format=fmt,
+        sha256=stored.sha256,
+        bytes=stored.bytes,
+        params=info.get("params"),
+        input_shape=info.get("input_shape"),
+        output_shape=info.get("output_shape"),
+        layers=info.get("layers"),
+    )
+    return await run_in_threadpool(repository.add, session, model, artifact)
+
+
+def get_model(session: Session, tenant_id: str, model_id: str) -> Model:
+    model = repository.get(session, tenant_id, model_id)
+    if model is None:
+        raise NotFound(f"no model {model_id!r}")
+    return model

@@ -1,0 +1,138 @@
+"""Streaming multipart uploads: the body goes to the artifact store in chunks, hashed and capped.
+
+Starlette's own form parser would spool the whole file before the endpoint runs; this one
+stops reading as soon as the cap is passed.
+"""
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.storage import ArtifactStore, ArtifactWriter
+
+# Headroom for the multipart framing around the file itself.
+FRAMING_BYTES = 64 * 1024
+
+# Zip archives (.keras, .npz) are opened on the server: refuse ones built to exhaust it.
+ZIP_MAX_MEMBERS = 10_000
+ZIP_MAX_RATIO = 200
+
+
+@dataclass
+class Upload:
+    writer: ArtifactWriter
+    filename: str
+
+    @property
+    def path(self) -> Path:
+        return self.writer.tmp
+
+
+async def receive_file(request: Request, store: ArtifactStore, max_bytes: int, field: str = "file") -> Upload:
+    """Stream the multipart part named `field` into a store writer; the caller commits or aborts it."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise UnsupportedMediaType(
+            f"send the file as multipart/form-data with a `{field}` field (curl -F {field}=@FILE)",
+            code="expected_multipart",
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + FRAMING_BYTES:
+        raise PayloadTooLarge(f"upload of {int(declared)} bytes is over the {max_bytes}-byte limit")
+
+    writer = store.writer()
+    state: dict[str, object] = {"header": b"", "headers": {}, "mine": False, "found": False, "filename": ""}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["header"] = bytes(state["header"]) + data[start:end]  # type: ignore[arg-type]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        headers: dict[bytes, bytes] = state["headers"]  # type: ignore[assignment]
+        name = bytes(state["header"]).lower()  # type: ignore[arg-type]
+        headers[name] = headers.get(name, b"") + data[start:end]
+
+    def on_header_end() -> None:
+        state["header"] = b""
+
+    def on_headers_finished() -> None:
+        headers: dict[bytes, bytes] = state["headers"]  # type: ignore[assignment]
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        mine = disposition.get(b"name") == field.encode() and not state["found"]
+        state["mine"] = mine
+        if mine:
+            state["found"] = True
+            state["filename"] = disposition.get(b"filename", b"").decode("utf-8", "replace")[:255]
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["mine"]:
+            writer.write(data[start:end])
+            if writer.bytes > max_bytes:
+                raise PayloadTooLarge(f"upload is over the {max_bytes}-byte limit")
+
+    def on_part_end() -> None:
+        state["mine"] = False
+        state["headers"] = {}
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except PayloadTooLarge:
+        writer.abort()
+        raise
+    except Exception as exc:  # the multipart parser raises on malformed framing
+        writer.abort()
+        raise InvalidInput(f"malformed multipart body: {exc}", code="malformed_upload") from exc
+    if not state["found"]:
+        writer.abort()
+        raise InvalidInput(f"no `{field}` field in the upload (curl -F {field}=@FILE)", code="missing_file")
+    if writer.bytes == 0:
+        writer.abort()
+        raise InvalidInput("the uploaded file is empty", code="empty_file")
+    return Upload(writer=writer, filename=str(state["filename"]) or "upload")
+
+
+def check_zip(path: Path, max_total: int) -> zipfile.ZipFile:
+    """Open a zip archive the client sent, refusing bombs, traversal and links."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput(f"the archive is damaged or truncated: {exc}", code="corrupt_archive") from exc
+    members = archive.infolist()
+    if len(members) > ZIP_MAX_MEMBERS:
+        raise InvalidInput(f"the archive has {len(members)} members", code="unsafe_archive")
+    total = 0
+    for info in members:
+        name = info.filename
+        if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
+            raise InvalidInput(f"archive member with an unsafe path: {name!r}", code="unsafe_archive")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise InvalidInput(f"archive member is a link: {name!r}", code="unsafe_archive")
+        total += info.file_size
+        if info.compress_size and info.file_size / info.compress_size > ZIP_MAX_RATIO and info.file_size > 1 << 20:
+            raise InvalidInput(f"archive member {name!r} is compressed {ZIP_MAX_RATIO}x or more", code="unsafe_archive")
+    if total > max_total:
+        raise InvalidInput(f"the archive unpacks to {total} bytes, over the limit", code="unsafe_archive")
+    try:
+        bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InvalidInput(f"the archive is damaged: {exc}", code="corrupt_archive") from exc
+    if bad:
+        raise InvalidInput(f"the archive member {bad!r} is damaged", code="corrupt_archive")
+    return archive

@@ -1,0 +1,157 @@
+"""The `shears` command: server side (serve, worker, db, keys) and local engine use (prune, examples)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """Shears: pruning as a service for on-device AI."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Run only the API (workers run elsewhere).")
+def serve(host: str, port: int, no_worker: bool) -> None:
+    """Run the API, and a Celery worker process beside it."""
+    import uvicorn
+
+    from app.migrate import upgrade
+
+    upgrade()
+    worker = None
+    if not no_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"])
+    try:
+        uvicorn.run("app.api.main:app", host=host, port=port, log_level="info")
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=None, help="Jobs run at once (default SHEARS_WORKER_CONCURRENCY).")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(concurrency: int | None, loglevel: str) -> None:
+    """Run one Celery worker."""
+    from app.settings import get_settings
+    from workers.celery_app import celery_app
+
+    settings = get_settings()
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations (alembic upgrade head)."""
+    from app.migrate import upgrade
+
+    upgrade()
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant name; created if new.")
+def keys_create(tenant: str) -> None:
+    """Print a new API key for TENANT. It is shown once and only its hash is stored."""
+    from app.auth.service import create_key
+    from app.db import session_scope
+    from app.migrate import upgrade
+
+    upgrade()
+    with session_scope() as session:
+        key = create_key(session, tenant)
+    click.echo(key)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["digits-cnn", "har-cnn"]))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def examples(name: str, out: Path) -> None:
+    """Train a small example model on built-in data and save it (seconds, no download)."""
+    from pruning.examples import save_example
+
+    save_example(name, out)
+    click.echo(f"saved {out}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", required=True, help="An .npz file, or builtin:digits / builtin:har.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--method", default="magnitude", show_default=True)
+@click.option("--granularity", default="unstructured", show_default=True)
+@click.option("--sparsity", type=float, default=0.5, show_default=True)
+@click.option("--schedule", type=click.Choice(["one_shot", "polynomial"]), default="one_shot", show_default=True)
+@click.option("--steps", type=int, default=None)
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--learning-rate", type=float, default=1e-4, show_default=True)
+@click.option("--max-accuracy-drop", type=float, default=None)
+@click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
+@click.option("--seed", type=int, default=0, show_default=True)
+def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any) -> None:
+    """Prune MODEL locally with the same engine the workers run."""
+    import shutil
+    import tempfile
+
+    from pruning.datasets import load_builtin, load_npz
+    from pruning.errors import PruningError
+    from pruning.run import run
+    from pruning.spec import PruneSpec
+
+    steps = options.pop("steps")
+    spec = PruneSpec(
+        **options,
+        steps=steps or (5 if options["schedule"] == "polynomial" else 1),
+    )
+    try:
+        dataset = load_builtin(data, seed=spec.seed) if data.startswith("builtin:") else load_npz(Path(data))
+        with tempfile.TemporaryDirectory(prefix="shears-prune-") as tmp:
+            result = run(model, dataset, spec, Path(tmp), lambda stage, f: click.echo(f"{stage:<11} {f:6.1%}", err=True))
+            shutil.copyfile(result.tflite_path, out)
+    except PruningError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    if report:
+        report.write_text(json.dumps(result.report, indent=2))
+    acc = result.report["accuracy"]
+    click.echo(
+        f"{out}: {acc['metric']} {acc['before']:.4f} -> {acc['after']:.4f}, "
+        f"sparsity {result.report['sparsity']['overall']:.3f}, {result.report['size']['tflite_gzip_bytes']} bytes gzipped"
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()
