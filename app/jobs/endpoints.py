@@ -64,3 +64,12 @@ def download_model(job_id: str, session: SessionDep, tenant: CurrentTenant, stor
 )
 def download_report(job_id: str, session: SessionDep, tenant: CurrentTenant, store: StoreDep) -> Response:
     return _artifact_response(session, tenant.id, job_id, "report.json", "application/json", store)
+
+
+@router.get(
+    "/{job_id}/model.keras",
+    responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}, "description": "the pruned Keras model"}},
+    response_class=Response,
+)
+def download_keras(job_id: str, session: SessionDep, tenant: CurrentTenant, store: StoreDep) -> Response:
+    return _artifact_response(session, tenant.id, job_id, "model.keras", "application/octet-stream", store)

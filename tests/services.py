@@ -1,0 +1,147 @@
+"""Real servers for tests: uvicorn on a free loopback port and a Celery worker, as subprocesses."""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+PG_ADMIN_URL = os.environ.get("SHEARS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SHEARS_TEST_REDIS", "redis://127.0.0.1:6379")
+# .ci/run sets this: a missing PostgreSQL or Redis then fails the run instead of skipping.
+REQUIRE_SERVICES = os.environ.get("SHEARS_TEST_REQUIRE_SERVICES") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_missing(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({exc})"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + "; SHEARS_TEST_REQUIRE_SERVICES=1 so this is a failure")
+    pytest.skip(message)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test session; dropped afterwards."""
+    import psycopg
+
+    name = f"shears_t_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception as exc:  # noqa: BLE001 - any connection failure means the same here
+        service_missing("PostgreSQL", exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def redis_broker() -> Iterator[str]:
+    """A Redis database number of its own, emptied before and after."""
+    import redis
+
+    url = f"{REDIS_URL}/{7 + secrets.randbelow(8)}"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.flushdb()
+    except Exception as exc:  # noqa: BLE001
+        service_missing("Redis", exc)
+    try:
+        yield url
+    finally:
+        client.flushdb()
+
+
+class Service:
+    """The API and one worker, started the way `shears serve` starts them."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "SHEARS_DATA_DIR": str(root), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "shears.cli", *args], env=self.env, capture_output=True, check=True, timeout=120
+        )
+        return out.stdout.decode().strip()
+
+    def start(self, worker: bool = True) -> "Service":
+        self.cli("db", "upgrade")
+        log = (self.root / "api.log").open("wb")
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "app.api.main:app", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        if worker:
+            self.start_worker()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"API did not start; see {self.root / 'api.log'}")
+
+    def start_worker(self) -> None:
+        log = (self.root / f"worker{len(self.procs)}.log").open("wb")
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "shears.cli", "worker", "--loglevel", "info"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def new_key(self, tenant: str | None = None) -> str:
+        return self.cli("keys", "create", "--tenant", tenant or f"t-{secrets.token_hex(4)}")
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return dict(job)
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} did not finish in {timeout} s: {job}")
