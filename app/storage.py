@@ -54,6 +54,10 @@ class ArtifactWriter:
         self._hash.update(chunk)
         self.bytes += len(chunk)
 
+    def close(self) -> None:
+        """Finish writing: the bytes are then complete at `tmp` for checks before `commit`."""
+        self._file.close()
+
     def commit(self, key: str) -> Stored:
         self._file.close()
         final = self.store.local_path(key)

@@ -105,6 +105,7 @@ async def receive_file(request: Request, store: ArtifactStore, max_bytes: int, f
     if writer.bytes == 0:
         writer.abort()
         raise InvalidInput("the uploaded file is empty", code="empty_file")
+    writer.close()
     return Upload(writer=writer, filename=str(state["filename"]) or "upload")
 
 
