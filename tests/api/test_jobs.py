@@ -1,0 +1,99 @@
+"""Job submission: strict specs, clear 4xx errors, and failed jobs that say why."""
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.test_auth_and_tenancy import _assert_error
+from tests.services import Service, wait_for_job
+
+
+@pytest.fixture(scope="module")
+def model_id(embedded: Service, key: str, digits_model: Path) -> str:
+    with embedded.client(key) as c, digits_model.open("rb") as f:
+        return str(c.post("/v1/models", files={"file": ("m.keras", f)}).json()["id"])
+
+
+def _spec(model_id: str, **changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"model_id": model_id, "dataset_id": "builtin:digits", "target": {"sparsity": 0.5}}
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"colour": "red"}, "invalid_request"),
+        ({"target": {"sparsity": 1.5}}, "invalid_request"),
+        ({"target": {"sparsity": 0.5, "macs_reduction": 0.5}}, "invalid_request"),
+        ({"finetune": {"epochs": -1}}, "invalid_request"),
+        ({"finetune": {"epochs": 1, "batch_size": 64, "lr": 0.1}}, "invalid_request"),
+        ({"quantization": "int4"}, "invalid_request"),
+        ({"devices": ["toaster-9000"]}, "unknown_device"),
+        ({"method": "gradient"}, "not_supported_yet"),
+        ({"granularity": "channel"}, "not_supported_yet"),
+        ({"target": {"latency_ms": 5, "device": "host"}}, "not_supported_yet"),
+        ({"dataset_id": "builtin:har"}, "data_mismatch"),
+        ({"target": None}, "invalid_spec"),
+    ],
+)
+def test_bad_specs_are_422(embedded: Service, key: str, model_id: str, changes: dict[str, Any], code: str) -> None:
+    with embedded.client(key) as c:
+        _assert_error(c.post("/v1/jobs", json=_spec(model_id, **changes)), 422, code)
+
+
+def test_unknown_ids_are_404(embedded: Service, key: str, model_id: str) -> None:
+    with embedded.client(key) as c:
+        _assert_error(c.post("/v1/jobs", json=_spec("mdl_nope")), 404)
+        _assert_error(c.post("/v1/jobs", json=_spec(model_id, dataset_id="ds_nope")), 404)
+        _assert_error(c.post("/v1/jobs", json=_spec(model_id, dataset_id="builtin:imagenet")), 404)
+        _assert_error(c.get("/v1/jobs/job_nope"), 404)
+        _assert_error(c.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422)
+
+
+def _submit(c: httpx.Client, spec: dict[str, Any]) -> dict[str, Any]:
+    r = c.post("/v1/jobs", json=spec)
+    assert r.status_code == 202, r.text
+    return dict(r.json())
+
+
+def test_results_before_success_are_409_and_cancel_of_queued_job(embedded: Service, key: str, model_id: str) -> None:
+    # No worker serves this tenant's job before we cancel it: cancel right after submit.
+    with embedded.client(key) as c:
+        job = _submit(c, _spec(model_id, finetune={"epochs": 50}))
+        _assert_error(c.get(f"/v1/jobs/{job['id']}/model.tflite"), 409, "job_not_finished")
+        cancelled = c.post(f"/v1/jobs/{job['id']}/cancel").json()
+        assert cancelled["cancel_requested"] is True
+        final = wait_for_job(c, job["id"])
+        assert final["status"] == "cancelled"
+        _assert_error(c.post(f"/v1/jobs/{job['id']}/cancel"), 409, "job_finished")
+        assert [j["id"] for j in c.get("/v1/jobs", params={"status": "cancelled"}).json()["items"]].count(job["id"]) == 1
+
+
+def test_job_whose_model_cannot_be_loaded_fails_with_a_reason(
+    embedded: Service, key: str, digits_model: Path
+) -> None:
+    with embedded.client(key) as c, digits_model.open("rb") as f:
+        model = c.post("/v1/models", files={"file": ("m.keras", f)}).json()
+    # The stored file goes bad after upload (disk fault, bad sync): the job must fail, not hang.
+    (stored,) = (embedded.root / "artifacts").glob(f"*/models/{model['id']}/model.keras")
+    stored.write_bytes(stored.read_bytes()[:1000])
+    with embedded.client(key) as c:
+        job = wait_for_job(c, _submit(c, _spec(model["id"]))["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "model_load_failed"
+    assert "could not be loaded" in job["error"]["message"]
+
+
+def test_job_with_mismatched_labels_fails_with_a_reason(embedded: Service, key: str, tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+    model.save(tmp_path / "four.keras")
+    with embedded.client(key) as c:
+        uploaded = c.post("/v1/models", files={"file": ("four.keras", (tmp_path / "four.keras").read_bytes())}).json()
+        job = wait_for_job(c, _submit(c, _spec(uploaded["id"]))["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "data_mismatch" and "4 outputs" in job["error"]["message"]

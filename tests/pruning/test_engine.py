@@ -1,0 +1,120 @@
+"""The engine on tiny models, without the server: masks, schedules, the guard, reproducibility."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pruning import masks, schedule
+from pruning.datasets import Data, digits, har
+from pruning.errors import PruningError
+from pruning.run import run
+from pruning.spec import PruneSpec
+from pruning.tflite_file import constant_tensors
+
+
+@pytest.fixture(scope="module")
+def small_digits() -> Data:
+    d = digits()
+    return Data(d.x_train[:400], d.y_train[:400], d.x_val, d.y_val, name="digits-small")
+
+
+def test_threshold_mask_prunes_exactly_the_lowest() -> None:
+    scores = np.array([[0.5, 0.1], [0.9, 0.2]])
+    assert masks.threshold_mask(scores, 0.5).tolist() == [[1, 0], [1, 0]]
+    assert masks.threshold_mask(scores, 0.0).sum() == 4
+    assert masks.threshold_mask(np.zeros(10), 0.3).sum() == 7  # ties still give the exact count
+
+
+def test_polynomial_schedule_is_cubic_and_ends_on_target() -> None:
+    plan = schedule.Polynomial(0.8, steps=4)
+    values = [plan(t) for t in range(1, 5)]
+    assert values == pytest.approx([0.8 * (1 - 0.75**3), 0.8 * (1 - 0.5**3), 0.8 * (1 - 0.25**3), 0.8])
+    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    with pytest.raises(ValueError, match="target"):
+        schedule.Polynomial(1.2, steps=3)
+    assert schedule.OneShot(0.5).get_config() == {"kind": "one_shot", "target": 0.5}
+
+
+def test_unstructured_masks_hold_through_finetune_and_export(digits_model: Path, small_digits: Data, tmp_path: Path) -> None:
+    spec = PruneSpec(sparsity=0.7, epochs=2, learning_rate=1e-3, schedule="polynomial", steps=2)
+    result = run(digits_model, small_digits, spec, tmp_path)
+    pruned = keras.saving.load_model(result.keras_path)
+    for variable in masks.prunable_variables(pruned):
+        w = np.asarray(variable)
+        assert np.mean(w == 0) == pytest.approx(0.7, abs=0.01), variable.path
+    # The zeros survive conversion: every kernel in the flatbuffer is ~70% exact zeros.
+    kernels = [v for _, v in constant_tensors(result.tflite_path.read_bytes()) if v.size >= 100]
+    assert kernels and all(np.mean(v == 0) == pytest.approx(0.7, abs=0.01) for v in kernels)
+    report = result.report
+    assert [r["sparsity"] for r in report["schedule"]["rounds"]] == pytest.approx([0.6125, 0.7])
+    assert report["sparsity"]["overall"] == pytest.approx(0.7, abs=0.001)
+    assert report["params"]["nonzero"] < 0.4 * report["params"]["before"]
+    assert report["loss"] == {"name": "sparse_categorical_crossentropy", "source": "model"}
+    assert report["tflite_check"]["agreement"] >= 0.99
+
+
+def test_guard_backs_off_to_the_last_step_that_met_it(digits_model: Path, small_digits: Data, tmp_path: Path) -> None:
+    # 99% sparsity with no fine-tuning destroys the model; a 1-point guard must refuse it.
+    spec = PruneSpec(sparsity=0.99, epochs=0, schedule="polynomial", steps=3, max_accuracy_drop=0.01)
+    report = run(digits_model, small_digits, spec, tmp_path).report
+    guard = report["guard"]
+    assert guard["met"] is False and guard["note"]
+    assert report["accuracy"]["before"] - report["accuracy"]["after"] <= 0.01
+    assert report["sparsity"]["reached"] < 0.99
+    assert report["sparsity"]["reached"] == pytest.approx(
+        [0.0, *[r["sparsity"] for r in report["schedule"]["rounds"]]][guard["backed_off_to_step"]]
+    )
+
+
+def test_same_seed_same_result(digits_model: Path, small_digits: Data, tmp_path: Path) -> None:
+    spec = PruneSpec(sparsity=0.5, epochs=1, learning_rate=1e-3, seed=3)
+    a = run(digits_model, small_digits, spec, tmp_path / "a").report
+    b = run(digits_model, small_digits, spec, tmp_path / "b").report
+    assert a["accuracy"]["after"] == pytest.approx(b["accuracy"]["after"], abs=1e-6)
+    wa = keras.saving.load_model(tmp_path / "a" / "model.keras").get_weights()
+    wb = keras.saving.load_model(tmp_path / "b" / "model.keras").get_weights()
+    assert all(np.array_equal(x == 0, y == 0) for x, y in zip(wa, wb, strict=True))
+
+
+def test_inferred_loss_for_an_uncompiled_logits_model(tmp_path: Path) -> None:
+    data = har(n=300)
+    model = keras.Sequential([keras.Input((128, 3)), keras.layers.Conv1D(4, 5), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(6)])
+    model.save(tmp_path / "logits.keras")
+    report = run(tmp_path / "logits.keras", data, PruneSpec(sparsity=0.5, epochs=1), tmp_path / "out").report
+    assert report["loss"] == {"name": "sparse_categorical_crossentropy (from logits)", "source": "inferred"}
+
+
+def test_regression_uses_mae_and_the_error_guard(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=6) + 70).astype(np.float32)  # e.g. heart rate from six features
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.fit(x[:200], y[:200], epochs=30, verbose=0)
+    model.save(tmp_path / "hr.keras")
+    data = Data(x[:200], y[:200], x[200:], y[200:])
+    report = run(tmp_path / "hr.keras", data, PruneSpec(sparsity=0.3, epochs=1, max_error_increase=100.0), tmp_path / "o").report
+    assert report["task"] == "regression" and report["accuracy"]["metric"] == "mae"
+    assert report["guard"]["metric"] == "mae" and report["guard"]["met"] is True
+
+
+def test_bad_inputs_raise_coded_errors(digits_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(PruningError) as shape:
+        run(digits_model, har(n=50), PruneSpec(), tmp_path)
+    assert shape.value.code == "data_mismatch"
+    with pytest.raises(PruningError) as tfl:
+        run(tmp_path / "x.tflite", digits(), PruneSpec(), tmp_path)
+    assert tfl.value.code == "unsupported_model"
+
+    class Custom(keras.Model):
+        def call(self, x: object) -> object:
+            return x
+
+    sub = Custom()
+    sub(np.zeros((1, 4), np.float32))
+    sub.save(tmp_path / "sub.keras")
+    with pytest.raises(PruningError) as subclassed:
+        run(tmp_path / "sub.keras", digits(), PruneSpec(), tmp_path)
+    assert subclassed.value.code in {"unsupported_model", "model_load_failed"}
