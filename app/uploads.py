@@ -5,7 +5,7 @@ stops reading as soon as the cap is passed.
 """
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -32,6 +32,17 @@ class Upload:
         return self.writer.tmp
 
 
+@dataclass
+class _PartState:
+    """Where the parser is: the headers of the current part, and whether it is the file."""
+
+    header: bytes = b""
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    mine: bool = False
+    found: bool = False
+    filename: str = ""
+
+
 async def receive_file(request: Request, store: ArtifactStore, max_bytes: int, field: str = "file") -> Upload:
     """Stream the multipart part named `field` into a store writer; the caller commits or aborts it."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
@@ -46,37 +57,34 @@ async def receive_file(request: Request, store: ArtifactStore, max_bytes: int, f
         raise PayloadTooLarge(f"upload of {int(declared)} bytes is over the {max_bytes}-byte limit")
 
     writer = store.writer()
-    state: dict[str, object] = {"header": b"", "headers": {}, "mine": False, "found": False, "filename": ""}
+    part = _PartState()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header"] = bytes(state["header"]) + data[start:end]  # type: ignore[arg-type]
+        part.header += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        headers: dict[bytes, bytes] = state["headers"]  # type: ignore[assignment]
-        name = bytes(state["header"]).lower()  # type: ignore[arg-type]
-        headers[name] = headers.get(name, b"") + data[start:end]
+        name = part.header.lower()
+        part.headers[name] = part.headers.get(name, b"") + data[start:end]
 
     def on_header_end() -> None:
-        state["header"] = b""
+        part.header = b""
 
     def on_headers_finished() -> None:
-        headers: dict[bytes, bytes] = state["headers"]  # type: ignore[assignment]
-        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
-        mine = disposition.get(b"name") == field.encode() and not state["found"]
-        state["mine"] = mine
-        if mine:
-            state["found"] = True
-            state["filename"] = disposition.get(b"filename", b"").decode("utf-8", "replace")[:255]
+        _, disposition = parse_options_header(part.headers.get(b"content-disposition", b""))
+        part.mine = disposition.get(b"name") == field.encode() and not part.found
+        if part.mine:
+            part.found = True
+            part.filename = disposition.get(b"filename", b"").decode("utf-8", "replace")[:255]
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["mine"]:
+        if part.mine:
             writer.write(data[start:end])
             if writer.bytes > max_bytes:
                 raise PayloadTooLarge(f"upload is over the {max_bytes}-byte limit")
 
     def on_part_end() -> None:
-        state["mine"] = False
-        state["headers"] = {}
+        part.mine = False
+        part.headers = {}
 
     parser = MultipartParser(
         boundary,
@@ -99,14 +107,14 @@ async def receive_file(request: Request, store: ArtifactStore, max_bytes: int, f
     except Exception as exc:  # the multipart parser raises on malformed framing
         writer.abort()
         raise InvalidInput(f"malformed multipart body: {exc}", code="malformed_upload") from exc
-    if not state["found"]:
+    if not part.found:
         writer.abort()
         raise InvalidInput(f"no `{field}` field in the upload (curl -F {field}=@FILE)", code="missing_file")
     if writer.bytes == 0:
         writer.abort()
         raise InvalidInput("the uploaded file is empty", code="empty_file")
     writer.close()
-    return Upload(writer=writer, filename=str(state["filename"]) or "upload")
+    return Upload(writer=writer, filename=part.filename or "upload")
 
 
 def check_zip(path: Path, max_total: int) -> zipfile.ZipFile:

@@ -149,8 +149,10 @@ def har(n: int = 3000, window: int = 128, rate_hz: float = 50.0, seed: int = 0) 
         a = amp * rng.uniform(0.7, 1.3)
         phase = rng.uniform(0, 2 * np.pi, 3)
         axis_gain = rng.uniform(0.3, 1.0, 3)
-        gait = a * axis_gain[None, :] * (
-            np.sin(2 * np.pi * f * t[:, None] + phase) + 0.4 * np.sin(4 * np.pi * f * t[:, None] + 2 * phase)
+        gait = (
+            a
+            * axis_gain[None, :]
+            * (np.sin(2 * np.pi * f * t[:, None] + phase) + 0.4 * np.sin(4 * np.pi * f * t[:, None] + 2 * phase))
         )
         x[i] = g[None, :] + gait + rng.normal(0, 0.08, (window, 3))
     return _split(x, y.astype(np.int64), "builtin:har", seed=seed)

@@ -42,10 +42,10 @@ def inspect(path: Path) -> dict[str, Any]:
 
 def main() -> int:
     try:
-        print(json.dumps(inspect(Path(sys.argv[1]))))
+        sys.stdout.write(json.dumps(inspect(Path(sys.argv[1]))) + "\n")
         return 0
     except PruningError as exc:
-        print(json.dumps({"code": exc.code, "message": exc.message}))
+        sys.stdout.write(json.dumps({"code": exc.code, "message": exc.message}) + "\n")
         return 3
 
 

@@ -165,7 +165,13 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
         if guard is not None and drop > guard:
             backed_off = True
             break
-        kept = {"step": step, "sparsity": target, "weights": model.get_weights(), "masks": current, "metrics": after_step}
+        kept = {
+            "step": step,
+            "sparsity": target,
+            "weights": model.get_weights(),
+            "masks": current,
+            "metrics": after_step,
+        }
     masks.strip(variables)
     if backed_off:
         model.set_weights(kept["weights"])

@@ -139,16 +139,18 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     try:
         dataset = load_builtin(data, seed=spec.seed) if data.startswith("builtin:") else load_npz(Path(data))
         with tempfile.TemporaryDirectory(prefix="shears-prune-") as tmp:
-            result = run(model, dataset, spec, Path(tmp), lambda stage, f: click.echo(f"{stage:<11} {f:6.1%}", err=True))
+            result = run(
+                model, dataset, spec, Path(tmp), lambda stage, f: click.echo(f"{stage:<11} {f:6.1%}", err=True)
+            )
             shutil.copyfile(result.tflite_path, out)
     except PruningError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     if report:
         report.write_text(json.dumps(result.report, indent=2))
-    acc = result.report["accuracy"]
+    acc, sparsity, size = (result.report[k] for k in ("accuracy", "sparsity", "size"))
     click.echo(
         f"{out}: {acc['metric']} {acc['before']:.4f} -> {acc['after']:.4f}, "
-        f"sparsity {result.report['sparsity']['overall']:.3f}, {result.report['size']['tflite_gzip_bytes']} bytes gzipped"
+        f"sparsity {sparsity['overall']:.3f}, {size['tflite_gzip_bytes']} bytes gzipped"
     )
 
 

@@ -26,7 +26,11 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     with postgres_database() as db_url, redis_broker() as broker_url:
         service = Service(
             tmp_path_factory.mktemp("production"),
-            {"SHEARS_DATABASE_URL": db_url, "SHEARS_BROKER_URL": broker_url, "SHEARS_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)},
+            {
+                "SHEARS_DATABASE_URL": db_url,
+                "SHEARS_BROKER_URL": broker_url,
+                "SHEARS_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            },
         )
         service.start()
         yield service

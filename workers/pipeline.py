@@ -48,7 +48,11 @@ def _load_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> tuple[Path
         model = session.get(Model, job.model_id)
         assert model is not None
         model_artifact = session.get(Artifact, model.artifact_id)
-        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id and not job.dataset_id.startswith("builtin:") else None
+        dataset = (
+            session.get(Dataset, job.dataset_id)
+            if job.dataset_id and not job.dataset_id.startswith("builtin:")
+            else None
+        )
         data_artifact = session.get(Artifact, dataset.artifact_id) if dataset else None
         spec, dataset_id, fmt = dict(job.spec), job.dataset_id, model.format
         model_key = model_artifact.storage_key if model_artifact else None
@@ -103,7 +107,14 @@ def execute(job_id: str) -> None:
         ):
             stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{kind}", path)
             artifacts.append(
-                Artifact(tenant_id=tenant_id, job_id=job_id, kind=kind, storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256)
+                Artifact(
+                    tenant_id=tenant_id,
+                    job_id=job_id,
+                    kind=kind,
+                    storage_key=stored.key,
+                    bytes=stored.bytes,
+                    sha256=stored.sha256,
+                )
             )
         with session_scope() as session:
             for artifact in artifacts:

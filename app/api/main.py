@@ -90,7 +90,9 @@ def create_app() -> FastAPI:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["broker"] = "ok" if broker_reachable() else "unreachable"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+        )
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:

@@ -46,7 +46,9 @@ async def upload_dataset(
         raise
     dataset_id = new_id("ds")
     stored = upload.writer.commit(f"{tenant_id}/datasets/{dataset_id}/data.npz")
-    artifact = Artifact(tenant_id=tenant_id, kind="dataset", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256)
+    artifact = Artifact(
+        tenant_id=tenant_id, kind="dataset", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
+    )
     dataset = Dataset(
         id=dataset_id,
         tenant_id=tenant_id,

@@ -37,7 +37,9 @@ def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
     return service.to_out(service.request_cancel(session, tenant.id, job_id))
 
 
-def _artifact_response(session: SessionDep, tenant_id: str, job_id: str, kind: str, media: str, store: StoreDep) -> Response:
+def _artifact_response(
+    session: SessionDep, tenant_id: str, job_id: str, kind: str, media: str, store: StoreDep
+) -> Response:
     job = service.get_job(session, tenant_id, job_id)
     if job.status != "succeeded":
         raise Conflict(f"job {job_id} is {job.status}; results exist once it has succeeded", code="job_not_finished")

@@ -46,7 +46,9 @@ class JobSpec(Strict):
     )
 
     model_id: str = Field(max_length=64)
-    dataset_id: str | None = Field(None, max_length=64, description="an uploaded dataset's id, or builtin:digits / builtin:har")
+    dataset_id: str | None = Field(
+        None, max_length=64, description="an uploaded dataset's id, or builtin:digits / builtin:har"
+    )
     kind: Literal["prune", "profile"] = "prune"
     method: Literal["magnitude", "gradient", "activation"] = "magnitude"
     granularity: Literal["unstructured", "n_of_m", "channel"] = "unstructured"

@@ -42,7 +42,7 @@ def _check_supported(spec: JobSpec) -> None:
     if spec.granularity not in SUPPORTED["granularity"]:
         raise _not_yet("granularity", spec.granularity)
     if spec.target is None:
-        raise InvalidInput("a prune job needs a target, e.g. {\"sparsity\": 0.5}", code="invalid_spec")
+        raise InvalidInput('a prune job needs a target, e.g. {"sparsity": 0.5}', code="invalid_spec")
     if spec.target.sparsity is None:
         raise InvalidInput("only target.sparsity is supported yet", code="not_supported_yet")
     unknown = [d for d in spec.devices if d not in SUPPORTED["devices"]]

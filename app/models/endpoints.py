@@ -17,7 +17,9 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
     responses=ERRORS,
     openapi_extra=multipart_file("A Keras 3 `.keras`, legacy `.h5` or `.tflite` model"),
 )
-async def upload_model(request: Request, session: SessionDep, tenant: CurrentTenant, settings: SettingsDep, store: StoreDep) -> Any:
+async def upload_model(
+    request: Request, session: SessionDep, tenant: CurrentTenant, settings: SettingsDep, store: StoreDep
+) -> Any:
     """Upload a model; its format is read from its content and its shape and size from loading it."""
     return await service.upload_model(request, session, tenant.id, settings, store)
 

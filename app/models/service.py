@@ -1,8 +1,8 @@
 """Model uploads: stream, check the format by content, read shape and size in a subprocess."""
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound, UnsupportedMediaType
 from app.models import repository
@@ -27,7 +27,9 @@ def sniff_model_format(head: bytes) -> str | None:
     return None
 
 
-async def upload_model(request: Request, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore) -> Model:
+async def upload_model(
+    request: Request, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore
+) -> Model:
     upload = await receive_file(request, store, settings.max_upload_bytes)
     fmt = sniff_model_format(upload.writer.head)
     if fmt is None:
@@ -51,7 +53,9 @@ async def upload_model(request: Request, session: Session, tenant_id: str, setti
     except BaseException:
         store.delete(stored.key)
         raise
-    artifact = Artifact(tenant_id=tenant_id, kind="model", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256)
+    artifact = Artifact(
+        tenant_id=tenant_id, kind="model", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
+    )
     model = Model(
         id=model_id,
         tenant_id=tenant_id,

@@ -10,7 +10,8 @@ from tests.services import Service
 def _assert_error(response: httpx.Response, status: int, code: str | None = None) -> None:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and body["error"]["message"]
+    assert set(body) == {"error"}
+    assert body["error"]["message"]
     if code:
         assert body["error"]["code"] == code
 
@@ -28,7 +29,9 @@ def test_keys_are_stored_only_as_hashes(embedded: Service, key: str) -> None:
 
     with sqlite3.connect(embedded.root / "shears.db") as db:
         stored = [row[0] for row in db.execute("SELECT key_hash FROM api_keys")]
-    assert stored and key not in stored and all(len(h) == 64 for h in stored)
+    assert stored
+    assert key not in stored
+    assert all(len(h) == 64 for h in stored)
 
 
 def test_another_tenants_ids_answer_404(embedded: Service, key: str, digits_model: Path) -> None:
@@ -37,7 +40,12 @@ def test_another_tenants_ids_answer_404(embedded: Service, key: str, digits_mode
             model = a.post("/v1/models", files={"file": ("m.keras", f)}).json()
         job = a.post(
             "/v1/jobs",
-            json={"model_id": model["id"], "dataset_id": "builtin:digits", "target": {"sparsity": 0.3}, "finetune": {"epochs": 0}},
+            json={
+                "model_id": model["id"],
+                "dataset_id": "builtin:digits",
+                "target": {"sparsity": 0.3},
+                "finetune": {"epochs": 0},
+            },
         ).json()
     with embedded.client(embedded.new_key("tenant-b")) as b:
         _assert_error(b.get(f"/v1/models/{model['id']}"), 404, "not_found")
@@ -45,7 +53,9 @@ def test_another_tenants_ids_answer_404(embedded: Service, key: str, digits_mode
         _assert_error(b.get(f"/v1/jobs/{job['id']}/model.tflite"), 404)
         _assert_error(b.post(f"/v1/jobs/{job['id']}/cancel"), 404)
         _assert_error(
-            b.post("/v1/jobs", json={"model_id": model["id"], "dataset_id": "builtin:digits", "target": {"sparsity": 0.5}}),
+            b.post(
+                "/v1/jobs", json={"model_id": model["id"], "dataset_id": "builtin:digits", "target": {"sparsity": 0.5}}
+            ),
             404,
         )
         assert b.get("/v1/jobs").json()["items"] == []
@@ -56,6 +66,7 @@ def test_health_readiness_and_metrics(embedded: Service) -> None:
     with embedded.client() as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
         assert "shears_http_requests_total" in c.get("/metrics").text
         _assert_error(c.get("/no/such/route"), 404)

@@ -69,12 +69,12 @@ def test_results_before_success_are_409_and_cancel_of_queued_job(embedded: Servi
         final = wait_for_job(c, job["id"])
         assert final["status"] == "cancelled"
         _assert_error(c.post(f"/v1/jobs/{job['id']}/cancel"), 409, "job_finished")
-        assert [j["id"] for j in c.get("/v1/jobs", params={"status": "cancelled"}).json()["items"]].count(job["id"]) == 1
+        assert [j["id"] for j in c.get("/v1/jobs", params={"status": "cancelled"}).json()["items"]].count(
+            job["id"]
+        ) == 1
 
 
-def test_job_whose_model_cannot_be_loaded_fails_with_a_reason(
-    embedded: Service, key: str, digits_model: Path
-) -> None:
+def test_job_whose_model_cannot_be_loaded_fails_with_a_reason(embedded: Service, key: str, digits_model: Path) -> None:
     with embedded.client(key) as c, digits_model.open("rb") as f:
         model = c.post("/v1/models", files={"file": ("m.keras", f)}).json()
     # The stored file goes bad after upload (disk fault, bad sync): the job must fail, not hang.
@@ -90,10 +90,13 @@ def test_job_whose_model_cannot_be_loaded_fails_with_a_reason(
 def test_job_with_mismatched_labels_fails_with_a_reason(embedded: Service, key: str, tmp_path: Path) -> None:
     import keras
 
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")]
+    )
     model.save(tmp_path / "four.keras")
     with embedded.client(key) as c:
         uploaded = c.post("/v1/models", files={"file": ("four.keras", (tmp_path / "four.keras").read_bytes())}).json()
         job = wait_for_job(c, _submit(c, _spec(uploaded["id"]))["id"])
     assert job["status"] == "failed"
-    assert job["error"]["code"] == "data_mismatch" and "4 outputs" in job["error"]["message"]
+    assert job["error"]["code"] == "data_mismatch"
+    assert "4 outputs" in job["error"]["message"]

@@ -22,7 +22,8 @@ def test_model_upload_is_hashed_and_described(embedded: Service, key: str, digit
     body = r.json()
     assert body["sha256"] == hashlib.sha256(digits_model.read_bytes()).hexdigest()
     assert body["bytes"] == digits_model.stat().st_size
-    assert body["format"] == "keras" and body["layers"] == 6
+    assert body["format"] == "keras"
+    assert body["layers"] == 6
     with embedded.client(key) as c:
         assert c.get(f"/v1/models/{body['id']}").json() == body
 
@@ -40,9 +41,12 @@ def test_h5_and_tflite_uploads(embedded: Service, key: str, tmp_path: Path) -> N
         h5 = c.post("/v1/models", files={"file": ("m.h5", (tmp_path / "m.h5").read_bytes())})
         tfl = c.post("/v1/models", files={"file": ("m.bin", (tmp_path / "m.bin").read_bytes())})
     assert h5.status_code == 201, h5.text
-    assert h5.json()["format"] == "h5" and h5.json()["params"] == 15
+    assert h5.json()["format"] == "h5"
+    assert h5.json()["params"] == 15
     assert tfl.status_code == 201, tfl.text
-    assert tfl.json()["format"] == "tflite" and tfl.json()["params"] == 15 and tfl.json()["input_shape"] == [None, 4]
+    assert tfl.json()["format"] == "tflite"
+    assert tfl.json()["params"] == 15
+    assert tfl.json()["input_shape"] == [None, 4]
 
 
 def test_not_a_model_is_415(embedded: Service, key: str) -> None:
@@ -67,7 +71,9 @@ def test_keras_file_that_does_not_load_is_422(embedded: Service, key: str, digit
     with zipfile.ZipFile(digits_model) as src, zipfile.ZipFile(broken, "w") as dst:
         for info in src.infolist():
             payload = src.read(info)
-            dst.writestr(info, b'{"class_name": "NoSuchLayer", "config": {}}' if info.filename == "config.json" else payload)
+            dst.writestr(
+                info, b'{"class_name": "NoSuchLayer", "config": {}}' if info.filename == "config.json" else payload
+            )
     with embedded.client(key) as c:
         _assert_error(c.post("/v1/models", files={"file": ("m.keras", broken.getvalue())}), 422, "model_load_failed")
 

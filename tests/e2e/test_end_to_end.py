@@ -38,7 +38,9 @@ def test_prune_job_end_to_end(service: Service, digits_model: Path, tmp_path: Pa
         assert submitted.json()["status"] == "queued"
         job = wait_for_job(client, submitted.json()["id"])
         assert job["status"] == "succeeded", job
-        assert job["attempts"] == 1 and job["progress"] == 1.0 and job["stage"] == "profiling"
+        assert job["attempts"] == 1
+        assert job["progress"] == 1.0
+        assert job["stage"] == "profiling"
 
         tflite = client.get(f"/v1/jobs/{job['id']}/model.tflite")
         assert tflite.status_code == 200
@@ -54,12 +56,14 @@ def test_prune_job_end_to_end(service: Service, digits_model: Path, tmp_path: Pa
     assert zero_fraction(tflite.content) >= 0.45
 
     assert report["sparsity"]["overall"] == pytest.approx(0.5, abs=0.01)
-    assert report["accuracy"]["metric"] == "accuracy" and report["accuracy"]["split"] == "val"
+    assert report["accuracy"]["metric"] == "accuracy"
+    assert report["accuracy"]["split"] == "val"
     assert report["accuracy"]["before"] > 0.8
     assert report["accuracy"]["before"] - report["accuracy"]["after"] < 0.05
     assert report["size"]["tflite_bytes"] == len(tflite.content)
     assert report["size"]["tflite_gzip_bytes"] < report["baseline"]["size"]["tflite_gzip_bytes"]
     (host,) = report["latency"]
-    assert host["device"] == "host" and host["measured_ms"] > 0
+    assert host["device"] == "host"
+    assert host["measured_ms"] > 0
     assert "estimate_ms" not in host  # not estimated yet: absent, not faked
     assert job["result"]["accuracy"] == report["accuracy"]

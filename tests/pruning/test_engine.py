@@ -37,7 +37,9 @@ def test_polynomial_schedule_is_cubic_and_ends_on_target() -> None:
     assert schedule.OneShot(0.5).get_config() == {"kind": "one_shot", "target": 0.5}
 
 
-def test_unstructured_masks_hold_through_finetune_and_export(digits_model: Path, small_digits: Data, tmp_path: Path) -> None:
+def test_unstructured_masks_hold_through_finetune_and_export(
+    digits_model: Path, small_digits: Data, tmp_path: Path
+) -> None:
     spec = PruneSpec(sparsity=0.7, epochs=2, learning_rate=1e-3, schedule="polynomial", steps=2)
     result = run(digits_model, small_digits, spec, tmp_path)
     pruned = keras.saving.load_model(result.keras_path)
@@ -46,7 +48,8 @@ def test_unstructured_masks_hold_through_finetune_and_export(digits_model: Path,
         assert np.mean(w == 0) == pytest.approx(0.7, abs=0.01), variable.path
     # The zeros survive conversion: every kernel in the flatbuffer is ~70% exact zeros.
     kernels = [v for _, v in constant_tensors(result.tflite_path.read_bytes()) if v.size >= 100]
-    assert kernels and all(np.mean(v == 0) == pytest.approx(0.7, abs=0.01) for v in kernels)
+    assert kernels
+    assert all(np.mean(v == 0) == pytest.approx(0.7, abs=0.01) for v in kernels)
     report = result.report
     assert [r["sparsity"] for r in report["schedule"]["rounds"]] == pytest.approx([0.6125, 0.7])
     assert report["sparsity"]["overall"] == pytest.approx(0.7, abs=0.001)
@@ -60,7 +63,8 @@ def test_guard_backs_off_to_the_last_step_that_met_it(digits_model: Path, small_
     spec = PruneSpec(sparsity=0.99, epochs=0, schedule="polynomial", steps=3, max_accuracy_drop=0.01)
     report = run(digits_model, small_digits, spec, tmp_path).report
     guard = report["guard"]
-    assert guard["met"] is False and guard["note"]
+    assert guard["met"] is False
+    assert guard["note"]
     assert report["accuracy"]["before"] - report["accuracy"]["after"] <= 0.01
     assert report["sparsity"]["reached"] < 0.99
     assert report["sparsity"]["reached"] == pytest.approx(
@@ -80,7 +84,9 @@ def test_same_seed_same_result(digits_model: Path, small_digits: Data, tmp_path:
 
 def test_inferred_loss_for_an_uncompiled_logits_model(tmp_path: Path) -> None:
     data = har(n=300)
-    model = keras.Sequential([keras.Input((128, 3)), keras.layers.Conv1D(4, 5), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(6)])
+    model = keras.Sequential(
+        [keras.Input((128, 3)), keras.layers.Conv1D(4, 5), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(6)]
+    )
     model.save(tmp_path / "logits.keras")
     report = run(tmp_path / "logits.keras", data, PruneSpec(sparsity=0.5, epochs=1), tmp_path / "out").report
     assert report["loss"] == {"name": "sparse_categorical_crossentropy (from logits)", "source": "inferred"}
@@ -95,9 +101,13 @@ def test_regression_uses_mae_and_the_error_guard(tmp_path: Path) -> None:
     model.fit(x[:200], y[:200], epochs=30, verbose=0)
     model.save(tmp_path / "hr.keras")
     data = Data(x[:200], y[:200], x[200:], y[200:])
-    report = run(tmp_path / "hr.keras", data, PruneSpec(sparsity=0.3, epochs=1, max_error_increase=100.0), tmp_path / "o").report
-    assert report["task"] == "regression" and report["accuracy"]["metric"] == "mae"
-    assert report["guard"]["metric"] == "mae" and report["guard"]["met"] is True
+    report = run(
+        tmp_path / "hr.keras", data, PruneSpec(sparsity=0.3, epochs=1, max_error_increase=100.0), tmp_path / "o"
+    ).report
+    assert report["task"] == "regression"
+    assert report["accuracy"]["metric"] == "mae"
+    assert report["guard"]["metric"] == "mae"
+    assert report["guard"]["met"] is True
 
 
 def test_bad_inputs_raise_coded_errors(digits_model: Path, tmp_path: Path) -> None:
