@@ -26,3 +26,9 @@ def upgrade(url: str | None = None) -> None:
 def check(url: str | None = None) -> None:
     """Raise if the tables in code differ from what the migrations build."""
     command.check(alembic_config(url))
+
+
+def ensure_embedded_schema() -> None:
+    """On the embedded default (SQLite), bring the schema up to date; production runs `shears db upgrade`."""
+    if get_settings().resolved_database_url.startswith("sqlite"):
+        upgrade()

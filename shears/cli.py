@@ -24,9 +24,9 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     """Run the API, and a Celery worker process beside it."""
     import uvicorn
 
-    from app.migrate import upgrade
+    from app.migrate import ensure_embedded_schema
 
-    upgrade()
+    ensure_embedded_schema()
     worker = None
     if not no_worker:
         worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"])
@@ -86,9 +86,9 @@ def keys_create(tenant: str) -> None:
     """Print a new API key for TENANT. It is shown once and only its hash is stored."""
     from app.auth.service import create_key
     from app.db import session_scope
-    from app.migrate import upgrade
+    from app.migrate import ensure_embedded_schema
 
-    upgrade()
+    ensure_embedded_schema()
     with session_scope() as session:
         key = create_key(session, tenant)
     click.echo(key)

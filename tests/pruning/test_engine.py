@@ -128,3 +128,21 @@ def test_bad_inputs_raise_coded_errors(digits_model: Path, tmp_path: Path) -> No
     with pytest.raises(PruningError) as subclassed:
         run(tmp_path / "sub.keras", digits(), PruneSpec(), tmp_path)
     assert subclassed.value.code in {"unsupported_model", "model_load_failed"}
+
+
+@pytest.mark.parametrize("quantization", ["float16", "dynamic_int8", "int8"])
+def test_quantized_exports_keep_zeros_and_accuracy(
+    digits_model: Path, small_digits: Data, tmp_path: Path, quantization: str
+) -> None:
+    from pruning.export import interpreter
+
+    report = run(
+        digits_model, small_digits, PruneSpec(sparsity=0.5, epochs=0, quantization=quantization), tmp_path
+    ).report
+    tflite = (tmp_path / "model.tflite").read_bytes()
+    expected_input = np.int8 if quantization == "int8" else np.float32
+    assert interpreter(tflite).get_input_details()[0]["dtype"] == expected_input
+    assert report["accuracy"]["tflite_after"] >= report["accuracy"]["after"] - 0.03
+    float_bytes = 4 * report["params"]["before"]
+    assert report["size"]["tflite_bytes"] < (0.6 if quantization == "float16" else 0.35) * float_bytes
+    assert report["size"]["tflite_gzip_bytes"] < report["baseline"]["size"]["tflite_gzip_bytes"]
