@@ -45,7 +45,7 @@ def output_channels(layer: keras.layers.Layer) -> int | None:
     if hasattr(layer, "filters") and layer.filters:
         return int(layer.filters)
     if isinstance(layer, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
-        return int(layer.depthwise_kernel.shape[-2] * layer.depth_multiplier)
+        return int(layer.kernel.shape[-2] * layer.depth_multiplier)
     return None
 
 
@@ -71,3 +71,31 @@ def count_layers(model: keras.Model) -> list[LayerCount]:
 
 def total_macs(model: keras.Model) -> int:
     return sum(layer_macs(layer) for layer in model.layers)
+
+
+def folded_params(model: keras.Model) -> int:
+    """Parameters once BatchNorm is folded into the layer before it, as the TFLite export does.
+
+    Each weighted layer keeps its kernel and one bias per output channel (its own, or the one
+    a following BatchNorm folds into it); BatchNorm itself adds nothing.
+    """
+    from pruning.graph import ordered_nodes
+
+    nodes = ordered_nodes(model)
+    feeds_bn = {
+        node.inputs[0]._keras_history.operation.name
+        for node in nodes
+        if isinstance(node.layer, keras.layers.BatchNormalization)
+    }
+    total = 0
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if w.path.rsplit("/", 1)[-1].endswith("kernel")]
+        if not kernels:
+            continue
+        total += sum(int(np.prod(k.shape)) for k in kernels)
+        bias = getattr(layer, "bias", None)
+        if bias is not None:
+            total += int(np.prod(bias.shape))
+        elif layer.name in feeds_bn:
+            total += output_channels(layer) or 0
+    return total

@@ -14,12 +14,12 @@ def digits_cnn(seed: int = 0, epochs: int = 30) -> keras.Model:
     model = keras.Sequential(
         [
             keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(64, activation="relu", name="fc"),
+            keras.layers.Dense(10, activation="softmax", name="classes"),
         ],
         name="digits_cnn",
     )
@@ -35,11 +35,11 @@ def har_cnn(seed: int = 0, epochs: int = 10) -> keras.Model:
     model = keras.Sequential(
         [
             keras.Input((128, 3)),
-            keras.layers.Conv1D(16, 5, strides=2, padding="same", activation="relu"),
-            keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu"),
-            keras.layers.GlobalAveragePooling1D(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(6, activation="softmax"),
+            keras.layers.Conv1D(16, 5, strides=2, padding="same", activation="relu", name="conv1"),
+            keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu", name="conv2"),
+            keras.layers.GlobalAveragePooling1D(name="pool"),
+            keras.layers.Dense(32, activation="relu", name="fc"),
+            keras.layers.Dense(6, activation="softmax", name="classes"),
         ],
         name="har_cnn",
     )

@@ -1,7 +1,5 @@
 """Masks: which weights are kept. Thresholding scores is separate from holding masks on a model."""
 
-from collections.abc import Callable
-
 import keras
 import numpy as np
 
@@ -10,10 +8,15 @@ import numpy as np
 PRUNABLE_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
-def prunable_variables(model: keras.Model) -> list[keras.Variable]:
+def prunable_variables(model: keras.Model, depthwise: bool = True) -> list[keras.Variable]:
+    """Kernels of Dense and convolution layers; `depthwise=False` leaves depthwise kernels out."""
     out = []
     for layer in model.layers:
+        if not depthwise and isinstance(layer, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
+            continue
         for attr in PRUNABLE_WEIGHTS:
+            if not depthwise and attr == "depthwise_kernel":
+                continue
             var = getattr(layer, attr, None)
             if isinstance(var, keras.Variable) and var.trainable:
                 out.append(var)
@@ -40,11 +43,37 @@ class MaskConstraint:
         return w * keras.ops.cast(self.mask, w.dtype)
 
 
-def layer_masks(
-    variables: list[keras.Variable], sparsity: float, score: Callable[[np.ndarray], np.ndarray]
-) -> dict[str, np.ndarray]:
+def per_layer_masks(scores: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
     """Per-layer threshold: every prunable kernel gets the same sparsity."""
-    return {v.path: threshold_mask(score(np.asarray(v)), sparsity) for v in variables}
+    return {path: threshold_mask(s, sparsity) for path, s in scores.items()}
+
+
+def global_masks(scores: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
+    """One threshold over all kernels: layers with low scores lose more."""
+    paths = list(scores)
+    flat = threshold_mask(np.concatenate([scores[p].ravel() for p in paths]), sparsity)
+    out, start = {}, 0
+    for p in paths:
+        size = scores[p].size
+        out[p] = flat[start : start + size].reshape(scores[p].shape)
+        start += size
+    return out
+
+
+def n_of_m_mask(scores: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Keep the `n` best of every `m` consecutive weights along the input axis (-2) of a kernel.
+
+    A trailing block shorter than `m` keeps the same share, rounded up.
+    """
+    moved = np.moveaxis(scores, -2, -1)  # (..., out, in)
+    width = moved.shape[-1]
+    mask = np.zeros_like(moved, dtype=np.float32)
+    for start in range(0, width, m):
+        block = moved[..., start : start + m]
+        keep = n if block.shape[-1] == m else -(-n * block.shape[-1] // m)
+        order = np.argsort(-block, axis=-1, kind="stable")[..., :keep]
+        np.put_along_axis(mask[..., start : start + m], order, 1.0, axis=-1)
+    return np.moveaxis(mask, -1, -2)
 
 
 def attach(variables: list[keras.Variable], masks: dict[str, np.ndarray]) -> None:

@@ -11,13 +11,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning import export, host, masks, metrics, schedule, scoring
+from pruning import export, host, metrics, schedule
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
 from pruning.errors import PruningError
 from pruning.finetune import finetune
 from pruning.loading import load_model, resolve_loss
+from pruning.report import agreement, sizes, sparsity_block
 from pruning.spec import PruneSpec
+from pruning.strategies import ChannelPruner, Snapshot, make_pruner
 
 ProgressFn = Callable[[str, float], None]
 
@@ -42,6 +44,8 @@ class Result:
 
 
 class _Stages:
+    """Reports stage and progress, and times each stage."""
+
     def __init__(self, progress: ProgressFn | None) -> None:
         self.progress = progress
         self.timings: dict[str, float] = {}
@@ -50,19 +54,19 @@ class _Stages:
 
     def enter(self, stage: str, within: float = 0.0) -> None:
         now = time.perf_counter()
-        if self._stage is not None and stage != self._stage:
-            self.timings[self._stage] = self.timings.get(self._stage, 0.0) + now - self._since
-            self._since = now
         if stage != self._stage:
-            self._since = now
-        self._stage = stage
+            if self._stage is not None:
+                self.timings[self._stage] = self.timings.get(self._stage, 0.0) + now - self._since
+            self._since, self._stage = now, stage
         if self.progress:
             lo, hi = STAGES[stage]
             self.progress(stage, lo + (hi - lo) * min(max(within, 0.0), 1.0))
 
     def close(self) -> dict[str, float]:
-        if self._stage is not None:
-            self.timings[self._stage] = self.timings.get(self._stage, 0.0) + time.perf_counter() - self._since
+        self.enter(self._stage or "profiling", 1.0)
+        self.timings[self._stage or "profiling"] = (
+            self.timings.get(self._stage or "profiling", 0.0) + time.perf_counter() - self._since
+        )
         return {k: round(v, 3) for k, v in self.timings.items()}
 
 
@@ -95,7 +99,7 @@ def _drop(before: dict[str, Any], after: dict[str, Any], task: str) -> float:
     """How much worse `after` is, in the headline metric's units (positive = worse)."""
     key = metrics.headline(task)
     diff = before["val"][key] - after["val"][key]
-    return diff if task == "classification" else -diff
+    return float(diff if task == "classification" else -diff)
 
 
 def _host_entry(tflite: bytes) -> dict[str, Any]:
@@ -111,11 +115,12 @@ def _host_entry(tflite: bytes) -> dict[str, Any]:
 
 def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: ProgressFn | None = None) -> Result:
     """Prune `model_path` per `spec` on `data`; write the results under `workdir`."""
-    if spec.method not in scoring.METHODS or spec.granularity != "unstructured":
-        raise PruningError("not_implemented", f"{spec.method}/{spec.granularity} pruning is not available yet")
+    import tensorflow as tf
+
     stages = _Stages(progress)
     stages.enter("loading")
     keras.utils.set_random_seed(spec.seed)
+    tf.config.experimental.enable_op_determinism()
     model = load_model(model_path)
     _check_data(model, data)
     task = data.task
@@ -128,22 +133,21 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
     model.save(baseline_keras)
     baseline_tflite = export.to_tflite(model, spec.quantization, data.x_train)
 
-    variables = masks.prunable_variables(model)
-    if not variables:
-        raise PruningError("nothing_to_prune", "the model has no Dense or convolution kernels to prune")
-    plan = schedule.make_schedule(spec.schedule, spec.sparsity, spec.steps)
+    stages.enter("scoring")
+    pruner = make_pruner(model, data, loss, spec)
+    target = spec.target_sparsity
+    if spec.macs_reduction is not None and isinstance(pruner, ChannelPruner):
+        target = pruner.sparsity_for_macs(model, spec.macs_reduction)
+    plan = schedule.make_schedule(spec.schedule if spec.granularity != "n_of_m" else "one_shot", target, spec.steps)
     epochs_per_step = math.ceil(spec.epochs / plan.steps) if spec.epochs else 0
     guard = spec.max_accuracy_drop if task == "classification" else spec.max_error_increase
-    kept = {"step": 0, "sparsity": 0.0, "weights": model.get_weights(), "masks": {}, "metrics": before}
-    steps: list[dict[str, Any]] = []
-    backed_off = False
-    current: dict[str, np.ndarray] = {}
+    kept = Snapshot(0, 0.0, before, pruner.snapshot(model))
+    rounds: list[dict[str, Any]] = []
+    broke_guard = False
     for step in range(1, plan.steps + 1):
-        target = plan(step)
-        stages.enter("scoring", (step - 1) / plan.steps)
-        current = masks.layer_masks(variables, target, scoring.magnitude)
+        sparsity = plan(step)
         stages.enter("pruning", (step - 1) / plan.steps)
-        masks.attach(variables, current)
+        model = pruner.prune(model, sparsity)
         stages.enter("finetuning", (step - 1) / plan.steps)
         losses = finetune(
             model,
@@ -153,30 +157,23 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
             epochs=epochs_per_step,
             batch_size=spec.batch_size,
             learning_rate=spec.learning_rate,
-            variables=variables,
-            masks=current,
+            variables=pruner.variables,
+            masks=pruner.masks,
             on_progress=lambda f, s=step: stages.enter("finetuning", (s - 1 + f) / plan.steps),
         )
         after_step = _evaluate(model, data)
         drop = _drop(before, after_step, task)
-        steps.append(
-            {"step": step, "sparsity": round(target, 6), "train_loss": losses, "val": after_step["val"], "drop": drop}
+        rounds.append(
+            {"step": step, "sparsity": round(sparsity, 6), "train_loss": losses, "val": after_step["val"], "drop": drop}
         )
         if guard is not None and drop > guard:
-            backed_off = True
+            broke_guard = True
             break
-        kept = {
-            "step": step,
-            "sparsity": target,
-            "weights": model.get_weights(),
-            "masks": current,
-            "metrics": after_step,
-        }
-    masks.strip(variables)
-    if backed_off:
-        model.set_weights(kept["weights"])
-    after = kept["metrics"]
-    final_masks: dict[str, np.ndarray] = kept["masks"]
+        kept = Snapshot(step, sparsity, after_step, pruner.snapshot(model))
+    if broke_guard:
+        model = pruner.restore(kept.state)
+    model = pruner.finish(model)
+    after = kept.metrics
 
     stages.enter("converting")
     keras_path = workdir / "model.keras"
@@ -184,18 +181,14 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
     tflite = export.to_tflite(model, spec.quantization, data.x_train)
     tflite_path = workdir / "model.tflite"
     tflite_path.write_bytes(tflite)
-    x_val, y_val = data.x_val, data.y_val
-    tflite_pred = export.predict(tflite, x_val)
-    keras_pred = _predict(model, x_val)
-    tflite_val = metrics.evaluate(tflite_pred, y_val, task)
+    tflite_pred = export.predict(tflite, data.x_val)
+    tflite_val = metrics.evaluate(tflite_pred, data.y_val, task)
 
     stages.enter("profiling")
     latency_pruned = _host_entry(tflite)
     latency_baseline = _host_entry(baseline_tflite)
 
     layers_after = count_layers(model)
-    prunable_total = sum(int(np.size(v)) for v in variables)
-    prunable_zero = sum(int(np.size(m) - np.count_nonzero(m)) for m in final_masks.values())
     headline = metrics.headline(task)
     report: dict[str, Any] = {
         "task": task,
@@ -210,73 +203,41 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
             "tflite_after": tflite_val[headline],
         },
         "metrics": {"before": before, "after": after, "tflite_val": tflite_val},
-        "tflite_check": {
-            "loads": True,
-            "agreement": _agreement(tflite_pred, keras_pred, task),
-        },
+        "tflite_check": {"loads": True, "agreement": agreement(tflite_pred, _predict(model, data.x_val), task)},
         "params": {
             "before": sum(c.params for c in layers_before.values()),
             "after": sum(c.params for c in layers_after),
             "nonzero": sum(c.nonzero for c in layers_after),
         },
         "macs": {"before": macs_before, "after": total_macs(model)},
-        "sparsity": {
-            "target": spec.sparsity,
-            "reached": round(float(kept["sparsity"]), 6),
-            "overall": prunable_zero / prunable_total,
-            "scope": "kernels of Dense and convolution layers",
-            "per_layer": [
-                {
-                    "layer": c.layer,
-                    "kind": c.kind,
-                    "params": c.params,
-                    "nonzero": c.nonzero,
-                    "channels_before": layers_before[c.layer].channels,
-                    "channels_after": c.channels,
-                }
-                for c in layers_after
-            ],
-        },
-        "schedule": {**plan.get_config(), "epochs_per_step": epochs_per_step, "rounds": steps},
+        "sparsity": sparsity_block(layers_before, layers_after, pruner.masks, spec.sparsity, kept.sparsity),
+        "pruning": {"method": spec.method, "granularity": spec.granularity, **pruner.notes},
+        "schedule": {**plan.get_config(), "epochs_per_step": epochs_per_step, "rounds": rounds},
         "guard": {
             "metric": headline,
             "max_drop": guard,
-            "met": not backed_off,
-            "backed_off_to_step": kept["step"] if backed_off else None,
+            "met": not broke_guard,
+            "backed_off_to_step": kept.step if broke_guard else None,
             "note": (
-                f"step {len(steps)} broke the guard; returned the model of step {kept['step']} "
-                f"at sparsity {kept['sparsity']:.3f}"
-                if backed_off
+                f"step {len(rounds)} broke the guard; returned the model of step {kept.step} "
+                f"at sparsity {kept.sparsity:.3f}"
+                if broke_guard
                 else None
             ),
         },
-        "size": _sizes(keras_path, tflite),
+        "size": sizes(keras_path, tflite),
         "latency": [latency_pruned],
         "baseline": {
             "params": sum(c.params for c in layers_before.values()),
             "macs": macs_before,
             "accuracy": before["val"][headline],
-            "size": _sizes(baseline_keras, baseline_tflite),
+            "size": sizes(baseline_keras, baseline_tflite),
             "latency": [latency_baseline],
         },
     }
+    if spec.macs_reduction is not None:
+        report["macs"]["target_reduction"] = spec.macs_reduction
+        report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before
     report["timings_s"] = stages.close()
-    if progress:
-        progress("profiling", 1.0)
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
     return Result(tflite_path=tflite_path, keras_path=keras_path, report=report)
-
-
-def _agreement(a: np.ndarray, b: np.ndarray, task: str) -> float:
-    """Share of samples where the `.tflite` and Keras models agree (same class, or within 1e-3)."""
-    if task == "classification":
-        return float(np.mean(a.argmax(-1) == b.argmax(-1)))
-    return float(np.mean(np.all(np.abs(a - b) <= 1e-3 * np.maximum(1.0, np.abs(b)), axis=-1)))
-
-
-def _sizes(keras_path: Path, tflite: bytes) -> dict[str, int]:
-    return {
-        "keras_bytes": keras_path.stat().st_size,
-        "tflite_bytes": len(tflite),
-        "tflite_gzip_bytes": export.gzip_bytes(tflite),
-    }

@@ -4,13 +4,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
+GRANULARITIES = ("unstructured", "n_of_m", "channel")
 
 
 @dataclass(frozen=True)
 class PruneSpec:
     method: str = "magnitude"
     granularity: str = "unstructured"
-    sparsity: float = 0.5
+    sparsity: float | None = 0.5
+    """Fraction of weights (unstructured) or of channels (channel) removed."""
+    macs_reduction: float | None = None
+    """Alternative target for `channel`: the fraction of multiply-accumulates removed."""
+    scope: str = "per_layer"
+    """Unstructured threshold: `per_layer` (same sparsity everywhere) or `global`."""
+    n: int = 2
+    m: int = 4
     schedule: str = "one_shot"
     steps: int = 1
     epochs: int = 2
@@ -22,17 +30,39 @@ class PruneSpec:
     devices: tuple[str, ...] = field(default=("host",))
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {self.granularity!r}")
+        if self.granularity == "n_of_m" and not 0 < self.n < self.m:
+            raise ValueError(f"N:M needs 0 < n < m, got {self.n}:{self.m}")
+        if self.macs_reduction is not None and self.granularity != "channel":
+            raise ValueError("a macs_reduction target needs channel granularity")
+
+    @property
+    def target_sparsity(self) -> float:
+        """The sparsity the schedule ends on (N:M fixes it at 1 - n/m)."""
+        if self.granularity == "n_of_m":
+            return 1 - self.n / self.m
+        return float(self.sparsity or 0.0)
+
     @classmethod
     def from_job_spec(cls, spec: dict[str, Any]) -> "PruneSpec":
         """Build from the JSON job spec of the API (already validated there)."""
         schedule = spec.get("schedule") or {}
         finetune = spec.get("finetune") or {}
+        target = spec.get("target") or {}
+        n_of_m = spec.get("n_of_m") or {}
+        kind = schedule.get("kind", cls.schedule)
         return cls(
             method=spec.get("method", cls.method),
             granularity=spec.get("granularity", cls.granularity),
-            sparsity=float((spec.get("target") or {}).get("sparsity", cls.sparsity)),
-            schedule=schedule.get("kind", cls.schedule),
-            steps=int(schedule.get("steps", 1 if schedule.get("kind", "one_shot") == "one_shot" else 5)),
+            sparsity=target.get("sparsity"),
+            macs_reduction=target.get("macs_reduction"),
+            scope=spec.get("scope", cls.scope),
+            n=int(n_of_m.get("n", cls.n)),
+            m=int(n_of_m.get("m", cls.m)),
+            schedule=kind,
+            steps=int(schedule.get("steps") or (1 if kind == "one_shot" else 5)),
             epochs=int(finetune.get("epochs", cls.epochs)),
             batch_size=int(finetune.get("batch_size", cls.batch_size)),
             learning_rate=float(finetune.get("learning_rate", cls.learning_rate)),

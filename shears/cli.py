@@ -110,9 +110,17 @@ def examples(name: str, out: Path) -> None:
 @click.option("--data", required=True, help="An .npz file, or builtin:digits / builtin:har.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--method", default="magnitude", show_default=True)
-@click.option("--granularity", default="unstructured", show_default=True)
-@click.option("--sparsity", type=float, default=0.5, show_default=True)
+@click.option(
+    "--method", type=click.Choice(["magnitude", "gradient", "activation"]), default="magnitude", show_default=True
+)
+@click.option(
+    "--granularity", type=click.Choice(["unstructured", "n_of_m", "channel"]), default="unstructured", show_default=True
+)
+@click.option("--sparsity", type=float, default=None, help="Fraction of weights (or channels) to remove [0.5].")
+@click.option("--macs-reduction", type=float, default=None, help="Channel granularity: fraction of MACs to remove.")
+@click.option("--scope", type=click.Choice(["per_layer", "global"]), default="per_layer", show_default=True)
+@click.option("--n", "n", type=int, default=2, show_default=True, help="N of N:M.")
+@click.option("--m", "m", type=int, default=4, show_default=True, help="M of N:M.")
 @click.option("--schedule", type=click.Choice(["one_shot", "polynomial"]), default="one_shot", show_default=True)
 @click.option("--steps", type=int, default=None)
 @click.option("--epochs", type=int, default=2, show_default=True)
@@ -132,10 +140,12 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     from pruning.spec import PruneSpec
 
     steps = options.pop("steps")
-    spec = PruneSpec(
-        **options,
-        steps=steps or (5 if options["schedule"] == "polynomial" else 1),
-    )
+    if options["sparsity"] is None and options["macs_reduction"] is None:
+        options["sparsity"] = 0.5
+    try:
+        spec = PruneSpec(**options, steps=steps or (5 if options["schedule"] == "polynomial" else 1))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         dataset = load_builtin(data, seed=spec.seed) if data.startswith("builtin:") else load_npz(Path(data))
         with tempfile.TemporaryDirectory(prefix="shears-prune-") as tmp:

@@ -37,6 +37,17 @@ class Finetune(Strict):
     learning_rate: float = Field(1e-4, gt=0, le=1)
 
 
+class NofM(Strict):
+    n: int = Field(2, ge=1, le=16)
+    m: int = Field(4, ge=2, le=16)
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> "NofM":
+        if self.n >= self.m:
+            raise ValueError("n must be smaller than m")
+        return self
+
+
 class JobSpec(Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -53,6 +64,10 @@ class JobSpec(Strict):
     method: Literal["magnitude", "gradient", "activation"] = "magnitude"
     granularity: Literal["unstructured", "n_of_m", "channel"] = "unstructured"
     target: Target | None = None
+    scope: Literal["per_layer", "global"] = Field(
+        "per_layer", description="unstructured only: one threshold per layer, or one for the whole model"
+    )
+    n_of_m: NofM | None = Field(None, description="n_of_m only: keep n of every m weights along the input axis")
     schedule: Schedule = Field(default_factory=Schedule)
     finetune: Finetune = Field(default_factory=Finetune)
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)

@@ -18,9 +18,6 @@ from pruning.datasets import BUILTIN
 # What the engine can do today; the rest of the contract's options answer 422 until it can.
 SUPPORTED = {
     "kind": ("prune",),
-    "method": ("magnitude",),
-    "granularity": ("unstructured",),
-    "target": ("sparsity",),
     "devices": ("host",),
 }
 
@@ -37,14 +34,17 @@ def _not_yet(field: str, value: Any) -> InvalidInput:
 def _check_supported(spec: JobSpec) -> None:
     if spec.kind not in SUPPORTED["kind"]:
         raise _not_yet("kind", spec.kind)
-    if spec.method not in SUPPORTED["method"]:
-        raise _not_yet("method", spec.method)
-    if spec.granularity not in SUPPORTED["granularity"]:
-        raise _not_yet("granularity", spec.granularity)
-    if spec.target is None:
+    if spec.granularity == "n_of_m":
+        if spec.target is not None:
+            raise InvalidInput("n_of_m fixes the sparsity at 1 - n/m: give n_of_m, not a target", code="invalid_spec")
+    elif spec.target is None:
         raise InvalidInput('a prune job needs a target, e.g. {"sparsity": 0.5}', code="invalid_spec")
-    if spec.target.sparsity is None:
-        raise InvalidInput("only target.sparsity is supported yet", code="not_supported_yet")
+    elif spec.target.latency_ms is not None:
+        raise InvalidInput("latency_ms targets are not supported yet", code="not_supported_yet")
+    elif spec.target.macs_reduction is not None and spec.granularity != "channel":
+        raise InvalidInput("a macs_reduction target needs granularity channel", code="invalid_spec")
+    if spec.n_of_m is not None and spec.granularity != "n_of_m":
+        raise InvalidInput("n_of_m settings need granularity n_of_m", code="invalid_spec")
     unknown = [d for d in spec.devices if d not in SUPPORTED["devices"]]
     if unknown:
         raise InvalidInput(f"unknown device(s): {', '.join(unknown)}; see GET /v1/devices", code="unknown_device")

@@ -67,3 +67,27 @@ def test_prune_job_end_to_end(service: Service, digits_model: Path, tmp_path: Pa
     assert host["measured_ms"] > 0
     assert "estimate_ms" not in host  # not estimated yet: absent, not faked
     assert job["result"]["accuracy"] == report["accuracy"]
+
+
+def test_channel_job_through_the_service(embedded: Service, digits_model: Path) -> None:
+    from pruning.host import measure_latency
+
+    with embedded.client(embedded.new_key()) as client:
+        with digits_model.open("rb") as f:
+            model = client.post("/v1/models", files={"file": ("model.keras", f)}).json()
+        spec = {
+            "model_id": model["id"],
+            "dataset_id": "builtin:digits",
+            "method": "gradient",
+            "granularity": "channel",
+            "target": {"sparsity": 0.5},
+            "finetune": {"epochs": 3, "learning_rate": 0.001},
+        }
+        job = wait_for_job(client, client.post("/v1/jobs", json=spec).json()["id"])
+        assert job["status"] == "succeeded", job
+        report = client.get(f"/v1/jobs/{job['id']}/report").json()
+        tflite = client.get(f"/v1/jobs/{job['id']}/model.tflite").content
+    assert report["params"]["after"] < 0.5 * report["params"]["before"]
+    assert len(tflite) < 0.5 * report["baseline"]["size"]["tflite_bytes"]
+    assert report["accuracy"]["before"] - report["accuracy"]["after"] < 0.05
+    assert measure_latency(tflite)["measured_ms"] > 0

@@ -1,0 +1,59 @@
+"""The report: every figure for the pruned model and the dense baseline exported the same way."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pruning import export
+from pruning.counting import LayerCount
+
+
+def sizes(keras_path: Path, tflite: bytes) -> dict[str, int]:
+    return {
+        "keras_bytes": keras_path.stat().st_size,
+        "tflite_bytes": len(tflite),
+        "tflite_gzip_bytes": export.gzip_bytes(tflite),
+    }
+
+
+def agreement(a: np.ndarray, b: np.ndarray, task: str) -> float:
+    """Share of samples where the `.tflite` and Keras models agree (same class, or within 1e-3)."""
+    if task == "classification":
+        return float(np.mean(a.argmax(-1) == b.argmax(-1)))
+    return float(np.mean(np.all(np.abs(a - b) <= 1e-3 * np.maximum(1.0, np.abs(b)), axis=-1)))
+
+
+def sparsity_block(
+    before: dict[str, LayerCount],
+    after: list[LayerCount],
+    masks: dict[str, np.ndarray],
+    target: float | None,
+    reached: float,
+) -> dict[str, Any]:
+    """Sparsity over prunable kernels (masked weights), or over channels for channel removal."""
+    kernels_total = sum(m.size for m in masks.values())
+    kernels_zero = sum(int(m.size - np.count_nonzero(m)) for m in masks.values())
+    channels_before = sum(c.channels or 0 for c in before.values())
+    channels_after = sum(c.channels or 0 for c in after)
+    return {
+        "target": target,
+        "reached": round(reached, 6),
+        "overall": kernels_zero / kernels_total
+        if kernels_total
+        else 1 - sum(c.params for c in after) / sum(c.params for c in before.values()),
+        "channels": {"before": channels_before, "after": channels_after},
+        "per_layer": [
+            {
+                "layer": c.layer,
+                "kind": c.kind,
+                "params": c.params,
+                "nonzero": c.nonzero,
+                "channels_before": before[c.layer].channels if c.layer in before else None,
+                "channels_after": c.channels,
+                "macs_before": before[c.layer].macs if c.layer in before else None,
+                "macs_after": c.macs,
+            }
+            for c in after
+        ],
+    }

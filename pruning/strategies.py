@@ -1,0 +1,153 @@
+"""How each granularity prunes a model to a target: masks (unstructured, N:M) or channel removal."""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import keras
+import numpy as np
+
+from pruning import masks, scoring
+from pruning.counting import total_macs
+from pruning.datasets import Data
+from pruning.errors import PruningError
+from pruning.graph import analyse
+from pruning.surgery import remove_channels
+
+
+@dataclass
+class Snapshot:
+    step: int
+    sparsity: float
+    metrics: dict[str, Any]
+    state: Any
+
+
+class Pruner(Protocol):
+    variables: list[keras.Variable]
+    masks: dict[str, np.ndarray]
+    notes: dict[str, Any]
+
+    def prune(self, model: keras.Model, sparsity: float) -> keras.Model: ...
+    def snapshot(self, model: keras.Model) -> Any: ...
+    def restore(self, state: Any) -> keras.Model: ...
+    def finish(self, model: keras.Model) -> keras.Model: ...
+
+
+class MaskPruner:
+    """Zeros weights and holds them at zero: `unstructured` (per-layer or global) or `n_of_m`."""
+
+    def __init__(
+        self, model: keras.Model, data: Data, loss: Any, method: str, granularity: str, scope: str, n: int, m: int
+    ) -> None:
+        self.data, self.loss, self.method = data, loss, method
+        self.granularity, self.scope, self.n, self.m = granularity, scope, n, m
+        # N:M runs along a kernel's input channels; depthwise kernels have no such axis to thin.
+        self.variables = masks.prunable_variables(model, depthwise=granularity != "n_of_m")
+        if not self.variables:
+            raise PruningError("nothing_to_prune", "the model has no Dense or convolution kernels to prune")
+        self.masks: dict[str, np.ndarray] = {}
+        self.notes: dict[str, Any] = (
+            {"scope": scope} if granularity == "unstructured" else {"n": n, "m": m, "axis": "input"}
+        )
+        self.model = model
+
+    def prune(self, model: keras.Model, sparsity: float) -> keras.Model:
+        scores = scoring.weight_scores(
+            self.method, model, self.variables, self.data.x_train, self.data.y_train, self.loss
+        )
+        if self.granularity == "n_of_m":
+            self.masks = {path: masks.n_of_m_mask(s, self.n, self.m) for path, s in scores.items()}
+        elif self.scope == "global":
+            self.masks = masks.global_masks(scores, sparsity)
+        else:
+            self.masks = masks.per_layer_masks(scores, sparsity)
+        masks.attach(self.variables, self.masks)
+        return model
+
+    def snapshot(self, model: keras.Model) -> Any:
+        return model.get_weights(), dict(self.masks)
+
+    def restore(self, state: Any) -> keras.Model:
+        weights, kept = state
+        masks.strip(self.variables)
+        self.model.set_weights(weights)
+        self.masks = kept
+        return self.model
+
+    def finish(self, model: keras.Model) -> keras.Model:
+        masks.strip(self.variables)
+        return model
+
+
+class ChannelPruner:
+    """Removes whole channels and rebuilds a narrower model, group by group."""
+
+    def __init__(self, model: keras.Model, data: Data, loss: Any, method: str) -> None:
+        self.data, self.loss, self.method = data, loss, method
+        graph = analyse(model)
+        self.original = {g.producers[0]: g.size for g in graph.groups.values() if graph.find(g.id) == g.id}
+        self.variables: list[keras.Variable] = []
+        self.masks: dict[str, np.ndarray] = {}
+        self.notes: dict[str, Any] = {
+            "groups": [
+                {"producers": g.producers, "channels": g.size, "prunable": g.frozen is None, "reason": g.frozen}
+                for gid, g in sorted(graph.groups.items())
+                if graph.find(gid) == gid
+            ],
+            "skipped": graph.skipped,
+        }
+        if not graph.prunable():
+            raise PruningError(
+                "nothing_to_prune",
+                "no channel group of this model can be pruned: "
+                + "; ".join(sorted({str(g["reason"]) for g in self.notes["groups"]})),
+            )
+
+    def _scored(self, model: keras.Model) -> tuple[Any, dict[int, np.ndarray]]:
+        graph = analyse(model)
+        return graph, scoring.channel_scores(graph, self.method, self.data.x_train, self.data.y_train, self.loss)
+
+    def _kept(self, graph: Any, scores: dict[int, np.ndarray], sparsity: float) -> dict[int, set[int]]:
+        """Each group keeps its best (1 - sparsity) share of its original channels, at least one."""
+        kept = {}
+        for g in graph.prunable():
+            original = self.original.get(g.producers[0], g.size)
+            keep = min(g.size, max(1, int(round((1 - sparsity) * original))))
+            kept[g.id] = set(np.argsort(-scores[g.id], kind="stable")[:keep].tolist())
+        return kept
+
+    def prune(self, model: keras.Model, sparsity: float) -> keras.Model:
+        graph, scores = self._scored(model)
+        return remove_channels(graph, self._kept(graph, scores, sparsity))
+
+    def sparsity_for_macs(self, model: keras.Model, reduction: float) -> float:
+        """The smallest channel sparsity whose cut removes at least `reduction` of the MACs."""
+        dense = total_macs(model)
+        graph, scores = self._scored(model)
+        lo, hi = 0.0, 0.99
+        if 1 - total_macs(remove_channels(graph, self._kept(graph, scores, hi))) / dense < reduction:
+            raise PruningError("target_unreachable", f"channel pruning cannot remove {reduction:.0%} of the MACs")
+        for _ in range(12):
+            mid = (lo + hi) / 2
+            if 1 - total_macs(remove_channels(graph, self._kept(graph, scores, mid))) / dense >= reduction:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def snapshot(self, model: keras.Model) -> Any:
+        return model
+
+    def restore(self, state: Any) -> keras.Model:
+        return state  # type: ignore[no-any-return]
+
+    def finish(self, model: keras.Model) -> keras.Model:
+        return model
+
+
+def make_pruner(model: keras.Model, data: Data, loss: Any, spec: Any) -> MaskPruner | ChannelPruner:
+    if spec.method not in scoring.METHODS:
+        raise PruningError("invalid_spec", f"unknown method {spec.method!r}; choose from {', '.join(scoring.METHODS)}")
+    if spec.granularity == "channel":
+        return ChannelPruner(model, data, loss, spec.method)
+    return MaskPruner(model, data, loss, spec.method, spec.granularity, spec.scope, spec.n, spec.m)

@@ -1,0 +1,71 @@
+"""Channel removal: rebuild a smaller Keras model that keeps the chosen channels of each group."""
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from pruning.graph import DEPTHWISE, SEPARABLE, ChannelGraph, keep_indices
+
+
+def _take(array: np.ndarray, axis: int, index: list[int] | None) -> np.ndarray:
+    return array if index is None else np.take(array, index, axis=axis)
+
+
+def _sliced_weights(
+    layer: keras.layers.Layer, old: list[np.ndarray], keep_in: list[int] | None, keep_out: list[int] | None
+) -> list[np.ndarray]:
+    if isinstance(layer, SEPARABLE):
+        depthwise, pointwise, *bias = old
+        return [
+            _take(depthwise, -2, keep_in),
+            _take(_take(pointwise, -2, keep_in), -1, keep_out),
+            *[_take(b, 0, keep_out) for b in bias],
+        ]
+    if isinstance(layer, DEPTHWISE):
+        kernel, *bias = old
+        return [_take(kernel, -2, keep_in), *[_take(b, 0, keep_in) for b in bias]]
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [_take(w, 0, keep_in) for w in old]
+    if isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Dense):
+        kernel, *bias = old
+        return [_take(_take(kernel, -2, keep_in), -1, keep_out), *[_take(b, 0, keep_out) for b in bias]]
+    return old
+
+
+def remove_channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> keras.Model:
+    """A new model without the channels that `kept` leaves out (group id -> kept indices)."""
+    model = graph.model
+    new_sizes: dict[str, int] = {}
+    slices: dict[str, tuple[list[int] | None, list[int] | None]] = {}
+    for node in graph.nodes:
+        keep_in = keep_indices(graph.chan(node.inputs[0]), kept) if node.inputs else None
+        keep_out = keep_indices(graph.chan(node.outputs[0]), kept) if node.outputs else None
+        slices[node.layer.name] = (keep_in, keep_out)
+        layer = node.layer
+        if keep_out is not None and (
+            isinstance(layer, SEPARABLE)
+            or isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D)
+            and not isinstance(layer, DEPTHWISE)
+        ):
+            new_sizes[layer.name] = len(keep_out)
+        elif keep_out is not None and isinstance(layer, keras.layers.Dense):
+            new_sizes[layer.name] = len(keep_out)
+
+    config: dict[str, Any] = model.get_config()
+    for entry in config["layers"]:
+        # Shapes come from calling the layers on the new, narrower tensors.
+        entry.pop("build_config", None)
+        cfg = entry["config"]
+        if cfg.get("name") in new_sizes:
+            key = "units" if entry["class_name"] == "Dense" else "filters"
+            cfg[key] = new_sizes[cfg["name"]]
+    rebuilt = type(model).from_config(config)
+    for layer in rebuilt.layers:
+        old_layer = model.get_layer(layer.name)
+        old = [np.asarray(w) for w in old_layer.get_weights()]
+        if not old:
+            continue
+        keep_in, keep_out = slices.get(layer.name, (None, None))
+        layer.set_weights(_sliced_weights(old_layer, old, keep_in, keep_out))
+    return rebuilt

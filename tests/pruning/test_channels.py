@@ -1,0 +1,169 @@
+"""Channel removal on real dependency patterns: the smaller model computes what the original
+computes once the removed channels' contributions are zeroed."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pruning.architectures import ic_resnet8, kws_dscnn
+from pruning.counting import total_macs
+from pruning.datasets import Data, digits, har
+from pruning.errors import PruningError
+from pruning.graph import DEPTHWISE, SEPARABLE, analyse, keep_indices
+from pruning.run import run
+from pruning.spec import PruneSpec
+from pruning.surgery import remove_channels
+
+
+def _randomise(model: keras.Model, seed: int = 0) -> keras.Model:
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        if "moving_variance" in w.path:
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+        else:
+            w.assign(rng.normal(0, 0.3, w.shape).astype("float32"))
+    return model
+
+
+def _zero_removed_inputs(model: keras.Model, kept: dict[int, set[int]]) -> keras.Model:
+    """The original model with the removed channels' contributions to each consumer zeroed."""
+    graph = analyse(model)
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    for node in graph.nodes:
+        layer = node.layer
+        consumer = isinstance(layer, SEPARABLE) or (
+            isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Dense)
+            and not isinstance(layer, DEPTHWISE)
+        )
+        chan = graph.chan(node.inputs[0])
+        keep = keep_indices(chan, kept)
+        if not consumer or chan is None or keep is None:
+            continue
+        drop = sorted(set(range(len(chan))) - set(keep))
+        weights = reference.get_layer(layer.name).get_weights()
+        weights[1 if isinstance(layer, SEPARABLE) else 0][..., drop, :] = 0
+        reference.get_layer(layer.name).set_weights(weights)
+    return reference
+
+
+def _branchy() -> keras.Model:
+    """Residual Add, depthwise, separable, Concatenate, pooling, Flatten -> Dense in one graph."""
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    y = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same", name="residual")(x))
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    a = keras.layers.Conv2D(12, 1)(keras.layers.DepthwiseConv2D(3, padding="same")(x))
+    b = keras.layers.SeparableConv2D(6, 3, padding="same")(x)
+    c = keras.layers.MaxPooling2D()(keras.layers.Concatenate()([a, b]))
+    d = keras.layers.Dense(10, activation="relu")(keras.layers.Flatten()(c))
+    return keras.Model(inputs, keras.layers.Dense(5, name="head")(d))
+
+
+def _conv1d() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((32, 3)),
+            keras.layers.Conv1D(8, 5, padding="same", activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.SeparableConv1D(12, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling1D(),
+            keras.layers.Conv1D(16, 3),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(4),
+        ]
+    )
+
+
+CASES = {
+    "branchy": (_branchy, (12, 12, 3)),
+    "conv1d": (_conv1d, (32, 3)),
+    "resnet8": (lambda: ic_resnet8(size=16), (16, 16, 3)),
+    "ds_cnn": (kws_dscnn, (49, 10, 1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_removed_channels_match_zeroed_contributions(case: str) -> None:
+    build, shape = CASES[case]
+    model = _randomise(build())
+    graph = analyse(model)
+    assert graph.prunable(), "nothing prunable found"
+    rng = np.random.default_rng(1)
+    kept = {g.id: set(rng.choice(g.size, max(1, g.size // 2), replace=False).tolist()) for g in graph.prunable()}
+    pruned = remove_channels(graph, kept)
+    assert total_macs(pruned) < 0.6 * total_macs(model)
+    x = rng.normal(size=(4, *shape)).astype("float32")
+    expected = _zero_removed_inputs(model, kept).predict(x, verbose=0)
+    got = pruned.predict(x, verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_groups_follow_the_architecture() -> None:
+    graph = analyse(_branchy())
+    roots = {tuple(g.producers): g for g in graph.groups.values() if graph.find(g.id) == g.id}
+    # The residual Add ties the two convolutions into one group.
+    assert ("residual", "stem") in {tuple(sorted(p)) for p in roots}
+    # The last layer is never pruned.
+    (last,) = [g for p, g in roots.items() if p == ("head",)]
+    assert last.frozen == "feeds the model output"
+
+
+def test_unsupported_layers_are_left_unpruned_with_a_reason() -> None:
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(6, name="before")(inputs)
+    x = keras.layers.Reshape((3, 2), name="reshape")(x)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(4, name="after")(x)))
+    graph = analyse(model)
+    frozen = {g.producers[0]: g.frozen for g in graph.groups.values()}
+    assert "Reshape" in (frozen["before"] or "")
+    assert frozen["after"] is None
+    assert any(s["layer"] == "reshape" for s in graph.skipped)
+
+
+def test_channel_job_makes_a_smaller_faster_model(digits_model: Path, tmp_path: Path) -> None:
+    d = digits()
+    data = Data(d.x_train[:600], d.y_train[:600], d.x_val, d.y_val)
+    report = run(
+        digits_model, data, PruneSpec(granularity="channel", sparsity=0.5, epochs=3, learning_rate=1e-3), tmp_path
+    ).report
+    assert report["params"]["after"] < 0.5 * report["params"]["before"]
+    assert report["macs"]["after"] < 0.5 * report["macs"]["before"]
+    assert report["size"]["tflite_bytes"] < 0.5 * report["baseline"]["size"]["tflite_bytes"]
+    layers = {row["layer"]: row for row in report["sparsity"]["per_layer"]}
+    assert layers["conv1"]["channels_before"] == 16
+    assert layers["conv1"]["channels_after"] == 8
+    assert layers["classes"]["channels_after"] == 10  # the output layer keeps its classes
+    assert report["accuracy"]["before"] - report["accuracy"]["after"] < 0.1
+    assert report["tflite_check"]["agreement"] >= 0.99
+
+
+def test_macs_reduction_target(tmp_path: Path) -> None:
+    from pruning.examples import har_cnn
+
+    har_cnn(epochs=1).save(tmp_path / "har.keras")
+    spec = PruneSpec(granularity="channel", sparsity=None, macs_reduction=0.6, epochs=0)
+    report = run(tmp_path / "har.keras", har(n=400), spec, tmp_path / "out").report
+    assert report["macs"]["reduction"] >= 0.6
+    assert report["macs"]["reduction"] < 0.75
+
+
+def test_subclassed_models_are_refused(tmp_path: Path) -> None:
+    class Net(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = keras.layers.Dense(10)
+
+        def call(self, x: object) -> object:
+            return self.dense(keras.layers.Flatten()(x))
+
+    net = Net()
+    net(np.zeros((1, 8, 8, 1), "float32"))
+    net.save(tmp_path / "net.keras")
+    with pytest.raises(PruningError) as error:
+        run(tmp_path / "net.keras", digits(), PruneSpec(granularity="channel"), tmp_path / "o")
+    assert error.value.code in {"unsupported_model", "model_load_failed"}
