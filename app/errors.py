@@ -40,3 +40,21 @@ class PayloadTooLarge(ShearsError):
 class UnsupportedMediaType(ShearsError):
     status_code = 415
     code = "unsupported_format"
+
+
+class TooManyRequests(ShearsError):
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(ShearsError):
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -11,6 +11,7 @@ from celery import Celery
 from app.settings import Settings, get_settings
 
 RUN_JOB = "jobs.run"
+DELIVER_WEBHOOK = "webhooks.deliver"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -22,6 +22,15 @@ class Settings(BaseSettings):
     """Time allowed to read an uploaded model's shape and size in a subprocess."""
     job_time_limit_s: int = 3600
     worker_concurrency: int = 1
+    quota_running_jobs: int = 2
+    """Jobs one tenant may have running at once; more wait in the queue."""
+    quota_queued_jobs: int = 20
+    """Jobs one tenant may have waiting; a submit past it answers 429."""
+    quota_upload_bytes: int = 20 * 1024**3
+    """Bytes one tenant may keep in uploaded models and datasets."""
+    webhook_allow_private: bool = False
+    """Let `callback_url` reach loopback and private addresses (never link-local or metadata ones)."""
+    webhook_attempts: int = 5
     log_level: str = "info"
 
     @property

@@ -47,6 +47,7 @@ class ArtifactWriter:
         self._hash = hashlib.sha256()
         self.bytes = 0
         self.head = b""
+        self.done = False
 
     def write(self, chunk: bytes) -> None:
         if len(self.head) < 1024:
@@ -54,6 +55,10 @@ class ArtifactWriter:
         self._file.write(chunk)
         self._hash.update(chunk)
         self.bytes += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
 
     def close(self) -> None:
         """Finish writing: the bytes are then complete at `tmp` for checks before `commit`."""
@@ -64,11 +69,15 @@ class ArtifactWriter:
         final = self.store.local_path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp, final)
+        self.done = True
         return Stored(key=key, bytes=self.bytes, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
+        """Drop the bytes; safe to call more than once, and a no-op after `commit`."""
         self._file.close()
-        self.tmp.unlink(missing_ok=True)
+        if not self.done:
+            self.tmp.unlink(missing_ok=True)
+            self.done = True
 
 
 class LocalArtifactStore:

@@ -5,13 +5,19 @@ stops reading as soon as the cap is passed.
 """
 
 import zipfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from app import idempotency, quotas
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.settings import Settings
 from app.storage import ArtifactStore, ArtifactWriter
 
 # Headroom for the multipart framing around the file itself.
@@ -145,3 +151,41 @@ def check_zip(path: Path, max_total: int) -> zipfile.ZipFile:
     if bad:
         raise InvalidInput(f"the archive member {bad!r} is damaged", code="corrupt_archive")
     return archive
+
+
+async def store_upload(
+    request: Request,
+    session: Session,
+    tenant_id: str,
+    settings: Settings,
+    store: ArtifactStore,
+    *,
+    route: str,
+    idempotency_key: str | None,
+    find_existing: Callable[[Session, str, str], Any],
+    create: Callable[[Upload], Awaitable[Any]],
+    serialize: Callable[[Any], dict[str, Any]],
+) -> tuple[int, dict[str, Any]]:
+    """Receive an upload and turn it into a row exactly once.
+
+    A retry with the same `Idempotency-Key` and bytes replays the first response; the same bytes
+    uploaded again return the existing row (200) instead of a copy; past the tenant's upload
+    quota the answer is 429. Returns (status, body).
+    """
+    key = idempotency.check_key(idempotency_key)
+    upload = await receive_file(request, store, settings.max_upload_bytes)
+    digest = upload.writer.sha256
+    try:
+        replayed = await run_in_threadpool(idempotency.replay, session, tenant_id, route, key, digest)
+        if replayed is not None:
+            return replayed.status_code, dict(replayed.response)
+        existing = await run_in_threadpool(find_existing, session, tenant_id, digest)
+        if existing is not None:
+            status, body = 200, serialize(existing)
+        else:
+            await run_in_threadpool(quotas.check_upload, session, tenant_id, upload.writer.bytes, settings)
+            status, body = 201, serialize(await create(upload))
+    finally:
+        upload.writer.abort()
+    await run_in_threadpool(idempotency.remember, session, tenant_id, route, key, digest, status, body)
+    return status, body

@@ -24,12 +24,18 @@ class MaskCheck(keras.callbacks.Callback):
 
 
 class Progress(keras.callbacks.Callback):
-    def __init__(self, report: Callable[[float], None], epochs: int) -> None:
-        super().__init__()
-        self.report, self.epochs = report, max(epochs, 1)
+    """Reports after every batch, so a cancel takes effect within one batch of being seen."""
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.report((epoch + 1) / self.epochs)
+    def __init__(self, report: Callable[[float], None], epochs: int, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.report, self.epochs, self.steps = report, max(epochs, 1), max(steps_per_epoch, 1)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.report((self.epoch + (batch + 1) / self.steps) / self.epochs)
 
 
 def finetune(
@@ -56,6 +62,6 @@ def finetune(
         batch_size=batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs)],
+        callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, -(-len(x) // batch_size))],
     )
     return [float(v) for v in history.history.get("loss", [])]

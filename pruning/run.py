@@ -22,6 +22,7 @@ from pruning.spec import PruneSpec
 from pruning.strategies import ChannelPruner, Snapshot, make_pruner
 
 ProgressFn = Callable[[str, float], None]
+LogFn = Callable[[str], None]
 
 # Where each stage sits on the job's 0..1 progress bar.
 STAGES = {
@@ -86,12 +87,16 @@ def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=256, verbose=0))
 
 
-def _evaluate(model: keras.Model, data: Data) -> dict[str, Any]:
+def _evaluate(model: keras.Model, data: Data, loss: Any) -> dict[str, Any]:
+    """Task metrics and the loss, on the validation split and on the test split when given."""
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
     out = {}
     for split in ("val", "test"):
         xy = data.split(split)
         if xy is not None:
-            out[split] = metrics.evaluate(_predict(model, xy[0]), xy[1], data.task)
+            pred = _predict(model, xy[0])
+            out[split] = metrics.evaluate(pred, xy[1], data.task)
+            out[split]["loss"] = float(np.mean(keras.ops.convert_to_numpy(loss_fn(xy[1], pred))))
     return out
 
 
@@ -113,8 +118,20 @@ def _host_entry(tflite: bytes) -> dict[str, Any]:
     }
 
 
-def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: ProgressFn | None = None) -> Result:
-    """Prune `model_path` per `spec` on `data`; write the results under `workdir`."""
+def run(
+    model_path: Path,
+    data: Data,
+    spec: PruneSpec,
+    workdir: Path,
+    progress: ProgressFn | None = None,
+    log: LogFn | None = None,
+) -> Result:
+    """Prune `model_path` per `spec` on `data`; write the results under `workdir`.
+
+    `progress(stage, fraction)` is called often (after every fine-tuning batch) and may raise to
+    stop the run; `log(message)` gets one line per milestone.
+    """
+    say = log or (lambda _message: None)
     import tensorflow as tf
 
     stages = _Stages(progress)
@@ -125,7 +142,7 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
     _check_data(model, data)
     task = data.task
     loss, loss_name, loss_source = resolve_loss(model, data.y_train, task, _predict(model, data.x_train[:32]))
-    before = _evaluate(model, data)
+    before = _evaluate(model, data, loss)
     layers_before = {c.layer: c for c in count_layers(model)}
     macs_before = total_macs(model)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -161,11 +178,12 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
             masks=pruner.masks,
             on_progress=lambda f, s=step: stages.enter("finetuning", (s - 1 + f) / plan.steps),
         )
-        after_step = _evaluate(model, data)
+        after_step = _evaluate(model, data, loss)
         drop = _drop(before, after_step, task)
         rounds.append(
             {"step": step, "sparsity": round(sparsity, 6), "train_loss": losses, "val": after_step["val"], "drop": drop}
         )
+        say(f"round {step}/{plan.steps}: sparsity {sparsity:.3f}, val {metrics.headline(task)} drop {drop:+.4f}")
         if guard is not None and drop > guard:
             broke_guard = True
             break
@@ -181,12 +199,14 @@ def run(model_path: Path, data: Data, spec: PruneSpec, workdir: Path, progress: 
     tflite = export.to_tflite(model, spec.quantization, data.x_train)
     tflite_path = workdir / "model.tflite"
     tflite_path.write_bytes(tflite)
+    say(f"exported {len(tflite)} bytes ({spec.quantization}); dense baseline {len(baseline_tflite)} bytes")
     tflite_pred = export.predict(tflite, data.x_val)
     tflite_val = metrics.evaluate(tflite_pred, data.y_val, task)
 
     stages.enter("profiling")
     latency_pruned = _host_entry(tflite)
     latency_baseline = _host_entry(baseline_tflite)
+    say(f"host latency {latency_pruned['measured_ms']:.4f} ms (dense {latency_baseline['measured_ms']:.4f} ms)")
 
     layers_after = count_layers(model)
     headline = metrics.headline(task)

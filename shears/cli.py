@@ -164,6 +164,18 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     )
 
 
+def _register_remote() -> None:
+    from shears.remote import remote
+
+    main.add_command(remote)
+
+
+try:
+    _register_remote()
+except ImportError:  # the client is optional while it is being built
+    pass
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     main()

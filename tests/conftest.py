@@ -14,7 +14,9 @@ MAX_UPLOAD = 8 * 1024 * 1024
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The embedded default: SQLite and the filesystem broker under one data folder."""
-    service = Service(tmp_path_factory.mktemp("embedded"), {"SHEARS_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)})
+    # Loopback webhook receivers in the tests need private callback addresses allowed.
+    env = {"SHEARS_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "SHEARS_WEBHOOK_ALLOW_PRIVATE": "true"}
+    service = Service(tmp_path_factory.mktemp("embedded"), env)
     service.start()
     yield service
     service.stop()

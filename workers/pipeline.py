@@ -23,6 +23,10 @@ class Cancelled(Exception):
     pass
 
 
+class WaitForSlot(Exception):
+    """The job's tenant runs as many jobs as its quota allows: try again later."""
+
+
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     """The headline figures a pipeline checks, kept on the job row."""
     base = report["baseline"]
@@ -73,16 +77,22 @@ def _load_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> tuple[Path
 def execute(job_id: str) -> None:
     from pruning.errors import PruningError
 
-    with session_scope() as session:
-        job = service.start(session, job_id)
-        if job is None:
-            log.info("job %s is not runnable (finished, cancelled or gone); skipping", job_id)
-            return
-        tenant_id = job.tenant_id
     settings = get_settings()
+    with session_scope() as session:
+        outcome = service.start(session, job_id, settings)
+        tenant_id = job.tenant_id if (job := repository.get_for_worker(session, job_id)) else ""
+    if outcome == "skip":
+        log.info("job %s is not runnable (finished, cancelled or gone); skipping", job_id)
+        return
+    if outcome == "wait":
+        raise WaitForSlot(job_id)
     store = get_store(settings)
     workdir = Path(tempfile.mkdtemp(prefix=f"shears-{job_id}-"))
     last = [0.0]
+
+    def note(message: str) -> None:
+        with session_scope() as s:
+            service.log(s, job_id, message)
 
     def progress(stage: str, fraction: float) -> None:
         now = time.monotonic()
@@ -98,7 +108,7 @@ def execute(job_id: str) -> None:
         from pruning.spec import PruneSpec
 
         model_path, data, spec = _load_inputs(job_id, store, workdir)
-        result = run(model_path, data, PruneSpec.from_job_spec(spec), workdir / "out", progress)
+        result = run(model_path, data, PruneSpec.from_job_spec(spec), workdir / "out", progress, note)
         artifacts = []
         for kind, path in (
             ("model.tflite", result.tflite_path),

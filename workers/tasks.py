@@ -1,9 +1,27 @@
 """Thin tasks: load a job by id, call the engine, record the result."""
 
+from typing import Any
+
+from app.settings import get_settings
 from workers.celery_app import celery_app
-from workers.pipeline import execute
+from workers.pipeline import WaitForSlot, execute
+from workers.webhooks import deliver
+
+# How long a job whose tenant is at its running-jobs quota waits before it asks again.
+SLOT_RETRY_S = 10
 
 
-@celery_app.task(name="jobs.run", acks_late=True, reject_on_worker_lost=True)
-def run_job(job_id: str) -> None:
-    execute(job_id)
+@celery_app.task(name="jobs.run", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def run_job(self: Any, job_id: str) -> None:
+    try:
+        execute(job_id)
+    except WaitForSlot as exc:
+        raise self.retry(countdown=SLOT_RETRY_S) from exc
+
+
+@celery_app.task(name="webhooks.deliver", bind=True, acks_late=True, max_retries=None)
+def deliver_webhook(self: Any, job_id: str) -> None:
+    """POST the finished job to its callback URL; retry with exponential backoff on failure."""
+    attempts = get_settings().webhook_attempts
+    if not deliver(job_id) and self.request.retries + 1 < attempts:
+        raise self.retry(countdown=2 ** (self.request.retries + 1))

@@ -44,6 +44,9 @@ def create_app() -> FastAPI:
         response = _error(exc.status_code, exc.code, exc.message)
         if exc.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -1,7 +1,9 @@
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
 
+from app import pagination
 from app.api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from app.api.docs import ERRORS, multipart_file
 from app.datasets import repository, service
@@ -14,19 +16,28 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     "",
     status_code=201,
     response_model=DatasetOut,
-    responses=ERRORS,
+    responses={**ERRORS, 200: {"model": DatasetOut, "description": "the same bytes were uploaded before"}},
     openapi_extra=multipart_file("An .npz with x_train, y_train, x_val, y_val (optional x_test, y_test)"),
 )
 async def upload_dataset(
-    request: Request, session: SessionDep, tenant: CurrentTenant, settings: SettingsDep, store: StoreDep
+    request: Request,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    store: StoreDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """Upload a dataset; it is checked from the array headers and never unpickled."""
-    return await service.upload_dataset(request, session, tenant.id, settings, store)
+    status, body = await service.upload_dataset(request, session, tenant.id, settings, store, idempotency_key)
+    return JSONResponse(body, status_code=status)
 
 
 @router.get("", response_model=DatasetList, responses=ERRORS)
-def list_datasets(session: SessionDep, tenant: CurrentTenant, limit: int = Query(50, ge=1, le=500)) -> Any:
-    return {"items": repository.list_for(session, tenant.id, limit), "builtin": service.builtin()}
+def list_datasets(
+    session: SessionDep, tenant: CurrentTenant, cursor: str | None = None, limit: int = Query(50, ge=1, le=500)
+) -> Any:
+    items, next_cursor = pagination.split(repository.list_for(session, tenant.id, cursor, limit), limit)
+    return {"items": items, "next_cursor": next_cursor, "builtin": service.builtin()}
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=ERRORS)

@@ -23,4 +23,5 @@ class BuiltinDataset(BaseModel):
 
 class DatasetList(BaseModel):
     items: list[DatasetOut]
+    next_cursor: str | None
     builtin: list[BuiltinDataset]

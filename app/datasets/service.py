@@ -9,11 +9,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from app.datasets import repository
+from app.datasets.schemas import DatasetOut
 from app.errors import InvalidInput, NotFound, UnsupportedMediaType
 from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Artifact, Dataset, new_id
-from app.uploads import check_zip, receive_file
+from app.uploads import Upload, check_zip, store_upload
 from pruning.datasets import BUILTIN, describe_npz, infer_task
 from pruning.errors import PruningError
 
@@ -32,18 +33,10 @@ def _describe(path: Path, max_total: int) -> tuple[dict[str, Any], str]:
     return arrays, task
 
 
-async def upload_dataset(
-    request: Request, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore
-) -> Dataset:
-    upload = await receive_file(request, store, settings.max_upload_bytes)
+async def _create(upload: Upload, session: Session, tenant_id: str, settings: Settings) -> Dataset:
     if not upload.writer.head.startswith(b"PK\x03\x04"):
-        upload.writer.abort()
         raise UnsupportedMediaType("a dataset must be an .npz file (numpy.savez) with x_train, y_train, x_val, y_val")
-    try:
-        arrays, task = await run_in_threadpool(_describe, upload.path, 4 * settings.max_upload_bytes)
-    except BaseException:
-        upload.writer.abort()
-        raise
+    arrays, task = await run_in_threadpool(_describe, upload.path, 4 * settings.max_upload_bytes)
     dataset_id = new_id("ds")
     stored = upload.writer.commit(f"{tenant_id}/datasets/{dataset_id}/data.npz")
     artifact = Artifact(
@@ -59,6 +52,33 @@ async def upload_dataset(
         task=task,
     )
     return await run_in_threadpool(repository.add, session, dataset, artifact)
+
+
+async def upload_dataset(
+    request: Request,
+    session: Session,
+    tenant_id: str,
+    settings: Settings,
+    store: ArtifactStore,
+    idempotency_key: str | None,
+) -> tuple[int, dict[str, Any]]:
+    """201 with the new dataset; 200 with the existing one when the same bytes were uploaded before."""
+
+    async def create(upload: Upload) -> Dataset:
+        return await _create(upload, session, tenant_id, settings)
+
+    return await store_upload(
+        request,
+        session,
+        tenant_id,
+        settings,
+        store,
+        route="POST /v1/datasets",
+        idempotency_key=idempotency_key,
+        find_existing=repository.by_sha256,
+        create=create,
+        serialize=lambda d: DatasetOut.model_validate(d).model_dump(mode="json"),
+    )
 
 
 def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:

@@ -1,35 +1,130 @@
-from typing import Any, Literal
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import CurrentTenant, SessionDep, StoreDep
-from app.api.docs import ERRORS
+from app import idempotency, pagination
+from app.api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
+from app.api.docs import ERRORS, ErrorResponse
+from app.db import session_scope
 from app.errors import Conflict, NotFound
-from app.jobs import repository, service
-from app.jobs.schemas import JobList, JobOut, JobSpec
+from app.jobs import events, repository, service
+from app.jobs.schemas import DeliveryList, JobList, JobOut, JobSpec
+from app.tables import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+ROUTE_SUBMIT = "POST /v1/jobs"
+EVENT_POLL_S = 0.5
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=ERRORS)
-def submit_job(spec: JobSpec, session: SessionDep, tenant: CurrentTenant) -> Any:
-    """Queue a job; poll `GET /v1/jobs/{id}` until its status is terminal."""
-    return service.to_out(service.create_job(session, tenant.id, spec))
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={**ERRORS, 429: {"model": ErrorResponse, "description": "over the tenant's queue quota"}},
+)
+def submit_job(
+    spec: JobSpec,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """Queue a job; follow it with `GET /v1/jobs/{id}` or `GET /v1/jobs/{id}/events`.
+
+    With an `Idempotency-Key`, a retry with the same body returns the first response.
+    """
+    key = idempotency.check_key(idempotency_key)
+    digest = idempotency.request_hash(spec.model_dump(mode="json"))
+    replayed = idempotency.replay(session, tenant.id, ROUTE_SUBMIT, key, digest)
+    if replayed is not None:
+        return JSONResponse(replayed.response, status_code=replayed.status_code)
+    body = jsonable_encoder(service.to_out(service.create_job(session, tenant.id, spec, settings)))
+    idempotency.remember(session, tenant.id, ROUTE_SUBMIT, key, digest, 202, body)
+    return JSONResponse(body, status_code=202)
 
 
 @router.get("", response_model=JobList, responses=ERRORS)
 def list_jobs(
-    session: SessionDep, tenant: CurrentTenant, status: Status | None = None, limit: int = Query(50, ge=1, le=500)
+    session: SessionDep,
+    tenant: CurrentTenant,
+    status: Status | None = None,
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
 ) -> Any:
-    return {"items": [service.to_out(j) for j in repository.list_for(session, tenant.id, status, limit)]}
+    """The tenant's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    jobs, next_cursor = pagination.split(repository.list_for(session, tenant.id, status, cursor, limit), limit)
+    return {"items": [service.to_out(j) for j in jobs], "next_cursor": next_cursor}
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
 def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
     return service.to_out(service.get_job(session, tenant.id, job_id))
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+    response_class=StreamingResponse,
+)
+async def job_events(
+    job_id: str,
+    request: Request,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> StreamingResponse:
+    """Stage changes, progress, log lines and the final state as Server-Sent Events.
+
+    The history is stored with the job: a late client sees all of it; `Last-Event-ID` resumes.
+    The stream ends after the terminal event.
+    """
+    await run_in_threadpool(service.get_job, session, tenant.id, job_id)
+    return StreamingResponse(
+        _event_stream(request, job_id, last_event_id or 0),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _events_after(job_id: str, last: int) -> list[tuple[int, str, bool]]:
+    with session_scope() as session:
+        return [
+            (e.id, events.sse(e), e.type == "status" and e.data.get("status") in TERMINAL)
+            for e in events.after(session, job_id, last)
+        ]
+
+
+async def _event_stream(request: Request, job_id: str, last: int) -> AsyncIterator[str]:
+    idle = 0.0
+    while True:
+        rows = await run_in_threadpool(_events_after, job_id, last)
+        for event_id, text, terminal in rows:
+            last = event_id
+            yield text
+            if terminal:
+                return
+        if await request.is_disconnected():
+            return
+        idle = 0.0 if rows else idle + EVENT_POLL_S
+        if idle >= 15:
+            idle = 0.0
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(EVENT_POLL_S)
+
+
+@router.get("/{job_id}/deliveries", response_model=DeliveryList, responses=ERRORS)
+def job_deliveries(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
+    """Every attempt to deliver the job's webhook, with its outcome."""
+    service.get_job(session, tenant.id, job_id)
+    return {"items": repository.deliveries(session, job_id)}
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=ERRORS)

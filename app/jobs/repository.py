@@ -3,7 +3,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.tables import Artifact, Job
+from app import pagination
+from app.tables import Artifact, Job, WebhookDelivery
 
 
 def add(session: Session, job: Job) -> Job:
@@ -24,11 +25,22 @@ def get_for_worker(session: Session, job_id: str, lock: bool = False) -> Job | N
     return session.scalar(query)
 
 
-def list_for(session: Session, tenant_id: str, status: str | None, limit: int) -> Sequence[Job]:
+def list_for(session: Session, tenant_id: str, status: str | None, cursor: str | None, limit: int) -> Sequence[Job]:
     query = select(Job).where(Job.tenant_id == tenant_id)
     if status:
         query = query.where(Job.status == status)
-    return session.scalars(query.order_by(Job.created_at.desc()).limit(limit)).all()
+    return session.scalars(pagination.page(query, Job, cursor, limit)).all()
+
+
+def deliveries(session: Session, job_id: str) -> Sequence[WebhookDelivery]:
+    return session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.id)
+    ).all()
+
+
+def add_delivery(session: Session, delivery: WebhookDelivery) -> None:
+    session.add(delivery)
+    session.flush()
 
 
 def artifact(session: Session, job_id: str, kind: str) -> Artifact | None:

@@ -75,6 +75,9 @@ class JobSpec(Strict):
     quantization: Literal["none", "float16", "dynamic_int8", "int8"] = "none"
     devices: list[str] = Field(default_factory=lambda: ["host"], max_length=20)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    callback_url: str | None = Field(
+        None, max_length=2000, description="POSTed the job JSON on a terminal state, signed (Shears-Signature)"
+    )
 
 
 class JobError(BaseModel):
@@ -102,3 +105,20 @@ class JobOut(BaseModel):
 
 class JobList(BaseModel):
     items: list[JobOut]
+    next_cursor: str | None
+
+
+class Delivery(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    attempt: int
+    status_code: int | None
+    succeeded: bool
+    error: str | None
+    created_at: datetime
+
+
+class DeliveryList(BaseModel):
+    items: list[Delivery]

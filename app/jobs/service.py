@@ -1,17 +1,19 @@
 """Job rules: what may be submitted, and every change of a job's state. The row is the truth."""
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from app import quotas, webhooks
 from app.datasets import repository as datasets
 from app.db import after_commit
 from app.errors import Conflict, InvalidInput, NotFound
-from app.jobs import repository
+from app.jobs import events, repository
 from app.jobs.schemas import JobSpec
 from app.models import repository as models
-from app.queue import RUN_JOB, enqueue
+from app.queue import DELIVER_WEBHOOK, RUN_JOB, enqueue
+from app.settings import Settings
 from app.tables import TERMINAL, Job
 from pruning.datasets import BUILTIN
 
@@ -61,9 +63,12 @@ def _sample_shape(session: Session, tenant_id: str, dataset_id: str) -> tuple[li
     return list(dataset.arrays["x_train"]["shape"][1:]), dataset.task
 
 
-def create_job(session: Session, tenant_id: str, spec: JobSpec) -> Job:
+def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settings) -> Job:
     """Record a queued job; its task is sent only once the row is committed."""
     _check_supported(spec)
+    if spec.callback_url is not None:
+        webhooks.check_url(spec.callback_url, settings.webhook_allow_private)
+    quotas.check_submit(session, tenant_id, settings)
     model = models.get(session, tenant_id, spec.model_id)
     if model is None:
         raise NotFound(f"no model {spec.model_id!r}")
@@ -86,8 +91,10 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec) -> Job:
             dataset_id=spec.dataset_id,
             kind=spec.kind,
             spec=spec.model_dump(mode="json", exclude_none=True),
+            callback_url=spec.callback_url,
         ),
     )
+    events.record(session, job.id, "status", {"status": "queued"})
     job_id = job.id
     after_commit(session, lambda: enqueue(RUN_JOB, job_id))
     return job
@@ -107,7 +114,7 @@ def request_cancel(session: Session, tenant_id: str, job_id: str) -> Job:
         raise Conflict(f"job {job_id} has already {job.status}", code="job_finished")
     job.cancel_requested_at = datetime.now(UTC)
     if job.status == "queued":
-        _finish(job, "cancelled")
+        _finish(session, job, "cancelled")
     return job
 
 
@@ -134,25 +141,35 @@ def to_out(job: Job) -> dict[str, Any]:
 # Worker-side transitions -------------------------------------------------------------
 
 
-def _finish(job: Job, status: str) -> None:
+def _finish(session: Session, job: Job, status: str) -> None:
+    """Move the job to a terminal state, log it, and send its webhook once that is committed."""
     job.status = status
     job.finished_at = datetime.now(UTC)
+    events.record(session, job.id, "status", {"status": status, "error": to_out(job)["error"]})
+    if job.callback_url:
+        job_id = job.id
+        after_commit(session, lambda: enqueue(DELIVER_WEBHOOK, job_id))
 
 
-def start(session: Session, job_id: str) -> Job | None:
-    """Mark the job running; None if it is gone, already finished, or was cancelled while queued."""
+def start(session: Session, job_id: str, settings: Settings) -> Literal["run", "skip", "wait"]:
+    """Mark the job running. `skip` if it is gone, finished or cancelled while queued; `wait`
+    if its tenant already runs as many jobs as its quota allows."""
     job = repository.get_for_worker(session, job_id, lock=True)
     if job is None or job.status in TERMINAL:
-        return None
+        return "skip"
     if job.cancel_requested_at is not None:
-        _finish(job, "cancelled")
-        return None
+        _finish(session, job, "cancelled")
+        return "skip"
+    if job.status == "queued" and not quotas.may_start(session, job.tenant_id, settings):
+        return "wait"
     job.status = "running"
     job.attempts += 1
     job.stage = "loading"
     job.progress = 0.0
     job.started_at = job.started_at or datetime.now(UTC)
-    return job
+    events.record(session, job.id, "status", {"status": "running", "attempt": job.attempts})
+    events.record(session, job.id, "progress", {"stage": "loading", "progress": 0.0})
+    return "run"
 
 
 def record_progress(session: Session, job_id: str, stage: str, progress: float) -> bool:
@@ -160,25 +177,31 @@ def record_progress(session: Session, job_id: str, stage: str, progress: float) 
     job = repository.get_for_worker(session, job_id)
     if job is None:
         return True
+    if stage != job.stage or progress - job.progress >= 0.01:
+        events.record(session, job_id, "progress", {"stage": stage, "progress": round(progress, 4)})
     job.stage, job.progress = stage, progress
     return job.cancel_requested_at is not None
+
+
+def log(session: Session, job_id: str, message: str) -> None:
+    events.record(session, job_id, "log", {"message": message})
 
 
 def succeed(session: Session, job_id: str, result: dict[str, Any]) -> None:
     job = repository.get_for_worker(session, job_id)
     if job is not None:
         job.result, job.progress = result, 1.0
-        _finish(job, "succeeded")
+        _finish(session, job, "succeeded")
 
 
 def fail(session: Session, job_id: str, code: str, message: str) -> None:
     job = repository.get_for_worker(session, job_id)
     if job is not None and job.status not in TERMINAL:
         job.error_code, job.error_message = code, message[:2000]
-        _finish(job, "failed")
+        _finish(session, job, "failed")
 
 
 def mark_cancelled(session: Session, job_id: str) -> None:
     job = repository.get_for_worker(session, job_id)
     if job is not None and job.status not in TERMINAL:
-        _finish(job, "cancelled")
+        _finish(session, job, "cancelled")

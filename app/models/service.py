@@ -1,16 +1,19 @@
 """Model uploads: stream, check the format by content, read shape and size in a subprocess."""
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from app.errors import InvalidInput, NotFound, UnsupportedMediaType
+from app.errors import NotFound, UnsupportedMediaType
 from app.models import repository
 from app.models.inspection import inspect_model
+from app.models.schemas import ModelOut
 from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Artifact, Model, new_id
-from app.uploads import check_zip, receive_file
+from app.uploads import Upload, check_zip, store_upload
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_MEMBERS = ("config.json", "metadata.json")
@@ -27,23 +30,14 @@ def sniff_model_format(head: bytes) -> str | None:
     return None
 
 
-async def upload_model(
-    request: Request, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore
-) -> Model:
-    upload = await receive_file(request, store, settings.max_upload_bytes)
+async def _create(upload: Upload, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore) -> Model:
     fmt = sniff_model_format(upload.writer.head)
     if fmt is None:
-        upload.writer.abort()
         raise UnsupportedMediaType("not a Keras (.keras, .h5) or TensorFlow Lite (.tflite) model file")
     if fmt == "keras":
-        try:
-            with check_zip(upload.path, max_total=4 * settings.max_upload_bytes) as archive:
-                names = set(archive.namelist())
-        except InvalidInput:
-            upload.writer.abort()
-            raise
+        with check_zip(upload.path, max_total=4 * settings.max_upload_bytes) as archive:
+            names = set(archive.namelist())
         if not all(member in names for member in KERAS_MEMBERS):
-            upload.writer.abort()
             raise UnsupportedMediaType("a zip archive, but not a Keras 3 .keras file (no config.json/metadata.json)")
     model_id = new_id("mdl")
     stored = upload.writer.commit(f"{tenant_id}/models/{model_id}/model.{fmt}")
@@ -69,6 +63,33 @@ async def upload_model(
         layers=info.get("layers"),
     )
     return await run_in_threadpool(repository.add, session, model, artifact)
+
+
+async def upload_model(
+    request: Request,
+    session: Session,
+    tenant_id: str,
+    settings: Settings,
+    store: ArtifactStore,
+    idempotency_key: str | None,
+) -> tuple[int, dict[str, Any]]:
+    """201 with the new model; 200 with the existing one when the same bytes were uploaded before."""
+
+    async def create(upload: Upload) -> Model:
+        return await _create(upload, session, tenant_id, settings, store)
+
+    return await store_upload(
+        request,
+        session,
+        tenant_id,
+        settings,
+        store,
+        route="POST /v1/models",
+        idempotency_key=idempotency_key,
+        find_existing=repository.by_sha256,
+        create=create,
+        serialize=lambda m: ModelOut.model_validate(m).model_dump(mode="json"),
+    )
 
 
 def get_model(session: Session, tenant_id: str, model_id: str) -> Model:

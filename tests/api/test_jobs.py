@@ -76,7 +76,8 @@ def test_results_before_success_are_409_and_cancel_of_queued_job(embedded: Servi
         ) == 1
 
 
-def test_job_whose_model_cannot_be_loaded_fails_with_a_reason(embedded: Service, key: str, digits_model: Path) -> None:
+def test_job_whose_model_cannot_be_loaded_fails_with_a_reason(embedded: Service, digits_model: Path) -> None:
+    key = embedded.new_key()  # a tenant of its own: its copy of the model is about to be damaged
     with embedded.client(key) as c, digits_model.open("rb") as f:
         model = c.post("/v1/models", files={"file": ("m.keras", f)}).json()
     # The stored file goes bad after upload (disk fault, bad sync): the job must fail, not hang.

@@ -14,7 +14,8 @@ from tests.conftest import MAX_UPLOAD
 from tests.services import Service
 
 
-def test_model_upload_is_hashed_and_described(embedded: Service, key: str, digits_model: Path) -> None:
+def test_model_upload_is_hashed_and_described(embedded: Service, digits_model: Path) -> None:
+    key = embedded.new_key()
     with embedded.client(key) as c, digits_model.open("rb") as f:
         # The name says .tflite; the content says Keras, and content wins.
         r = c.post("/v1/models", files={"file": ("misnamed.tflite", f)})

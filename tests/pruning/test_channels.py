@@ -167,3 +167,17 @@ def test_subclassed_models_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PruningError) as error:
         run(tmp_path / "net.keras", digits(), PruneSpec(granularity="channel"), tmp_path / "o")
     assert error.value.code in {"unsupported_model", "model_load_failed"}
+
+
+def test_channel_guard_backs_off_to_a_wider_model(digits_model: Path, tmp_path: Path) -> None:
+    d = digits()
+    data = Data(d.x_train[:300], d.y_train[:300], d.x_val, d.y_val)
+    spec = PruneSpec(granularity="channel", sparsity=0.95, schedule="polynomial", steps=3, epochs=0, max_accuracy_drop=0.02)
+    report = run(digits_model, data, spec, tmp_path).report
+    assert report["guard"]["met"] is False
+    assert report["accuracy"]["before"] - report["accuracy"]["after"] <= 0.02
+    pruned = keras.saving.load_model(tmp_path / "model.keras")
+    step = report["guard"]["backed_off_to_step"]
+    reached = 0.0 if step == 0 else report["schedule"]["rounds"][step - 1]["sparsity"]
+    assert pruned.get_layer("conv1").filters == max(1, round((1 - reached) * 16))
+    assert report["metrics"]["after"]["val"]["loss"] > 0

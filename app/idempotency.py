@@ -1,0 +1,50 @@
+"""`Idempotency-Key`: a retried request with the same key and body gets the first response."""
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, InvalidInput
+from app.tables import IdempotencyKey
+
+
+def request_hash(payload: Any) -> str:
+    """A stable hash of a JSON body (key order does not matter), or of raw bytes."""
+    if isinstance(payload, bytes):
+        return hashlib.sha256(payload).hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_key(key: str | None) -> str | None:
+    if key is not None and not 1 <= len(key) <= 200:
+        raise InvalidInput("Idempotency-Key must be 1 to 200 characters", code="invalid_idempotency_key")
+    return key
+
+
+def replay(session: Session, tenant_id: str, route: str, key: str | None, digest: str) -> IdempotencyKey | None:
+    """The stored response for this key, or None; 409 if the key was used for another request."""
+    if key is None:
+        return None
+    row = session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.route == route, IdempotencyKey.key == key
+        )
+    )
+    if row is not None and row.request_sha256 != digest:
+        raise Conflict("this Idempotency-Key was already used with a different request", code="idempotency_key_reused")
+    return row
+
+
+def remember(
+    session: Session, tenant_id: str, route: str, key: str | None, digest: str, status: int, body: dict[str, Any]
+) -> None:
+    if key is not None:
+        session.add(
+            IdempotencyKey(
+                tenant_id=tenant_id, route=route, key=key, request_sha256=digest, status_code=status, response=body
+            )
+        )
+        session.flush()
