@@ -17,12 +17,14 @@ class ErrorResponse(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
+        400: "the body could not be parsed",
         401: "missing or unknown API key",
         404: "no such resource in your tenant",
         409: "the resource is not in a state that allows this",
         413: "the upload is over the size limit",
         415: "the file is not of an accepted format",
         422: "the request is invalid",
+        429: "over a quota of the tenant (see Retry-After)",
     }.items()
 }
 
