@@ -1,5 +1,7 @@
 """Errors the caller can fix: typed, with a code, turned into `{"error": {...}}` in one place."""
 
+from pruning.errors import PruningError
+
 
 class ShearsError(Exception):
     status_code = 400
@@ -58,3 +60,8 @@ class ServiceUnavailable(ShearsError):
     def __init__(self, message: str, *, retry_after: int = 5, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+def rejected(exc: PruningError) -> InvalidInput:
+    """An engine check that refused the caller's file, as a 422 with the engine's code."""
+    return InvalidInput(exc.message, code=exc.code)

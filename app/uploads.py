@@ -4,7 +4,6 @@ Starlette's own form parser would spool the whole file before the endpoint runs;
 stops reading as soon as the cap is passed.
 """
 
-import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +21,6 @@ from app.storage import ArtifactStore, ArtifactWriter
 
 # Headroom for the multipart framing around the file itself.
 FRAMING_BYTES = 64 * 1024
-
-# Zip archives (.keras, .npz) are opened on the server: refuse ones built to exhaust it.
-ZIP_MAX_MEMBERS = 10_000
-ZIP_MAX_RATIO = 200
 
 
 @dataclass
@@ -121,36 +116,6 @@ async def receive_file(request: Request, store: ArtifactStore, max_bytes: int, f
         raise InvalidInput("the uploaded file is empty", code="empty_file")
     writer.close()
     return Upload(writer=writer, filename=part.filename or "upload")
-
-
-def check_zip(path: Path, max_total: int) -> zipfile.ZipFile:
-    """Open a zip archive the client sent, refusing bombs, traversal and links."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidInput(f"the archive is damaged or truncated: {exc}", code="corrupt_archive") from exc
-    members = archive.infolist()
-    if len(members) > ZIP_MAX_MEMBERS:
-        raise InvalidInput(f"the archive has {len(members)} members", code="unsafe_archive")
-    total = 0
-    for info in members:
-        name = info.filename
-        if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
-            raise InvalidInput(f"archive member with an unsafe path: {name!r}", code="unsafe_archive")
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise InvalidInput(f"archive member is a link: {name!r}", code="unsafe_archive")
-        total += info.file_size
-        if info.compress_size and info.file_size / info.compress_size > ZIP_MAX_RATIO and info.file_size > 1 << 20:
-            raise InvalidInput(f"archive member {name!r} is compressed {ZIP_MAX_RATIO}x or more", code="unsafe_archive")
-    if total > max_total:
-        raise InvalidInput(f"the archive unpacks to {total} bytes, over the limit", code="unsafe_archive")
-    try:
-        bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise InvalidInput(f"the archive is damaged: {exc}", code="corrupt_archive") from exc
-    if bad:
-        raise InvalidInput(f"the archive member {bad!r} is damaged", code="corrupt_archive")
-    return archive
 
 
 async def store_upload(

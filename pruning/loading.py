@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
 from pruning.errors import PruningError  # noqa: E402
+from pruning.safety import check_model_file  # noqa: E402
 
 KERAS_FORMATS = ("keras", "h5")
 
@@ -25,6 +26,7 @@ def load_model(path: Path) -> keras.Model:
         )
     if suffix not in KERAS_FORMATS:
         raise PruningError("unsupported_model", f"unknown model format {suffix!r}")
+    check_model_file(path, suffix)
     try:
         model = keras.saving.load_model(path, compile=True, safe_mode=True)
     except Exception as exc:  # Keras raises many kinds for a bad file; all mean the same to the user.

@@ -72,7 +72,7 @@ def create_app() -> FastAPI:
                 method
                 for route in request.app.routes
                 if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
-                for method in route.methods
+                for method in route.methods or ()
             }
             response.headers["Allow"] = ", ".join(sorted(allowed))
         return response

@@ -10,24 +10,25 @@ from starlette.requests import Request
 
 from app.datasets import repository
 from app.datasets.schemas import DatasetOut
-from app.errors import InvalidInput, NotFound, UnsupportedMediaType
+from app.errors import InvalidInput, NotFound, UnsupportedMediaType, rejected
 from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Artifact, Dataset, new_id
-from app.uploads import Upload, check_zip, store_upload
+from app.uploads import Upload, store_upload
 from pruning.datasets import BUILTIN, describe_npz, infer_task
 from pruning.errors import PruningError
+from pruning.safety import check_archive
 
 
 def _describe(path: Path, max_total: int) -> tuple[dict[str, Any], str]:
-    with check_zip(path, max_total=max_total):
-        pass
     try:
+        with check_archive(path, max_total=max_total):
+            pass
         arrays = describe_npz(path)
         with np.load(path, allow_pickle=False) as npz:
             task = infer_task(npz["y_train"])
     except PruningError as exc:
-        raise InvalidInput(exc.message, code=exc.code) from exc
+        raise rejected(exc) from exc
     except ValueError as exc:
         raise InvalidInput(f"could not read the arrays: {exc}", code="invalid_dataset") from exc
     return arrays, task

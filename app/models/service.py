@@ -6,14 +6,16 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from app.errors import NotFound, UnsupportedMediaType
+from app.errors import NotFound, UnsupportedMediaType, rejected
 from app.models import repository
 from app.models.inspection import inspect_model
 from app.models.schemas import ModelOut
 from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Artifact, Model, new_id
-from app.uploads import Upload, check_zip, store_upload
+from app.uploads import Upload, store_upload
+from pruning.errors import PruningError
+from pruning.safety import check_archive, check_model_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_MEMBERS = ("config.json", "metadata.json")
@@ -35,10 +37,17 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
     if fmt is None:
         raise UnsupportedMediaType("not a Keras (.keras, .h5) or TensorFlow Lite (.tflite) model file")
     if fmt == "keras":
-        with check_zip(upload.path, max_total=4 * settings.max_upload_bytes) as archive:
-            names = set(archive.namelist())
+        try:
+            with check_archive(upload.path, max_total=4 * settings.max_upload_bytes) as archive:
+                names = set(archive.namelist())
+        except PruningError as exc:
+            raise rejected(exc) from exc
         if not all(member in names for member in KERAS_MEMBERS):
             raise UnsupportedMediaType("a zip archive, but not a Keras 3 .keras file (no config.json/metadata.json)")
+    try:
+        await run_in_threadpool(check_model_file, upload.path, fmt)
+    except PruningError as exc:
+        raise rejected(exc) from exc
     model_id = new_id("mdl")
     stored = upload.writer.commit(f"{tenant_id}/models/{model_id}/model.{fmt}")
     try:

@@ -86,8 +86,8 @@ def test_job_whose_model_cannot_be_loaded_fails_with_a_reason(embedded: Service,
     with embedded.client(key) as c:
         job = wait_for_job(c, _submit(c, _spec(model["id"]))["id"])
     assert job["status"] == "failed"
-    assert job["error"]["code"] == "model_load_failed"
-    assert "could not be loaded" in job["error"]["message"]
+    assert job["error"]["code"] == "corrupt_archive"
+    assert "damaged or truncated" in job["error"]["message"]
 
 
 def test_job_with_mismatched_labels_fails_with_a_reason(embedded: Service, key: str, tmp_path: Path) -> None:

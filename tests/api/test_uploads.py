@@ -72,9 +72,8 @@ def test_keras_file_that_does_not_load_is_422(embedded: Service, key: str, digit
     with zipfile.ZipFile(digits_model) as src, zipfile.ZipFile(broken, "w") as dst:
         for info in src.infolist():
             payload = src.read(info)
-            dst.writestr(
-                info, b'{"class_name": "NoSuchLayer", "config": {}}' if info.filename == "config.json" else payload
-            )
+            fake = b'{"module": "keras.layers", "class_name": "NoSuchLayer", "config": {}, "registered_name": null}'
+            dst.writestr(info, fake if info.filename == "config.json" else payload)
     with embedded.client(key) as c:
         _assert_error(c.post("/v1/models", files={"file": ("m.keras", broken.getvalue())}), 422, "model_load_failed")
 
@@ -86,7 +85,8 @@ def test_lambda_layers_are_refused(embedded: Service, key: str, tmp_path: Path) 
     model.save(tmp_path / "lambda.keras")
     with embedded.client(key) as c:
         r = c.post("/v1/models", files={"file": ("m.keras", (tmp_path / "lambda.keras").read_bytes())})
-    _assert_error(r, 422, "model_load_failed")
+    _assert_error(r, 422, "unsafe_model")
+    assert "Lambda" in r.json()["error"]["message"]
 
 
 def _stream(total: int) -> Iterator[bytes]:
