@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     """Time allowed to read an uploaded model's shape and size in a subprocess."""
     job_time_limit_s: int = 3600
     worker_concurrency: int = 1
+    engine_memory_bytes: int = 0
+    """Address-space limit of the engine process (0: none). TensorFlow reserves far more virtual
+    memory than it uses, so set this generously (e.g. 32 GiB) if at all."""
     quota_running_jobs: int = 2
     """Jobs one tenant may have running at once; more wait in the queue."""
     quota_queued_jobs: int = 20

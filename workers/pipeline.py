@@ -1,4 +1,4 @@
-"""One job, start to finish: files in from the store, the engine, files and figures back."""
+"""One job, start to finish: files in from the store, the engine in a sandbox, files and figures back."""
 
 import json
 import logging
@@ -13,10 +13,12 @@ from app.jobs import repository, service
 from app.settings import get_settings
 from app.storage import ArtifactStore, get_store
 from app.tables import Artifact, Dataset, Model
+from workers.sandbox import EngineFailed, run_engine
 
 log = logging.getLogger("shears.worker")
 
 PROGRESS_EVERY_S = 0.5
+OUTPUTS = ("model.tflite", "report.json", "model.keras")
 
 
 class Cancelled(Exception):
@@ -34,49 +36,42 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         "accuracy": report["accuracy"],
         "sparsity": {k: report["sparsity"][k] for k in ("target", "reached", "overall")},
         "params": report["params"],
+        "macs": report["macs"],
         "size": report["size"],
         "baseline_size": base["size"],
         "latency": report["latency"],
         "baseline_latency": base["latency"],
         "guard": report["guard"],
-        "artifacts": ["model.tflite", "report.json", "model.keras"],
+        "artifacts": list(OUTPUTS),
     }
 
 
-def _load_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> tuple[Path, Any, dict[str, Any]]:
-    from pruning.datasets import load_builtin, load_npz
-
+def _stage_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> dict[str, Any]:
+    """Copy the job's model (and uploaded dataset) into its folder; the engine gets only files."""
     with session_scope() as session:
         job = repository.get_for_worker(session, job_id)
         assert job is not None
         model = session.get(Model, job.model_id)
         assert model is not None
-        model_artifact = session.get(Artifact, model.artifact_id)
-        dataset = (
-            session.get(Dataset, job.dataset_id)
-            if job.dataset_id and not job.dataset_id.startswith("builtin:")
-            else None
-        )
-        data_artifact = session.get(Artifact, dataset.artifact_id) if dataset else None
-        spec, dataset_id, fmt = dict(job.spec), job.dataset_id, model.format
-        model_key = model_artifact.storage_key if model_artifact else None
-        data_key = data_artifact.storage_key if data_artifact else None
-    if model_key is None:
-        raise FileNotFoundError("the model's file is missing")
-    model_path = workdir / f"input.{fmt}"
+        model_key = session.get(Artifact, model.artifact_id).storage_key  # type: ignore[union-attr]
+        data_key = None
+        if job.dataset_id and not job.dataset_id.startswith("builtin:"):
+            dataset = session.get(Dataset, job.dataset_id)
+            assert dataset is not None
+            data_key = session.get(Artifact, dataset.artifact_id).storage_key  # type: ignore[union-attr]
+        request: dict[str, Any] = {"spec": dict(job.spec), "data": job.dataset_id, "out": str(workdir / "out")}
+        fmt = model.format
+    request["model"] = str(workdir / f"input.{fmt}")
     with store.local_copy(model_key) as src:
-        shutil.copyfile(src, model_path)
+        shutil.copyfile(src, request["model"])
     if data_key:
+        request["data"] = str(workdir / "data.npz")
         with store.local_copy(data_key) as src:
-            data = load_npz(src)
-    else:
-        data = load_builtin(str(dataset_id), seed=int(spec.get("seed", 0)))
-    return model_path, data, spec
+            shutil.copyfile(src, request["data"])
+    return request
 
 
 def execute(job_id: str) -> None:
-    from pruning.errors import PruningError
-
     settings = get_settings()
     with session_scope() as session:
         outcome = service.start(session, job_id, settings)
@@ -104,18 +99,19 @@ def execute(job_id: str) -> None:
                 raise Cancelled()
 
     try:
-        from pruning.run import run
-        from pruning.spec import PruneSpec
-
-        model_path, data, spec = _load_inputs(job_id, store, workdir)
-        result = run(model_path, data, PruneSpec.from_job_spec(spec), workdir / "out", progress, note)
+        request = _stage_inputs(job_id, store, workdir)
+        run_engine(
+            request,
+            workdir,
+            on_progress=progress,
+            on_log=note,
+            cpu_seconds=2 * settings.job_time_limit_s,  # two cores' worth of the wall-clock limit
+            memory_bytes=settings.engine_memory_bytes or None,
+        )
+        out = workdir / "out"
         artifacts = []
-        for kind, path in (
-            ("model.tflite", result.tflite_path),
-            ("report.json", workdir / "out" / "report.json"),
-            ("model.keras", result.keras_path),
-        ):
-            stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{kind}", path)
+        for kind in OUTPUTS:
+            stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{kind}", out / kind)
             artifacts.append(
                 Artifact(
                     tenant_id=tenant_id,
@@ -126,16 +122,17 @@ def execute(job_id: str) -> None:
                     sha256=stored.sha256,
                 )
             )
+        report = json.loads((out / "report.json").read_text())
         with session_scope() as session:
             for artifact in artifacts:
                 repository.add_artifact(session, artifact)
-            service.succeed(session, job_id, _summary(result.report))
-        log.info("job %s succeeded: %s", job_id, json.dumps(result.report["accuracy"]))
+            service.succeed(session, job_id, _summary(report))
+        log.info("job %s succeeded: %s", job_id, report["accuracy"])
     except Cancelled:
         with session_scope() as session:
             service.mark_cancelled(session, job_id)
         log.info("job %s cancelled", job_id)
-    except PruningError as exc:
+    except EngineFailed as exc:
         with session_scope() as session:
             service.fail(session, job_id, exc.code, exc.message)
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)

@@ -1,0 +1,104 @@
+"""Run the engine on an untrusted model in a separate, limited process.
+
+The child gets its inputs as files, a private folder as HOME and TMPDIR, an environment with
+no database, broker or storage credentials, and limits on CPU time, file size and core dumps;
+it is the only process that imports TensorFlow, and it is killed (with its process group) when
+the job is cancelled or runs out of time.
+"""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+MAX_OUTPUT_BYTES = 4 * 1024**3
+
+
+class EngineFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _limits(cpu_seconds: int, memory_bytes: int | None) -> Callable[[], None]:
+    def apply() -> None:
+        os.setsid()  # its own process group: a cancel kills everything it started
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 30))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+    return apply
+
+
+def run_engine(
+    request: dict[str, Any],
+    workdir: Path,
+    *,
+    on_progress: Callable[[str, float], None],
+    on_log: Callable[[str], None],
+    cpu_seconds: int,
+    memory_bytes: int | None = None,
+) -> None:
+    """Run `pruning.job` on `request`; returns when it is done, raises `EngineFailed` when it fails.
+
+    `on_progress` may raise to stop the job (a cancel): the child is killed and the error re-raised.
+    """
+    scratch = workdir / "home"
+    scratch.mkdir(parents=True, exist_ok=True)
+    request_path = workdir / "request.json"
+    request_path.write_text(json.dumps(request))
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+    env.update(HOME=str(scratch), TMPDIR=str(scratch), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    stderr_path = workdir / "engine.log"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pruning.job", str(request_path)],
+            cwd=scratch,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            preexec_fn=_limits(cpu_seconds, memory_bytes),
+            text=True,
+        )
+        outcome: dict[str, Any] | None = None
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if message["type"] == "progress":
+                    on_progress(message["stage"], float(message["progress"]))
+                elif message["type"] == "log":
+                    on_log(str(message["message"]))
+                else:
+                    outcome = message
+            proc.wait()
+        except BaseException:
+            _kill(proc)
+            raise
+    if outcome and outcome["type"] == "done" and proc.returncode == 0:
+        return
+    if outcome and outcome["type"] == "error":
+        raise EngineFailed(outcome["code"], outcome["message"])
+    if proc.returncode == -signal.SIGXCPU:
+        raise EngineFailed("time_limit", f"the job used more than {cpu_seconds} s of CPU time")
+    tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
+    raise EngineFailed("engine_crashed", f"the engine exited with {proc.returncode}: {' | '.join(tail)[:800]}")
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
