@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from shears.remote import remote
+
 
 @click.group()
 def main() -> None:
@@ -164,16 +166,7 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     )
 
 
-def _register_remote() -> None:
-    from shears.remote import remote
-
-    main.add_command(remote)
-
-
-try:
-    _register_remote()
-except ImportError:  # the client is optional while it is being built
-    pass
+main.add_command(remote)
 
 
 if __name__ == "__main__":
