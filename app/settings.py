@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     engine_memory_bytes: int = 0
     """Address-space limit of the engine process (0: none). TensorFlow reserves far more virtual
     memory than it uses, so set this generously (e.g. 32 GiB) if at all."""
+    max_attempts: int = 3
+    """Times a job is started before it fails with `attempts_exhausted` (crashes, lost workers)."""
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 60.0
+    """A running job whose heartbeat is older than this is returned to the queue by the reaper."""
+    requeue_after_s: float = 300.0
+    """A job queued this long since its task was sent gets its task sent again (a lost message)."""
     quota_running_jobs: int = 2
     """Jobs one tenant may have running at once; more wait in the queue."""
     quota_queued_jobs: int = 20

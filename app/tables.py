@@ -112,6 +112,12 @@ class Job(Base):
     """A summary of the report: the headline figures a pipeline checks."""
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     callback_url: Mapped[str | None] = mapped_column(String(2000))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When its task was last sent: a job queued long after this may have lost its message."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set by the worker running the job, every few seconds; a stale one means the worker died."""
+    owner: Mapped[str | None] = mapped_column(String(200))
+    """`host:pid` of the worker process running the job."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -2,8 +2,11 @@
 
 import json
 import logging
+import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,42 @@ class Cancelled(Exception):
 
 class WaitForSlot(Exception):
     """The job's tenant runs as many jobs as its quota allows: try again later."""
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (this one was thought dead): stop without a word."""
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Heartbeat:
+    """Refreshes the job's lease every few seconds while the engine runs."""
+
+    def __init__(self, job_id: str, owner: str, every_s: float) -> None:
+        self.job_id, self.owner, self.every_s = job_id, owner, every_s
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                with session_scope() as session:
+                    if not service.heartbeat(session, self.job_id, self.owner):
+                        self.lost = True
+                        return
+            except Exception:  # a database hiccup: the next beat tries again
+                log.warning("heartbeat for %s failed", self.job_id, exc_info=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -73,8 +112,9 @@ def _stage_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> dict[str,
 
 def execute(job_id: str) -> None:
     settings = get_settings()
+    owner = owner_id()
     with session_scope() as session:
-        outcome = service.start(session, job_id, settings)
+        outcome = service.start(session, job_id, settings, owner)
         tenant_id = job.tenant_id if (job := repository.get_for_worker(session, job_id)) else ""
     if outcome == "skip":
         log.info("job %s is not runnable (finished, cancelled or gone); skipping", job_id)
@@ -89,7 +129,11 @@ def execute(job_id: str) -> None:
         with session_scope() as s:
             service.log(s, job_id, message)
 
+    beat = Heartbeat(job_id, owner, settings.heartbeat_s)
+
     def progress(stage: str, fraction: float) -> None:
+        if beat.lost:
+            raise LeaseLost()
         now = time.monotonic()
         if now - last[0] < PROGRESS_EVERY_S and fraction < 1.0:
             return
@@ -100,14 +144,17 @@ def execute(job_id: str) -> None:
 
     try:
         request = _stage_inputs(job_id, store, workdir)
-        run_engine(
-            request,
-            workdir,
-            on_progress=progress,
-            on_log=note,
-            cpu_seconds=2 * settings.job_time_limit_s,  # two cores' worth of the wall-clock limit
-            memory_bytes=settings.engine_memory_bytes or None,
-        )
+        with beat:
+            run_engine(
+                request,
+                workdir,
+                on_progress=progress,
+                on_log=note,
+                cpu_seconds=2 * settings.job_time_limit_s,  # two cores' worth of the wall-clock limit
+                memory_bytes=settings.engine_memory_bytes or None,
+            )
+        if beat.lost:
+            raise LeaseLost()
         out = workdir / "out"
         artifacts = []
         for kind in OUTPUTS:
@@ -128,6 +175,8 @@ def execute(job_id: str) -> None:
                 repository.add_artifact(session, artifact)
             service.succeed(session, job_id, _summary(report))
         log.info("job %s succeeded: %s", job_id, report["accuracy"])
+    except LeaseLost:
+        log.warning("job %s was taken over by another worker; dropping this run", job_id)
     except Cancelled:
         with session_scope() as session:
             service.mark_cancelled(session, job_id)

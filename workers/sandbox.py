@@ -6,6 +6,7 @@ it is the only process that imports TensorFlow, and it is killed (with its proce
 the job is cancelled or runs out of time.
 """
 
+import ctypes
 import json
 import os
 import resource
@@ -18,6 +19,7 @@ from typing import Any
 
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
 MAX_OUTPUT_BYTES = 4 * 1024**3
+PR_SET_PDEATHSIG = 1
 
 
 class EngineFailed(Exception):
@@ -29,6 +31,8 @@ class EngineFailed(Exception):
 def _limits(cpu_seconds: int, memory_bytes: int | None) -> Callable[[], None]:
     def apply() -> None:
         os.setsid()  # its own process group: a cancel kills everything it started
+        # Die with the worker process that started it, even if that one is SIGKILLed.
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 30))
         resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from app.settings import get_settings
 from workers.celery_app import celery_app
 from workers.pipeline import WaitForSlot, execute
@@ -11,12 +13,18 @@ from workers.webhooks import deliver
 SLOT_RETRY_S = 10
 
 
+# While the database is unreachable a job is neither started nor failed: the task waits.
+DB_RETRY_S = 5
+
+
 @celery_app.task(name="jobs.run", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_job(self: Any, job_id: str) -> None:
     try:
         execute(job_id)
     except WaitForSlot as exc:
         raise self.retry(countdown=SLOT_RETRY_S) from exc
+    except OperationalError as exc:
+        raise self.retry(countdown=DB_RETRY_S) from exc
 
 
 @celery_app.task(name="webhooks.deliver", bind=True, acks_late=True, max_retries=None)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -75,6 +76,13 @@ def create_app() -> FastAPI:
                 for method in route.methods or ()
             }
             response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        response = _error(503, "database_unavailable", "the database is unreachable; retry shortly")
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.exception_handler(Exception)

@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,3 +51,12 @@ def artifact(session: Session, job_id: str, kind: str) -> Artifact | None:
 def add_artifact(session: Session, artifact: Artifact) -> None:
     session.add(artifact)
     session.flush()
+
+
+def running(session: Session) -> Sequence[Job]:
+    return session.scalars(select(Job).where(Job.status == "running").with_for_update(skip_locked=True)).all()
+
+
+def queued_before(session: Session, moment: datetime) -> Sequence[Job]:
+    query = select(Job).where(Job.status == "queued", Job.enqueued_at < moment)
+    return session.scalars(query.with_for_update(skip_locked=True)).all()

@@ -1,6 +1,8 @@
 """Job rules: what may be submitted, and every change of a job's state. The row is the truth."""
 
-from datetime import UTC, datetime
+import os
+import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -92,11 +94,11 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
             kind=spec.kind,
             spec=spec.model_dump(mode="json", exclude_none=True),
             callback_url=spec.callback_url,
+            enqueued_at=datetime.now(UTC),
         ),
     )
     events.record(session, job.id, "status", {"status": "queued"})
-    job_id = job.id
-    after_commit(session, lambda: enqueue(RUN_JOB, job_id))
+    _send(session, job.id)
     return job
 
 
@@ -151,14 +153,39 @@ def _finish(session: Session, job: Job, status: str) -> None:
         after_commit(session, lambda: enqueue(DELIVER_WEBHOOK, job_id))
 
 
-def start(session: Session, job_id: str, settings: Settings) -> Literal["run", "skip", "wait"]:
-    """Mark the job running. `skip` if it is gone, finished or cancelled while queued; `wait`
-    if its tenant already runs as many jobs as its quota allows."""
+def _lease_lost(job: Job, settings: Settings) -> bool:
+    """Whether the worker that marked this job running is gone: its heartbeat went stale, or it
+    was a process on this host that no longer exists."""
+    if job.heartbeat_at is None or (datetime.now(UTC) - job.heartbeat_at).total_seconds() > settings.stale_after_s:
+        return True
+    host, _, pid = (job.owner or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def start(session: Session, job_id: str, settings: Settings, owner: str) -> Literal["run", "skip", "wait"]:
+    """Take the job for the worker process `owner` (`host:pid`) and mark it running.
+
+    `skip` if it is gone, finished, cancelled while queued, or running under a live worker;
+    `wait` if its tenant already runs as many jobs as its quota allows. A job whose worker died
+    is taken over (and counts another attempt), up to `max_attempts`.
+    """
     job = repository.get_for_worker(session, job_id, lock=True)
     if job is None or job.status in TERMINAL:
         return "skip"
     if job.cancel_requested_at is not None:
         _finish(session, job, "cancelled")
+        return "skip"
+    if job.status == "running" and not _lease_lost(job, settings):
+        return "skip"
+    if job.attempts >= settings.max_attempts:
+        _fail(session, job, "attempts_exhausted", f"the job was started {job.attempts} times without finishing")
         return "skip"
     if job.status == "queued" and not quotas.may_start(session, job.tenant_id, settings):
         return "wait"
@@ -166,10 +193,47 @@ def start(session: Session, job_id: str, settings: Settings) -> Literal["run", "
     job.attempts += 1
     job.stage = "loading"
     job.progress = 0.0
+    job.owner = owner
+    job.heartbeat_at = datetime.now(UTC)
     job.started_at = job.started_at or datetime.now(UTC)
     events.record(session, job.id, "status", {"status": "running", "attempt": job.attempts})
     events.record(session, job.id, "progress", {"stage": "loading", "progress": 0.0})
     return "run"
+
+
+def heartbeat(session: Session, job_id: str, owner: str) -> bool:
+    """Refresh the running job's lease; False if it is no longer this worker's to run."""
+    job = repository.get_for_worker(session, job_id)
+    if job is None or job.status != "running" or job.owner != owner:
+        return False
+    job.heartbeat_at = datetime.now(UTC)
+    return True
+
+
+def reap(session: Session, settings: Settings) -> list[str]:
+    """Return jobs of dead workers to the queue (or fail them past the attempt cap), and resend
+    the task of jobs queued so long that their message may have been lost. Returns the job ids."""
+    now = datetime.now(UTC)
+    touched = []
+    for job in repository.running(session):
+        if not _lease_lost(job, settings):
+            continue
+        if job.attempts >= settings.max_attempts:
+            _fail(session, job, "attempts_exhausted", f"the worker was lost {job.attempts} times")
+        else:
+            job.status, job.stage, job.owner, job.enqueued_at = "queued", None, None, now
+            events.record(session, job.id, "status", {"status": "queued", "reason": "its worker stopped responding"})
+            _send(session, job.id)
+        touched.append(job.id)
+    for job in repository.queued_before(session, now - timedelta(seconds=settings.requeue_after_s)):
+        job.enqueued_at = now
+        _send(session, job.id)
+        touched.append(job.id)
+    return touched
+
+
+def _send(session: Session, job_id: str) -> None:
+    after_commit(session, lambda: enqueue(RUN_JOB, job_id))
 
 
 def record_progress(session: Session, job_id: str, stage: str, progress: float) -> bool:
@@ -180,6 +244,7 @@ def record_progress(session: Session, job_id: str, stage: str, progress: float) 
     if stage != job.stage or progress - job.progress >= 0.01:
         events.record(session, job_id, "progress", {"stage": stage, "progress": round(progress, 4)})
     job.stage, job.progress = stage, progress
+    job.heartbeat_at = datetime.now(UTC)
     return job.cancel_requested_at is not None
 
 
@@ -194,11 +259,15 @@ def succeed(session: Session, job_id: str, result: dict[str, Any]) -> None:
         _finish(session, job, "succeeded")
 
 
+def _fail(session: Session, job: Job, code: str, message: str) -> None:
+    job.error_code, job.error_message = code, message[:2000]
+    _finish(session, job, "failed")
+
+
 def fail(session: Session, job_id: str, code: str, message: str) -> None:
     job = repository.get_for_worker(session, job_id)
     if job is not None and job.status not in TERMINAL:
-        job.error_code, job.error_message = code, message[:2000]
-        _finish(session, job, "failed")
+        _fail(session, job, code, message)
 
 
 def mark_cancelled(session: Session, job_id: str) -> None:

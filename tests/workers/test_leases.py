@@ -1,0 +1,80 @@
+"""The job row is the truth: leases, the attempt cap and the reaper, on a real database."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine
+from app.jobs import service
+from app.migrate import upgrade
+from app.settings import Settings
+from app.tables import Artifact, Job, Model, Tenant
+
+SETTINGS = Settings(max_attempts=2, stale_after_s=30, requeue_after_s=60)
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    url = f"sqlite:///{tmp_path / 'leases.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with sessionmaker(bind=engine)() as s:
+        yield s
+    engine.dispose()
+
+
+@pytest.fixture
+def job(session: Session) -> Job:
+    tenant = Tenant(name="t")
+    session.add(tenant)
+    session.flush()
+    artifact = Artifact(tenant_id=tenant.id, kind="model", storage_key="k", bytes=1, sha256="0" * 64)
+    session.add(artifact)
+    session.flush()
+    model = Model(tenant_id=tenant.id, artifact_id=artifact.id, filename="m", format="keras", sha256="0" * 64, bytes=1)
+    session.add(model)
+    session.flush()
+    row = Job(tenant_id=tenant.id, model_id=model.id, kind="prune", spec={}, enqueued_at=datetime.now(UTC))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def test_a_live_worker_keeps_its_job(session: Session, job: Job) -> None:
+    assert service.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
+    # A second delivery of the same message while the first worker beats: nothing happens.
+    assert service.start(session, job.id, SETTINGS, "elsewhere:2") == "skip"
+    assert job.attempts == 1
+    assert service.heartbeat(session, job.id, "elsewhere:1")
+    assert not service.heartbeat(session, job.id, "elsewhere:2")
+
+
+def test_a_dead_worker_is_taken_over_then_the_cap_fails_the_job(session: Session, job: Job) -> None:
+    assert service.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
+    job.heartbeat_at = datetime.now(UTC) - timedelta(seconds=60)
+    assert service.start(session, job.id, SETTINGS, "elsewhere:2") == "run"
+    assert job.attempts == 2
+    job.heartbeat_at = datetime.now(UTC) - timedelta(seconds=60)
+    assert service.start(session, job.id, SETTINGS, "elsewhere:3") == "skip"
+    assert job.status == "failed"
+    assert job.error_code == "attempts_exhausted"
+
+
+def test_reaper_requeues_stale_jobs_and_resends_old_messages(
+    session: Session, job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(service, "_send", lambda _session, job_id: sent.append(job_id))
+    assert service.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
+    assert service.reap(session, SETTINGS) == []  # fresh heartbeat: left alone
+    job.heartbeat_at = datetime.now(UTC) - timedelta(seconds=60)
+    assert service.reap(session, SETTINGS) == [job.id]
+    assert job.status == "queued"
+    assert sent == [job.id]
+    job.enqueued_at = datetime.now(UTC) - timedelta(seconds=120)
+    assert service.reap(session, SETTINGS) == [job.id]
+    assert sent == [job.id, job.id]
+    assert job.status == "queued"
