@@ -40,7 +40,9 @@ def tenant(embedded: Service, digits_model: Path) -> tuple[str, str]:
         return key, str(_upload(c, digits_model).json()["id"])
 
 
-def test_same_bytes_twice_return_the_existing_model(embedded: Service, tenant: tuple[str, str], digits_model: Path) -> None:
+def test_same_bytes_twice_return_the_existing_model(
+    embedded: Service, tenant: tuple[str, str], digits_model: Path
+) -> None:
     key, model_id = tenant
     with embedded.client(key) as c:
         again = _upload(c, digits_model)
@@ -115,7 +117,9 @@ def quota_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
 def test_quotas_answer_429_with_retry_after(quota_service: Service, digits_model: Path, tmp_path: Path) -> None:
     import keras
 
-    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(tmp_path / "d.keras")
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(
+        tmp_path / "d.keras"
+    )
     assert (tmp_path / "d.keras").stat().st_size < 100_000 < digits_model.stat().st_size
     with quota_service.client(quota_service.new_key()) as c:
         model_id = _upload(c, tmp_path / "d.keras").json()["id"]
@@ -180,7 +184,8 @@ def test_live_events_and_a_signed_webhook(embedded: Service, tenant: tuple[str, 
             job_id = c.post("/v1/jobs", json=spec).json()["id"]
             events = _read_events(c, job_id)
             types = [e["type"] for e in events]
-            assert types[0] == "status" and events[0]["data"]["status"] == "queued"
+            assert types[0] == "status"
+            assert events[0]["data"]["status"] == "queued"
             assert events[-1]["data"]["status"] == "succeeded"
             stages = [e["data"]["stage"] for e in events if e["type"] == "progress"]
             assert {"loading", "finetuning", "converting", "profiling"} <= set(stages)
@@ -197,7 +202,8 @@ def test_live_events_and_a_signed_webhook(embedded: Service, tenant: tuple[str, 
     assert [d["succeeded"] for d in deliveries] == [False, True]
     assert deliveries[0]["status_code"] == 500
     body, header = _Receiver.received[-1]
-    assert json.loads(body)["id"] == job_id and json.loads(body)["status"] == "succeeded"
+    assert json.loads(body)["id"] == job_id
+    assert json.loads(body)["status"] == "succeeded"
     with sqlite3.connect(embedded.root / "shears.db") as db:
         ((secret,),) = db.execute(
             "SELECT webhook_secret FROM tenants JOIN jobs ON jobs.tenant_id = tenants.id WHERE jobs.id = ?", (job_id,)

@@ -172,7 +172,9 @@ def test_subclassed_models_are_refused(tmp_path: Path) -> None:
 def test_channel_guard_backs_off_to_a_wider_model(digits_model: Path, tmp_path: Path) -> None:
     d = digits()
     data = Data(d.x_train[:300], d.y_train[:300], d.x_val, d.y_val)
-    spec = PruneSpec(granularity="channel", sparsity=0.95, schedule="polynomial", steps=3, epochs=0, max_accuracy_drop=0.02)
+    spec = PruneSpec(
+        granularity="channel", sparsity=0.95, schedule="polynomial", steps=3, epochs=0, max_accuracy_drop=0.02
+    )
     report = run(digits_model, data, spec, tmp_path).report
     assert report["guard"]["met"] is False
     assert report["accuracy"]["before"] - report["accuracy"]["after"] <= 0.02
