@@ -95,6 +95,8 @@ def load_npz(path: Path, name: str = "uploaded") -> Data:
     for key in arrays:
         if key.startswith("x_"):
             arrays[key] = arrays[key].astype(np.float32)
+        if np.issubdtype(arrays[key].dtype, np.floating) and not np.isfinite(arrays[key]).all():
+            raise PruningError("invalid_dataset", f"{key} has NaN or infinite values")
     return Data(**arrays, name=name)
 
 
