@@ -9,7 +9,7 @@ _TYPES: dict[int, Any] = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8
 
 def constant_tensors(tflite: bytes) -> list[tuple[str, np.ndarray]]:
     """(name, values) of every tensor stored in the file's buffers (weights, biases)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(tflite, 0)
     out: list[tuple[str, np.ndarray]] = []

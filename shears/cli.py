@@ -96,6 +96,23 @@ def keys_create(tenant: str) -> None:
     click.echo(key)
 
 
+@keys.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke KEY (the whole key, or its first 12 characters to revoke every key sharing them)."""
+    from app.auth.service import revoke_key
+    from app.db import session_scope
+
+    with session_scope() as session:
+        try:
+            count = revoke_key(session, key)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    click.echo(f"revoked {count} key(s)")
+    if not count:
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("name", type=click.Choice(["digits-cnn", "har-cnn"]))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)

@@ -1,7 +1,9 @@
 """API keys: shown once, stored only as a sha256 hash, each belonging to one tenant."""
 
 import hashlib
+import hmac
 import secrets
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,6 +12,7 @@ from app.errors import Unauthorized
 from app.tables import ApiKey, Tenant
 
 KEY_PREFIX = "shears_"
+PREFIX_LENGTH = 12
 
 
 def hash_key(key: str) -> str:
@@ -25,7 +28,7 @@ def create_key(session: Session, tenant_name: str) -> str:
         session.add(tenant)
         session.flush()
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(key), prefix=key[:12]))
+    session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(key), prefix=key[:PREFIX_LENGTH]))
     session.flush()
     return key
 
@@ -36,11 +39,26 @@ def authenticate(session: Session, authorization: str | None) -> Tenant:
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("the Authorization header must be `Bearer <key>`")
-    row = session.execute(
-        select(Tenant)
-        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
-        .where(ApiKey.key_hash == hash_key(key.strip()), ApiKey.revoked_at.is_(None))
-    ).scalar_one_or_none()
-    if row is None:
-        raise Unauthorized("unknown or revoked API key")
-    return row
+    key = key.strip()
+    digest = hash_key(key)
+    # Found by its public prefix, then compared in constant time; unknown and revoked keys
+    # get the same answer.
+    for api_key, tenant in session.execute(
+        select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.prefix == key[:PREFIX_LENGTH])
+    ).all():
+        if hmac.compare_digest(api_key.key_hash, digest) and api_key.revoked_at is None:
+            return tenant
+    raise Unauthorized("unknown or revoked API key")
+
+
+def revoke_key(session: Session, prefix: str) -> int:
+    """Revoke the keys that start with `prefix` (as printed by `keys create`); returns how many."""
+    if len(prefix) < PREFIX_LENGTH:
+        raise ValueError(f"give at least the first {PREFIX_LENGTH} characters of the key")
+    keys = session.scalars(
+        select(ApiKey).where(ApiKey.prefix == prefix[:PREFIX_LENGTH], ApiKey.revoked_at.is_(None))
+    ).all()
+    revoked = [k for k in keys if len(prefix) == PREFIX_LENGTH or hmac.compare_digest(k.key_hash, hash_key(prefix))]
+    for k in revoked:
+        k.revoked_at = datetime.now(UTC)
+    return len(revoked)

@@ -70,3 +70,56 @@ def test_health_readiness_and_metrics(embedded: Service) -> None:
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
         assert "shears_http_requests_total" in c.get("/metrics").text
         _assert_error(c.get("/no/such/route"), 404)
+
+
+def test_revoked_and_unknown_keys_get_the_same_401(embedded: Service) -> None:
+    key = embedded.new_key()
+    with embedded.client(key) as c:
+        assert c.get("/v1/jobs").status_code == 200
+    assert embedded.cli("keys", "revoke", key) == "revoked 1 key(s)"
+    with embedded.client(key) as revoked, embedded.client(key[:-4] + "abcd") as unknown:
+        a, b = revoked.get("/v1/jobs"), unknown.get("/v1/jobs")
+    assert a.status_code == b.status_code == 401
+    assert a.json() == b.json()
+
+
+def test_every_route_refuses_another_tenants_ids(embedded: Service, key: str, digits_model: Path) -> None:
+    """Walk the OpenAPI document: every route with an id answers 404 to a stranger."""
+    import numpy as np
+
+    from tests.services import wait_for_job
+
+    with embedded.client(key) as a:
+        with digits_model.open("rb") as f:
+            model = a.post("/v1/models", files={"file": ("m.keras", f)}).json()
+        buffer = __import__("io").BytesIO()
+        x, y = np.zeros((4, 8, 8, 1), np.float32), np.arange(4)
+        np.savez(buffer, x_train=x, y_train=y, x_val=x, y_val=y)
+        dataset = a.post("/v1/datasets", files={"file": ("d.npz", buffer.getvalue())}).json()
+        job = a.post(
+            "/v1/jobs",
+            json={
+                "model_id": model["id"],
+                "dataset_id": "builtin:digits",
+                "target": {"sparsity": 0.2},
+                "finetune": {"epochs": 0},
+            },
+        ).json()
+        wait_for_job(a, job["id"])
+        paths = a.get("/openapi.json").json()["paths"]
+        own = a.get(f"/v1/jobs/{job['id']}/model.tflite")
+        assert own.status_code == 200
+        assert "attachment" in own.headers["content-disposition"]
+    ids = {"model_id": model["id"], "dataset_id": dataset["id"], "job_id": job["id"]}
+    checked = 0
+    with embedded.client(embedded.new_key()) as stranger:
+        for route, methods in paths.items():
+            params = [name for name in ids if "{" + name + "}" in route]
+            if not params:
+                continue
+            url = route.format(**ids)
+            for method in methods:
+                response = stranger.request(method.upper(), url)
+                assert response.status_code == 404, (method, route, response.text)
+                checked += 1
+    assert checked >= 9  # every GET and POST on a model, dataset or job id

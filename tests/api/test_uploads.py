@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,15 +68,27 @@ def test_truncated_keras_is_422(embedded: Service, key: str, digits_model: Path)
         _assert_error(c.post("/v1/models", files={"file": ("m.keras", data[: len(data) // 2])}), 422, "corrupt_archive")
 
 
-def test_keras_file_that_does_not_load_is_422(embedded: Service, key: str, digits_model: Path) -> None:
+def test_keras_file_that_does_not_load_fails_its_job_with_a_reason(embedded: Service, digits_model: Path) -> None:
+    """It passes the static checks (Keras classes only), so it is accepted; loading it fails."""
     broken = io.BytesIO()
     with zipfile.ZipFile(digits_model) as src, zipfile.ZipFile(broken, "w") as dst:
         for info in src.infolist():
             payload = src.read(info)
-            fake = b'{"module": "keras.layers", "class_name": "NoSuchLayer", "config": {}, "registered_name": null}'
-            dst.writestr(info, fake if info.filename == "config.json" else payload)
-    with embedded.client(key) as c:
-        _assert_error(c.post("/v1/models", files={"file": ("m.keras", broken.getvalue())}), 422, "model_load_failed")
+            if info.filename == "config.json":
+                config = json.loads(payload)
+                config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
+                payload = json.dumps(config).encode()
+            dst.writestr(info, payload)
+    from tests.services import wait_for_job
+
+    with embedded.client(embedded.new_key()) as c:
+        model = c.post("/v1/models", files={"file": ("m.keras", broken.getvalue())})
+        assert model.status_code == 201, model.text
+        spec = {"model_id": model.json()["id"], "dataset_id": "builtin:digits", "target": {"sparsity": 0.5}}
+        job = wait_for_job(c, c.post("/v1/jobs", json=spec).json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "model_load_failed"
+    assert "NoSuchLayer" in job["error"]["message"]
 
 
 def test_lambda_layers_are_refused(embedded: Service, key: str, tmp_path: Path) -> None:
