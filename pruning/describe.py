@@ -28,6 +28,15 @@ def _weights_count(handle: Any, root: str) -> int:
     return total
 
 
+FLATTENING = {
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+}
+
+
 def _model_config(config: dict[str, Any]) -> tuple[list[Any] | None, int | None, list[Any] | None]:
     """(input shape, layer count, output shape) from a Sequential or functional model config."""
     inner = config.get("config") or {}
@@ -42,7 +51,10 @@ def _model_config(config: dict[str, Any]) -> tuple[list[Any] | None, int | None,
     elif layers and (layers[0].get("config") or {}).get("batch_input_shape"):
         shape = layers[0]["config"]["batch_input_shape"]
     last = (layers[-1].get("config") or {}) if layers else {}
-    output = [None, last["units"]] if "units" in last and shape is not None and len(shape) == 2 else None
+    # A Dense head on a flat tensor is the common case whose output shape is known without a build.
+    flat = shape is not None and len(shape) == 2
+    flat = flat or any(layer.get("class_name") in FLATTENING for layer in layers)
+    output = [None, last["units"]] if "units" in last and flat else None
     count = len([layer for layer in layers if layer.get("class_name") != "InputLayer"]) or None
     return (list(shape) if shape else None), count, output
 

@@ -130,14 +130,16 @@ def execute(job_id: str) -> None:
             service.log(s, job_id, message)
 
     beat = Heartbeat(job_id, owner, settings.heartbeat_s)
+    last_stage = [""]
 
     def progress(stage: str, fraction: float) -> None:
         if beat.lost:
             raise LeaseLost()
         now = time.monotonic()
-        if now - last[0] < PROGRESS_EVERY_S and fraction < 1.0:
+        # Every stage change is written (a short stage must still show); progress within one at most twice a second.
+        if stage == last_stage[0] and now - last[0] < PROGRESS_EVERY_S and fraction < 1.0:
             return
-        last[0] = now
+        last[0], last_stage[0] = now, stage
         with session_scope() as s:
             if service.record_progress(s, job_id, stage, fraction):
                 raise Cancelled()

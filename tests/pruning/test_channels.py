@@ -166,7 +166,7 @@ def test_subclassed_models_are_refused(tmp_path: Path) -> None:
     net.save(tmp_path / "net.keras")
     with pytest.raises(PruningError) as error:
         run(tmp_path / "net.keras", digits(), PruneSpec(granularity="channel"), tmp_path / "o")
-    assert error.value.code in {"unsupported_model", "model_load_failed"}
+    assert error.value.code in {"unsupported_model", "unsafe_model"}
 
 
 def test_channel_guard_backs_off_to_a_wider_model(digits_model: Path, tmp_path: Path) -> None:

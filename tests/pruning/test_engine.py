@@ -127,7 +127,7 @@ def test_bad_inputs_raise_coded_errors(digits_model: Path, tmp_path: Path) -> No
     sub.save(tmp_path / "sub.keras")
     with pytest.raises(PruningError) as subclassed:
         run(tmp_path / "sub.keras", digits(), PruneSpec(), tmp_path)
-    assert subclassed.value.code in {"unsupported_model", "model_load_failed"}
+    assert subclassed.value.code in {"unsupported_model", "unsafe_model"}
 
 
 @pytest.mark.parametrize("quantization", ["float16", "dynamic_int8", "int8"])
