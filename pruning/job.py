@@ -45,20 +45,24 @@ def main(request_path: str) -> int:
             send({"type": "progress", "stage": stage, "progress": fraction})
 
     try:
-        from pruning.run import run
+        from pruning.run import profile, run
         from pruning.spec import PruneSpec
 
-        data_ref = request["data"]
+        data_ref = request.get("data")
         spec = PruneSpec.from_job_spec(request["spec"])
-        data = load_builtin(data_ref, seed=spec.seed) if data_ref.startswith("builtin:") else load_npz(Path(data_ref))
-        run(
-            Path(request["model"]),
-            data,
-            spec,
-            Path(request["out"]),
-            progress,
-            lambda m: send({"type": "log", "message": m}),
-        )
+        data = None
+        if data_ref:
+            data = (
+                load_builtin(data_ref, seed=spec.seed) if data_ref.startswith("builtin:") else load_npz(Path(data_ref))
+            )
+        model, out = Path(request["model"]), Path(request["out"])
+        if request.get("kind") == "profile":
+            progress("profiling", 0.0)
+            profile(model, spec, out, data)
+        elif data is None:
+            raise PruningError("missing_data", "a prune job needs a dataset")
+        else:
+            run(model, data, spec, out, progress, lambda m: send({"type": "log", "message": m}))
     except PruningError as exc:
         send({"type": "error", "code": exc.code, "message": exc.message})
         return 3

@@ -11,10 +11,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning import export, host, metrics, schedule
+from pruning import export, metrics, schedule
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
 from pruning.errors import PruningError
+from pruning.estimate import profile_tflite
 from pruning.finetune import finetune
 from pruning.loading import load_model, resolve_loss
 from pruning.report import agreement, sizes, sparsity_block
@@ -33,8 +34,6 @@ STAGES = {
     "converting": (0.8, 0.9),
     "profiling": (0.9, 1.0),
 }
-
-HOST_BASIS = "measured: LiteRT with XNNPACK on this machine, {threads} thread(s), median of {runs} runs after 5 warm-up"
 
 
 @dataclass
@@ -105,17 +104,6 @@ def _drop(before: dict[str, Any], after: dict[str, Any], task: str) -> float:
     key = metrics.headline(task)
     diff = before["val"][key] - after["val"][key]
     return float(diff if task == "classification" else -diff)
-
-
-def _host_entry(tflite: bytes) -> dict[str, Any]:
-    measured = host.measure_latency(tflite)
-    return {
-        "device": "host",
-        "measured_ms": round(measured["measured_ms"], 4),
-        "p10_ms": round(measured["p10_ms"], 4),
-        "p90_ms": round(measured["p90_ms"], 4),
-        "basis": HOST_BASIS.format(threads=measured["threads"], runs=measured["runs"]),
-    }
 
 
 def run(
@@ -204,9 +192,11 @@ def run(
     tflite_val = metrics.evaluate(tflite_pred, data.y_val, task)
 
     stages.enter("profiling")
-    latency_pruned = _host_entry(tflite)
-    latency_baseline = _host_entry(baseline_tflite)
-    say(f"host latency {latency_pruned['measured_ms']:.4f} ms (dense {latency_baseline['measured_ms']:.4f} ms)")
+    latency_pruned = profile_tflite(tflite, list(spec.devices))
+    latency_baseline = profile_tflite(baseline_tflite, list(spec.devices))
+    for mine, dense in zip(latency_pruned, latency_baseline, strict=True):
+        figure = "measured_ms" if mine.get("measured_ms") is not None else "estimate_ms"
+        say(f"{mine['device']}: {mine[figure]:.4f} ms ({figure}; dense {dense[figure]:.4f} ms)")
 
     layers_after = count_layers(model)
     headline = metrics.headline(task)
@@ -246,13 +236,13 @@ def run(
             ),
         },
         "size": sizes(keras_path, tflite),
-        "latency": [latency_pruned],
+        "latency": latency_pruned,
         "baseline": {
             "params": sum(c.params for c in layers_before.values()),
             "macs": macs_before,
             "accuracy": before["val"][headline],
             "size": sizes(baseline_keras, baseline_tflite),
-            "latency": [latency_baseline],
+            "latency": latency_baseline,
         },
     }
     if spec.macs_reduction is not None:
@@ -261,3 +251,38 @@ def run(
     report["timings_s"] = stages.close()
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
     return Result(tflite_path=tflite_path, keras_path=keras_path, report=report)
+
+
+def profile(model_path: Path, spec: PruneSpec, workdir: Path, data: Data | None = None) -> Result:
+    """A `kind: "profile"` job: no pruning, only the size and latency parts of the report.
+
+    A Keras model is exported per `spec.quantization` first (`int8` needs `data` to calibrate on);
+    a `.tflite` file is profiled as it is.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    tflite_path = workdir / "model.tflite"
+    report: dict[str, Any] = {"kind": "profile", "spec": spec.to_dict()}
+    if model_path.suffix == ".tflite":
+        tflite = model_path.read_bytes()
+        try:
+            export.interpreter(tflite).allocate_tensors()
+        except Exception as exc:  # LiteRT raises many kinds for a bad file
+            raise PruningError("model_load_failed", f"not a loadable TFLite model: {str(exc)[:300]}") from exc
+        keras_bytes = None
+    else:
+        model = load_model(model_path)
+        if spec.quantization == "int8" and data is None:
+            raise PruningError("missing_data", "int8 export needs a dataset to calibrate on (give dataset_id)")
+        tflite = export.to_tflite(model, spec.quantization, None if data is None else data.x_train)
+        report["params"] = {"before": int(model.count_params())}
+        report["macs"] = {"before": total_macs(model)}
+        keras_bytes = model_path.stat().st_size
+    tflite_path.write_bytes(tflite)
+    report["size"] = {
+        "keras_bytes": keras_bytes,
+        "tflite_bytes": len(tflite),
+        "tflite_gzip_bytes": export.gzip_bytes(tflite),
+    }
+    report["latency"] = profile_tflite(tflite, list(spec.devices))
+    (workdir / "report.json").write_text(json.dumps(report, indent=2))
+    return Result(tflite_path=tflite_path, keras_path=model_path, report=report)

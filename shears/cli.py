@@ -1,16 +1,32 @@
 """The `shears` command: server side (serve, worker, db, keys) and local engine use (prune, examples)."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from shears.remote import remote
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to fd 1 (TensorFlow prints while it converts) to stderr meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @click.group()
@@ -114,6 +130,70 @@ def keys_revoke(key: str) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the full profiles as JSON.")
+def devices(as_json: bool) -> None:
+    """The device profiles: clock, RAM, flash, runtime, and the source of each number."""
+    from pruning.devices import load_profiles
+
+    profiles = load_profiles()
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in profiles.values()], indent=2))
+        return
+    click.echo(f"{'device':<26} {'kind':<6} {'clock':>7} {'RAM':>10} {'flash':>10} {'thr':>3}  runtime")
+    for p in profiles.values():
+        click.echo(
+            f"{p.name:<26} {p.kind:<6} {p.clock_mhz:>5.0f}MHz {_kib(p.ram_bytes):>10} {_kib(p.flash_bytes):>10} "
+            f"{p.threads:>3}  {p.runtime}"
+        )
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.0f} KiB" if n < 1 << 30 else f"{n / 1024**3:.0f} GiB"
+
+
+@main.command("profile")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--device", "devices", multiple=True, help="A device profile (repeatable); default: all.")
+@click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
+@click.option("--data", default=None, help="Data to calibrate an int8 export on (.npz or builtin:...).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def profile_command(model: Path, devices: tuple[str, ...], quantization: str, data: str | None, as_json: bool) -> None:
+    """Latency, RAM and flash of MODEL (.keras, .h5 or .tflite) per device, plus a host measurement."""
+    import tempfile
+
+    from pruning.datasets import load_builtin, load_npz
+    from pruning.devices import device_names
+    from pruning.errors import PruningError
+    from pruning.run import profile
+    from pruning.spec import PruneSpec
+
+    names = list(devices) or device_names()
+    try:
+        dataset = (
+            None if data is None else (load_builtin(data) if data.startswith("builtin:") else load_npz(Path(data)))
+        )
+        # TensorFlow prints while it converts; stdout is kept for the answer.
+        with tempfile.TemporaryDirectory(prefix="shears-profile-") as tmp, _stdout_to_stderr():
+            report = profile(
+                model, PruneSpec(quantization=quantization, devices=tuple(names)), Path(tmp), dataset
+            ).report
+    except PruningError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{model}: {report['size']['tflite_bytes']} bytes .tflite ({quantization})")
+    click.echo(f"{'device':<26} {'estimate ms':>12} {'band ms':>17} {'measured':>9} {'RAM':>10} {'flash':>10} fits")
+    for e in report["latency"]:
+        measured = f"{e['measured_ms']:.3f}" if e.get("measured_ms") is not None else "-"
+        band = f"{e['low_ms']:.3f}..{e['high_ms']:.3f}"
+        click.echo(
+            f"{e['device']:<26} {e['estimate_ms']:>12.3f} {band:>17} {measured:>9} {_kib(e['ram_bytes']):>10} "
+            f"{_kib(e['flash_bytes']):>10} {'yes' if e['fits'] else 'NO'}"
+        )
+
+
+@main.command()
 @click.argument("name", type=click.Choice(["digits-cnn", "har-cnn"]))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def examples(name: str, out: Path) -> None:
@@ -167,7 +247,7 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
         raise click.UsageError(str(exc)) from exc
     try:
         dataset = load_builtin(data, seed=spec.seed) if data.startswith("builtin:") else load_npz(Path(data))
-        with tempfile.TemporaryDirectory(prefix="shears-prune-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="shears-prune-") as tmp, _stdout_to_stderr():
             result = run(
                 model, dataset, spec, Path(tmp), lambda stage, f: click.echo(f"{stage:<11} {f:6.1%}", err=True)
             )

@@ -21,7 +21,7 @@ from workers.sandbox import EngineFailed, run_engine
 log = logging.getLogger("shears.worker")
 
 PROGRESS_EVERY_S = 0.5
-OUTPUTS = ("model.tflite", "report.json", "model.keras")
+OUTPUTS = {"prune": ("model.tflite", "report.json", "model.keras"), "profile": ("model.tflite", "report.json")}
 
 
 class Cancelled(Exception):
@@ -68,8 +68,10 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def _summary(report: dict[str, Any]) -> dict[str, Any]:
+def _summary(kind: str, report: dict[str, Any]) -> dict[str, Any]:
     """The headline figures a pipeline checks, kept on the job row."""
+    if kind == "profile":
+        return {"size": report["size"], "latency": report["latency"], "artifacts": list(OUTPUTS[kind])}
     base = report["baseline"]
     return {
         "accuracy": report["accuracy"],
@@ -81,7 +83,7 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         "latency": report["latency"],
         "baseline_latency": base["latency"],
         "guard": report["guard"],
-        "artifacts": list(OUTPUTS),
+        "artifacts": list(OUTPUTS[kind]),
     }
 
 
@@ -99,6 +101,7 @@ def _stage_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> dict[str,
             assert dataset is not None
             data_key = session.get(Artifact, dataset.artifact_id).storage_key  # type: ignore[union-attr]
         request: dict[str, Any] = {"spec": dict(job.spec), "data": job.dataset_id, "out": str(workdir / "out")}
+        request["kind"] = job.kind
         fmt = model.format
     request["model"] = str(workdir / f"input.{fmt}")
     with store.local_copy(model_key) as src:
@@ -159,7 +162,7 @@ def execute(job_id: str) -> None:
             raise LeaseLost()
         out = workdir / "out"
         artifacts = []
-        for kind in OUTPUTS:
+        for kind in OUTPUTS[request["kind"]]:
             stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{kind}", out / kind)
             artifacts.append(
                 Artifact(
@@ -175,7 +178,7 @@ def execute(job_id: str) -> None:
         with session_scope() as session:
             for artifact in artifacts:
                 repository.add_artifact(session, artifact)
-            service.succeed(session, job_id, _summary(report))
+            service.succeed(session, job_id, _summary(request["kind"], report))
         log.info("job %s succeeded: %s", job_id, report["accuracy"])
     except LeaseLost:
         log.warning("job %s was taken over by another worker; dropping this run", job_id)

@@ -2,20 +2,15 @@ from typing import Any
 
 from fastapi import APIRouter
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"])
+from pruning.devices import load_profiles
 
-# Only the machine that runs the job is profiled so far: its latency is measured, not estimated.
-DEVICES = [
-    {
-        "name": "host",
-        "kind": "host",
-        "runtime": "LiteRT (ai-edge-litert) with XNNPACK",
-        "threads": 1,
-        "basis": "measured on the worker that ran the job: median of repeated runs after warm-up",
-    }
-]
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
 
 @router.get("")
 def list_devices() -> dict[str, Any]:
-    return {"items": DEVICES}
+    """The device profiles: clock, memory, runtime, throughput and where each number comes from.
+
+    `host` is the machine that runs the jobs: its latency is measured as well as estimated.
+    """
+    return {"items": [profile.to_dict() for profile in load_profiles().values()]}

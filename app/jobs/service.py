@@ -18,12 +18,10 @@ from app.queue import DELIVER_WEBHOOK, RUN_JOB, enqueue
 from app.settings import Settings
 from app.tables import TERMINAL, Job
 from pruning.datasets import BUILTIN
+from pruning.devices import device_names
 
 # What the engine can do today; the rest of the contract's options answer 422 until it can.
-SUPPORTED = {
-    "kind": ("prune",),
-    "devices": ("host",),
-}
+SUPPORTED = {"kind": ("prune", "profile")}
 
 # Sample shapes of the built-in datasets, to catch a mismatch before a worker is busy with it.
 BUILTIN_SHAPES = {"builtin:digits": [8, 8, 1], "builtin:har": [128, 3]}
@@ -38,7 +36,9 @@ def _not_yet(field: str, value: Any) -> InvalidInput:
 def _check_supported(spec: JobSpec) -> None:
     if spec.kind not in SUPPORTED["kind"]:
         raise _not_yet("kind", spec.kind)
-    if spec.granularity == "n_of_m":
+    if spec.kind == "profile":
+        pass
+    elif spec.granularity == "n_of_m":
         if spec.target is not None:
             raise InvalidInput("n_of_m fixes the sparsity at 1 - n/m: give n_of_m, not a target", code="invalid_spec")
     elif spec.target is None:
@@ -49,7 +49,8 @@ def _check_supported(spec: JobSpec) -> None:
         raise InvalidInput("a macs_reduction target needs granularity channel", code="invalid_spec")
     if spec.n_of_m is not None and spec.granularity != "n_of_m":
         raise InvalidInput("n_of_m settings need granularity n_of_m", code="invalid_spec")
-    unknown = [d for d in spec.devices if d not in SUPPORTED["devices"]]
+    known = device_names()
+    unknown = [d for d in spec.devices if d not in known]
     if unknown:
         raise InvalidInput(f"unknown device(s): {', '.join(unknown)}; see GET /v1/devices", code="unknown_device")
 
@@ -74,17 +75,22 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     model = models.get(session, tenant_id, spec.model_id)
     if model is None:
         raise NotFound(f"no model {spec.model_id!r}")
-    if model.format == "tflite":
-        raise InvalidInput("a .tflite model cannot be pruned: upload the Keras model", code="unsupported_model")
-    if spec.dataset_id is None:
-        raise InvalidInput("a prune job needs a dataset_id (or builtin:digits / builtin:har)", code="invalid_spec")
-    shape, task = _sample_shape(session, tenant_id, spec.dataset_id)
-    if model.input_shape and list(model.input_shape[1:]) != shape and None not in model.input_shape[1:]:
-        raise InvalidInput(
-            f"the model takes samples of shape {model.input_shape[1:]}, the dataset has {shape}", code="data_mismatch"
-        )
-    if task == "regression" and spec.max_accuracy_drop is not None:
-        raise InvalidInput("a regression dataset is guarded by max_error_increase", code="invalid_spec")
+    if spec.kind == "prune":
+        if model.format == "tflite":
+            raise InvalidInput("a .tflite model cannot be pruned: upload the Keras model", code="unsupported_model")
+        if spec.dataset_id is None:
+            raise InvalidInput("a prune job needs a dataset_id (or builtin:digits / builtin:har)", code="invalid_spec")
+    elif spec.quantization == "int8" and model.format != "tflite" and spec.dataset_id is None:
+        raise InvalidInput("an int8 export calibrates on data: give a dataset_id", code="missing_data")
+    if spec.dataset_id is not None:
+        shape, task = _sample_shape(session, tenant_id, spec.dataset_id)
+        if model.input_shape and list(model.input_shape[1:]) != shape and None not in model.input_shape[1:]:
+            raise InvalidInput(
+                f"the model takes samples of shape {model.input_shape[1:]}, the dataset has {shape}",
+                code="data_mismatch",
+            )
+        if task == "regression" and spec.max_accuracy_drop is not None:
+            raise InvalidInput("a regression dataset is guarded by max_error_increase", code="invalid_spec")
     job = repository.add(
         session,
         Job(

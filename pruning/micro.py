@@ -1,0 +1,108 @@
+"""Tensor-arena size of a `.tflite` model under TensorFlow Lite Micro, measured with its Python interpreter.
+
+The `tflite-micro` package's interpreter (`tflite_micro.python.tflite_micro.runtime.Interpreter`)
+allocates the model's tensors in an arena of a size we choose, with a `RecordingMicroAllocator`;
+`print_allocations()` writes the arena usage ("Arena allocation total N bytes") from C++ to the
+process's stdout. The interpreter aborts the whole process on some models (unsupported ops or
+shapes), so it runs in a child process (`python -m pruning.micro MODEL ARENA`) and we read its output.
+
+Caveats (stated in the estimate's `basis`): the interpreter is a 64-bit host build with the
+reference kernels, so its bookkeeping structs (the arena's tail) are larger than on a 32-bit MCU,
+and CMSIS-NN's scratch buffers are not included. The head (activations) comes from the same planner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+_HEAD = re.compile(r"Arena allocation head (\d+) bytes")
+_TAIL = re.compile(r"Arena allocation tail (\d+) bytes")
+TIMEOUT_S = 60
+_MEMO: dict[str, dict[str, int] | None] = {}
+
+
+def available() -> bool:
+    try:
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _child(path: str, arena: int) -> tuple[int, str]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # so the child finds `pruning`
+    path_env = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path_env)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pruning.micro", path, str(arena)],
+            capture_output=True,
+            timeout=TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return -1, "timeout"
+    return proc.returncode, proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+
+
+def arena_usage(tflite: bytes, hint: int = 0, attempts: int = 3) -> dict[str, int] | None:
+    """`{"total", "head", "tail", "arena_size"}` bytes, or None when TFLM cannot load/allocate the model."""
+    key = hashlib.sha1(tflite).hexdigest()
+    if key in _MEMO:
+        return _MEMO[key]
+    result = None
+    if available():
+        with tempfile.NamedTemporaryFile(suffix=".tflite") as fh:
+            fh.write(tflite)
+            fh.flush()
+            arena = max(64 * 1024, 2 * hint + len(tflite) // 2 + 64 * 1024)
+            for _ in range(attempts):
+                code, text = _child(fh.name, arena)
+                total = _TOTAL.search(text)
+                if code == 0 and total:
+                    head, tail = _HEAD.search(text), _TAIL.search(text)
+                    result = {
+                        "total": int(total.group(1)),
+                        "head": int(head.group(1)) if head else 0,
+                        "tail": int(tail.group(1)) if tail else 0,
+                        "arena_size": arena,
+                    }
+                    break
+                if "Failed to allocate" not in text:  # unsupported op, abort, timeout: no retry helps
+                    break
+                arena *= 4
+    if len(_MEMO) >= 64:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = result
+    return result
+
+
+def arena_bytes(tflite: bytes, hint: int = 0) -> int | None:
+    usage = arena_usage(tflite, hint)
+    return None if usage is None else usage["total"]
+
+
+def _main(path: str, arena: int) -> int:  # pragma: no cover - runs in the child process
+    from tflite_micro.python.tflite_micro import runtime
+
+    with open(path, "rb") as fh:
+        model = fh.read()
+    try:
+        interp = runtime.Interpreter.from_bytes(model, arena_size=arena)
+    except Exception as exc:  # noqa: BLE001 - TFLM reports allocation failures as RuntimeError
+        sys.stdout.write(f"error: {exc}\n")
+        return 2
+    sys.stdout.flush()
+    interp.print_allocations()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main(sys.argv[1], int(sys.argv[2])))

@@ -1,0 +1,121 @@
+"""Device profiles through the API and the CLI, estimates in every report, and profile jobs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.services import Service, wait_for_job
+
+DEVICES = ["host", "cortex-m4f-120mhz", "cortex-a53-1200mhz", "cortex-a76-2400mhz"]
+
+
+def test_devices_are_listed_with_their_sources(embedded: Service) -> None:
+    with embedded.client(embedded.new_key()) as c:
+        items = c.get("/v1/devices").json()["items"]
+    names = {d["name"] for d in items}
+    assert {
+        "host",
+        "cortex-m4f-120mhz",
+        "cortex-m7-216mhz",
+        "cortex-m33-160mhz",
+        "cortex-a53-1200mhz",
+        "cortex-a55-1200mhz",
+        "cortex-a76-2400mhz",
+    } <= names
+    for device in items:
+        for field in (
+            "clock_mhz",
+            "ram_bytes",
+            "flash_bytes",
+            "macs_per_cycle",
+            "mem_bandwidth_gbps",
+            "per_op_overhead_us",
+        ):
+            assert device[field] is not None
+            assert device["sources"].get(field), (device["name"], field)
+    cli = subprocess.run(
+        [sys.executable, "-m", "shears.cli", "devices", "--json"], capture_output=True, text=True, check=True
+    )
+    assert {d["name"] for d in json.loads(cli.stdout)} == names
+
+
+def test_prune_report_has_every_requested_device(embedded: Service, digits_model: Path) -> None:
+    with embedded.client(embedded.new_key()) as c:
+        with digits_model.open("rb") as f:
+            model = c.post("/v1/models", files={"file": ("m.keras", f)}).json()
+        spec = {
+            "model_id": model["id"],
+            "dataset_id": "builtin:digits",
+            "granularity": "channel",
+            "target": {"sparsity": 0.5},
+            "finetune": {"epochs": 1},
+            "quantization": "int8",
+            "devices": DEVICES,
+        }
+        job = wait_for_job(c, c.post("/v1/jobs", json=spec).json()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        report = c.get(f"/v1/jobs/{job['id']}/report").json()
+    for key in ("latency",):
+        entries = {e["device"]: e for e in report[key]}
+        dense = {e["device"]: e for e in report["baseline"][key]}
+        assert list(entries) == DEVICES
+        for name, entry in entries.items():
+            assert entry["low_ms"] <= entry["estimate_ms"] <= entry["high_ms"]
+            assert entry["ram_bytes"] > 0
+            assert entry["flash_bytes"] >= report["size"]["tflite_bytes"]
+            assert isinstance(entry["fits"], bool)
+            assert entry["basis"]
+            # Channel removal makes the model faster on every device, by the same estimator.
+            assert entry["estimate_ms"] < dense[name]["estimate_ms"]
+        assert entries["host"]["measured_ms"] > 0
+        assert entries["cortex-m4f-120mhz"]["measured_ms"] is None
+
+
+def test_profile_job_for_a_tflite_upload(embedded: Service, tmp_path: Path) -> None:
+    import keras
+
+    from pruning.export import to_tflite
+
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(16, 3),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4),
+        ]
+    )
+    (tmp_path / "m.tflite").write_bytes(to_tflite(model))
+    with embedded.client(embedded.new_key()) as c:
+        uploaded = c.post("/v1/models", files={"file": ("m.tflite", (tmp_path / "m.tflite").read_bytes())}).json()
+        spec = {"model_id": uploaded["id"], "kind": "profile", "devices": ["host", "cortex-m7-216mhz"]}
+        job = wait_for_job(c, c.post("/v1/jobs", json=spec).json()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        report = c.get(f"/v1/jobs/{job['id']}/report").json()
+        assert c.get(f"/v1/jobs/{job['id']}/model.tflite").content == (tmp_path / "m.tflite").read_bytes()
+    assert [e["device"] for e in report["latency"]] == ["host", "cortex-m7-216mhz"]
+    assert report["size"]["tflite_bytes"] == (tmp_path / "m.tflite").stat().st_size
+    assert job["result"]["latency"] == report["latency"]
+
+
+def test_profile_command(tmp_path: Path, digits_model: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shears.cli",
+            "profile",
+            str(digits_model),
+            "--device",
+            "host",
+            "--device",
+            "cortex-m4f-120mhz",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert [e["device"] for e in report["latency"]] == ["host", "cortex-m4f-120mhz"]
+    assert report["latency"][0]["measured_ms"] > 0
