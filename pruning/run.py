@@ -211,6 +211,8 @@ def run(
             "metric": headline,
             "split": "val",
             "tflite_after": tflite_val[headline],
+            # What the export itself costs (int8 rounding, mostly), in the metric's units.
+            "tflite_loss": _drop({"val": after["val"]}, {"val": tflite_val}, task),
         },
         "metrics": {"before": before, "after": after, "tflite_val": tflite_val},
         "tflite_check": {"loads": True, "agreement": agreement(tflite_pred, _predict(model, data.x_val), task)},
