@@ -441,7 +441,7 @@ def calibrate(cache: Path) -> dict[str, Any]:
     parallel efficiency (A76/A75 rows); write them into pruning/profiles/runtimes.json."""
     from pruning import devices
 
-    est.CACHE_SIZE = 64
+    est.estimator.CACHE_SIZE = 64  # the parse cache lives in pruning/estimate/estimator.py
     runtimes = json.loads((PROFILES / "runtimes.json").read_text())
     host = json.loads((PROFILES / "host.json").read_text())
     rows = _published_rows()
@@ -574,7 +574,7 @@ def markdown(zoo: list[dict[str, Any]], published: list[dict[str, Any]], timing:
         "`.venv/bin/python -m pruning.estimate calibrate-host` (host, single-op micro-benchmarks, ~2 min) and "
         "`.venv/bin/python bench/device_zoo.py --calibrate` (MCU and Arm tables against the published rows).",
         "",
-        "The estimator (`pruning/estimate.py`) costs each TFLite op from its class (general conv, 1x1 conv, "
+        "The estimator (`pruning/estimate/`) costs each TFLite op from its class (general conv, 1x1 conv, "
         "depthwise, fully connected, pooling, elementwise, transcendental, memory-bound), dtype and shape: "
         "`max(compute, traffic / bandwidth) + per-op overhead`, compute = tile-padded MACs / (peak MACs/cycle x "
         "class efficiency) + output elements x cycles per element (+ fixed setup cycles per op on the host); where a "

@@ -30,7 +30,7 @@ from pruning.errors import PruningError
 
 KINDS = ("host", "mcu", "watch", "phone")
 
-# Op classes the estimator costs separately (see pruning/estimate.py for which TFLite ops fall in each).
+# Op classes the estimator costs separately (see pruning/estimate/ for which TFLite ops fall in each).
 MAC_CLASSES = ("conv", "conv1x1", "depthwise", "fully_connected")
 OTHER_CLASSES = ("pool", "elementwise", "transcendental", "memory")
 OP_CLASSES = MAC_CLASSES + OTHER_CLASSES

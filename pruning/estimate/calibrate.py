@@ -1,0 +1,286 @@
+"""Host constants from single-op micro-benchmarks (`python -m pruning.estimate calibrate-host`): the
+overheads, bandwidths, peak MACs/cycle and per-class efficiency, per-element cycles and channel tiles
+of this machine, fitted in the estimator's own form and written as pruning/profiles/host.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pruning.devices import MAC_CLASSES
+from pruning.estimate.costs import OpCost, analyse, padded_macs
+from pruning.estimate.graph import parse
+from pruning.estimate.microbench import chain_tflite, micro_cases, single_op_tflite, time_us
+
+_TILE_CANDIDATES = {
+    "conv": [(nr, kr) for nr in (1, 8, 16, 32) for kr in (1, 2, 4, 8)],
+    "conv1x1": [(nr, kr) for nr in (1, 8, 16, 32) for kr in (1, 2, 4, 8)],
+    "depthwise": [(nr, 1) for nr in (1, 4, 8, 16, 32, 64)],
+    "fully_connected": [(nr, kr) for nr in (1, 4, 8, 16) for kr in (1, 4, 8, 16)],
+}
+
+
+def _grid_fit(
+    macs: np.ndarray,
+    work: np.ndarray,
+    floor_us: np.ndarray,
+    net_us: np.ndarray,
+    clock: float,
+    peak: float,
+    fixed_us: float = 0.0,
+) -> tuple[float, float, float, float]:
+    """Efficiency, cycles per element and fixed cycles per op minimising the RMS log error of
+    `max((macs / (peak * eff) + work * cpe + setup) / clock, floor)` against the measured times: the
+    estimator's own form, so memory-bound cases do not inflate the compute constants. Errors are taken on
+    the whole inference time (`fixed_us` = invoke + per-op overhead added back), so sub-microsecond ops
+    do not dominate through the noise of a difference."""
+    effs = np.geomspace(0.005, 3.0, 80) if macs.any() else np.array([1.0])
+    cpes = np.concatenate([[0.0], np.geomspace(0.005, 60.0, 80)])
+    setups = np.concatenate([[0.0], np.geomspace(20.0, 20000.0, 24)]) if macs.any() else np.array([0.0])
+    best = (np.inf, 1.0, 0.0, 0.0)
+    for eff in effs:
+        comp = macs / (peak * eff)
+        cyc = comp[None, None, :] + cpes[:, None, None] * work[None, None, :] + setups[None, :, None]
+        pred = np.maximum(cyc / clock, floor_us[None, None, :])
+        err = np.sqrt(np.mean(np.log((pred + fixed_us) / (net_us + fixed_us)) ** 2, axis=2))
+        i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+        if err[i, j] < best[0]:
+            best = (float(err[i, j]), float(eff), float(cpes[i]), float(setups[j]))
+    return best[1], best[2], best[3], best[0]
+
+
+def _fit_class(
+    cls: str, samples: list[tuple[OpCost, float]], clock: float, peak: float, bw_gbps: float, fixed_us: float = 0.0
+) -> tuple[tuple[int, int], float, float, float, float]:
+    """Channel tile, efficiency, cycles per element, setup cycles and RMS log error for one class and dtype."""
+    net = np.array([n for _, n in samples])
+    work = np.array([c.work for c, _ in samples], dtype=float)
+    floor = np.array([(c.act_bytes + c.weight_bytes) / (bw_gbps * 1e3) for c, _ in samples])
+    best: tuple[float, tuple[int, int], float, float, float] | None = None
+    for tile in _TILE_CANDIDATES.get(cls, [(1, 1)]):
+        macs = np.array([padded_macs(c, tile) for c, _ in samples], dtype=float)
+        eff, cpe, setup, err = _grid_fit(macs, work, floor, net, clock, peak, fixed_us)
+        # prefer the smaller tile unless a bigger one explains the data clearly better
+        if best is None or err < best[0] * 0.97:
+            best = (err, tile, eff, cpe, setup)
+    assert best is not None
+    return best[1], best[2], best[3], best[4], best[0]
+
+
+def calibrate_host(log: Any = print) -> dict[str, Any]:
+    """Re-derive the host profile from single-op micro-benchmarks; returns the host.json content."""
+    import os
+    import platform
+    import shutil
+
+    clock = _host_clock_mhz()
+    quant = {"float32": "none", "int8": "int8", "hybrid": "dynamic_int8"}
+    # 1. invoke overhead and per-op overhead: a chain of n tiny ADDs, n = 1 and 33
+    overheads = {}
+    for dtype in ("float32", "int8"):
+        t1 = min(time_us(chain_tflite(1, quant[dtype])) for _ in range(3))
+        t33 = min(time_us(chain_tflite(33, quant[dtype])) for _ in range(3))
+        overheads[dtype] = (max((t33 - t1) / 32, 0.0), t1 - max((t33 - t1) / 32, 0.0))
+        log(f"overhead {dtype}: per op {overheads[dtype][0]:.3f} us, invoke {overheads[dtype][1]:.3f} us")
+    per_op = float(np.mean([v[0] for v in overheads.values()]))
+    invoke = float(np.mean([v[1] for v in overheads.values()]))
+    # 3. every case, every dtype: time minus overheads
+    samples: dict[tuple[str, str], list[tuple[OpCost, float]]] = {}
+    rows: list[dict[str, Any]] = []
+    for cls, desc, shapes, build in micro_cases():
+        for dtype, q in quant.items():
+            if dtype == "hybrid" and cls not in MAC_CLASSES:
+                continue
+            try:
+                tfl = single_op_tflite(shapes, build, q)
+            except Exception as exc:  # noqa: BLE001 - a case the converter rejects is skipped
+                log(f"skip {desc} {dtype}: {str(exc)[:100]}")
+                continue
+            costs = analyse(parse(tfl))
+            main = [c for c in costs if c.cls == cls and not c.init_time]
+            if len(main) != 1 or len(costs) - sum(c.init_time for c in costs) != 1:
+                log(f"skip {desc} {dtype}: ops {[c.op for c in costs]}")
+                continue
+            c = main[0]
+            real = "int8" if c.dtype == "int16" else c.dtype
+            if dtype == "hybrid" and real != "hybrid":
+                continue  # the converter kept float weights (too small to quantise)
+            us = time_us(tfl)
+            net = max(us - invoke - per_op, 0.0)
+            samples.setdefault((cls, real), []).append((c, net))
+            rows.append({"case": desc, "op": c.op, "class": cls, "dtype": real, "us": round(us, 3),
+                         "macs": c.macs, "work": c.work})  # fmt: skip
+            log(f"{cls:15s} {real:8s} {desc:34s} {us:9.2f} us  macs {c.macs:>10d}  work {c.work:>8d}")
+    # 4. bandwidths. Cache: the fastest stream (bytes read + written per second) any single-op case reached,
+    #    so the per-op memory floor only binds where an op moves more data than the caches deliver. DRAM and
+    #    the effective last-level cache: float FULLY_CONNECTED ops with 4..128 MiB of weights; the LLC is the
+    #    largest size still streamed at >= 80% of the best rate, DRAM the rate at 128 MiB.
+    bw_gbps = max((c.act_bytes + c.weight_bytes) / (n * 1e3) for pts in samples.values() for c, n in pts)
+    import keras
+
+    sweep = []
+    for din, dout in [(1024, 1024), (2048, 1024), (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096)]:
+        tfl = single_op_tflite([(din,)], lambda xs, d=dout: keras.layers.Dense(d)(xs[0]), "none")
+        size = din * dout * 4
+        rate = size / (time_us(tfl, 1.0) * 1e3)
+        sweep.append((size, rate))
+        log(f"weight stream {size / 2**20:6.1f} MiB: {rate:6.1f} GB/s")
+    best_rate = max(r for _, r in sweep)
+    llc = max(size for size, r in sweep if r >= 0.8 * best_rate)
+    dram_gbps = sweep[-1][1]
+    log(f"bandwidth: cache {bw_gbps:.1f} GB/s, DRAM {dram_gbps:.1f} GB/s, effective LLC {llc / 2**20:.1f} MiB")
+    # 5. peak MACs/cycle per dtype = the best single-op CONV rate; class tables relative to it
+    mpc: dict[str, float] = {}
+    for dtype in ("float32", "int8", "hybrid"):
+        rates = [c.macs / (net * clock) for (cls, d), pts in samples.items()
+                 if d == dtype and cls in ("conv", "conv1x1")
+                 for c, net in pts if c.macs]  # fmt: skip
+        if rates:
+            mpc[dtype] = round(float(max(rates)), 3)
+    mpc["float16"] = mpc["float32"]
+    efficiency: dict[str, dict[str, float]] = {}
+    cpe: dict[str, dict[str, float]] = {}
+    tiles: dict[str, dict[str, list[int]]] = {}
+    per_op_cycles: dict[str, dict[str, float]] = {}
+    op_cpe: dict[str, dict[str, float]] = {}
+    for (cls, dtype), pts in sorted(samples.items()):
+        if cls in MAC_CLASSES:
+            tile, eff, per_el, setup, err = _fit_class(cls, pts, clock, mpc[dtype], bw_gbps, invoke + per_op)
+            efficiency.setdefault(cls, {})[dtype] = round(eff, 4)
+            cpe.setdefault(cls, {})[dtype] = round(per_el, 4)
+            per_op_cycles.setdefault(cls, {})[dtype] = round(setup, 1)
+            tiles.setdefault(cls, {})[dtype] = list(tile)
+            log(f"fit {cls} {dtype}: tile {tile}, efficiency {eff:.3f}, cycles/output {per_el:.3f}, "
+                f"setup {setup:.0f} cycles, rms log error {err:.3f}")  # fmt: skip
+            continue
+        _, _, per_el, _, err = _fit_class(cls, pts, clock, 1.0, bw_gbps, invoke + per_op)
+        cpe.setdefault(cls, {})[dtype] = round(per_el, 4)
+        log(f"fit {cls} {dtype}: cycles/element {per_el:.3f}, rms log error {err:.3f}")
+        by_op: dict[str, list[tuple[OpCost, float]]] = {}
+        for c, n in pts:
+            by_op.setdefault(c.op, []).append((c, n))
+        for op, vals in by_op.items():
+            op_cpe.setdefault(op, {})[dtype] = round(_fit_class(op, vals, clock, 1.0, bw_gbps, invoke + per_op)[2], 4)
+    # how well the fitted tables reproduce the micro-benchmarks themselves
+    flat = [(c, net) for pts in samples.values() for c, net in pts]
+    for r in rows:
+        cls, dtype = r["class"], r["dtype"]
+        match = next(c for c, _ in flat if c.macs == r["macs"] and c.work == r["work"] and c.op == r["op"]
+                     and c.cls == cls and ("int8" if c.dtype == "int16" else c.dtype) == dtype)  # fmt: skip
+        if cls in MAC_CLASSES:
+            cyc = padded_macs(match, tiles[cls][dtype]) / (mpc[dtype] * efficiency[cls][dtype])
+            cyc += r["work"] * cpe[cls][dtype] + per_op_cycles[cls][dtype]
+        else:
+            cyc = r["work"] * op_cpe.get(r["op"], {}).get(dtype, cpe[cls][dtype])
+        floor = (match.act_bytes + match.weight_bytes) / (bw_gbps * 1e3)
+        r["fit_us"] = round(max(cyc / clock, floor) + invoke + per_op, 3)
+    log(f"macs/cycle @ {clock:.0f} MHz: {mpc}")
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    how = (
+        "python -m pruning.estimate calibrate-host: single-op .tflite models "
+        "(pruning/estimate/microbench.py micro_cases), LiteRT 1 thread, lowest of three medians"
+    )
+    return {
+        "_doc": "This machine, re-derived by `python -m pruning.estimate calibrate-host` from single-op "
+        "micro-benchmarks (never fitted to whole models). `micro_benchmarks` lists every timed case "
+        "with the time the fitted tables give back (fit_us).",
+        "machine": {"cpu": _cpu_name(), "platform": platform.platform(), "litert": _litert_version()},
+        "profile": {
+            "kind": "host",
+            "core": _cpu_name(),
+            "clock_mhz": round(clock, 1),
+            "ram_bytes": int(mem),
+            "flash_bytes": int(shutil.disk_usage("/").total),
+            "runtime_key": "xnnpack-x86",
+            "threads": 1,
+            "macs_per_cycle": mpc,
+            "mem_bandwidth_gbps": round(dram_gbps, 2),
+            "cache_bandwidth_gbps": round(bw_gbps, 2),
+            "llc_bytes": int(llc),
+            "per_op_overhead_us": round(per_op, 4),
+            "invoke_overhead_us": round(invoke, 3),
+            "runtime_ram_bytes": 8 * 1024 * 1024,
+            "sparse_speedup": False,
+            "error_band": [0.85, 1.15],
+            "sources": {
+                "clock_mhz": "/proc/cpuinfo 'cpu MHz' (nominal; turbo makes the effective clock higher, "
+                "which is absorbed in macs_per_cycle)",
+                "ram_bytes": "os.sysconf SC_PHYS_PAGES * SC_PAGE_SIZE on this machine",
+                "flash_bytes": "size of the root filesystem (where the .tflite file is stored)",
+                "runtime": "ai_edge_litert Interpreter (XNNPACK delegate applied by default)",
+                "threads": "LiteRT num_threads=1, as pruning.host.measure_latency",
+                "macs_per_cycle": "micro-benchmark: best MACs/cycle over the single-op CONV_2D cases, per dtype "
+                "(float16 weights run as float32)",
+                "mem_bandwidth_gbps": "micro-benchmark: weight streaming rate of a float FULLY_CONNECTED with "
+                "128 MiB of weights (DRAM)",
+                "cache_bandwidth_gbps": "micro-benchmark: the highest (bytes read + written) / time reached by any "
+                "single-op case (cache-resident streams; the per-op memory floor)",
+                "llc_bytes": "micro-benchmark: largest FULLY_CONNECTED weight size (4..128 MiB) still streamed at "
+                ">= 80% of the best rate (effective last-level cache of this VM)",
+                "per_op_overhead_us": "micro-benchmark: slope of time over a chain of 1 vs 33 tiny ADD ops",
+                "invoke_overhead_us": "micro-benchmark: intercept of the chain of ADDs (invoke + delegate entry)",
+                "runtime_ram_bytes": "assumption: LiteRT + XNNPACK heap and code resident, ~8 MiB",
+                "sparse_speedup": "off: the pip LiteRT interpreter applies XNNPACK with default options and our "
+                "exporter stores zeros densely (no DENSIFY), so no sparse path is taken",
+                "error_band": "host estimate vs measurement over bench/device_zoo.py (docs/benchmarks.md)",
+            },
+        },
+        "runtime": {
+            "name": "LiteRT + XNNPACK",
+            "efficiency": efficiency,
+            "cycles_per_element": cpe,
+            "op_cycles_per_element": op_cpe,
+            "tiles": tiles,
+            "cycles_per_op": per_op_cycles,
+            "parallel_efficiency": 0.9,
+            "thread_overhead_us": 3.0,
+            "runtime_flash_bytes": 4 * 1024 * 1024,
+            "sources": {
+                "efficiency": how + "; per class/dtype NNLS of (time - overheads) on (tile-padded MACs, outputs)",
+                "cycles_per_element": how + "; NNLS coefficient of the output (pools: window) element count",
+                "op_cycles_per_element": how + "; the same fit per op name (ops XNNPACK does not take, e.g. "
+                "int8 RELU6/HARD_SWISH/AVERAGE_POOL_2D, run as TFLite reference kernels and are much slower)",
+                "tiles": how + "; the channel tile (nr, kr) that best explains odd channel counts",
+                "cycles_per_op": how + "; fixed setup cycles per op of a MAC class (same fit)",
+                "parallel_efficiency": "assumption (2-core host; XNNPACK pthreadpool)",
+                "thread_overhead_us": "assumption",
+                "runtime_flash_bytes": "assumption: ai_edge_litert shared library size order (~4 MiB)",
+            },
+        },
+        "micro_benchmarks": rows,
+        "weight_streaming": [{"weights_bytes": z, "gbps": round(r, 2)} for z, r in sweep],
+    }
+
+
+def _host_clock_mhz() -> float:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("cpu MHz"):
+                    return float(line.split(":")[1])
+    except OSError:
+        pass
+    return 2000.0
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def _litert_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ai-edge-litert")
+    except Exception:  # noqa: BLE001
+        return "unknown"

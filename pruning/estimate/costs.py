@@ -1,0 +1,238 @@
+"""Per-op work and time: the cost class, compute dtype, MACs, traffic and weight sparsity of every
+operator (`analyse`), MACs padded to the kernels' channel tiles, and the time of one op on a device
+profile (`op_time_us`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pruning.devices import MAC_CLASSES, DeviceProfile
+from pruning.estimate.graph import CONVS, ELEMENTWISE, POOLS, TRANSCENDENTAL, VIEWS, Graph, Op, Tensor
+
+_MAX_ITEMS_FOR_ZEROS = 1 << 26
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-op work
+
+
+@dataclass
+class OpCost:
+    index: int
+    op: str
+    cls: str
+    dtype: str
+    macs: int = 0
+    work: int = 0  # output elements (x window for pools): what cycles_per_element multiplies
+    act_bytes: int = 0  # activation bytes read + written
+    weight_bytes: int = 0
+    weight_elements: int = 0
+    zero_fraction: float = 0.0
+    kernel: tuple[int, ...] = ()
+    dims: tuple[
+        int, ...
+    ] = ()  # conv: (pixels, cout, taps, cin); depthwise: (pixels, ch, taps); fc: (rows, units, depth)
+    init_time: bool = False  # folded at load time (e.g. DEQUANTIZE of a constant): no per-inference cost
+    fused: bool = False  # fused into the next op by the runtime (e.g. PAD before a conv on XNNPACK)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (0, 0.0, "", (), False)} | {"op": self.op}
+
+
+def _compute_dtype(act: Tensor | None, weight: Tensor | None) -> str:
+    a = act.dtype if act is not None else "float32"
+    if a in ("int8", "uint8"):
+        return "int8"
+    if a == "int16":
+        return "int16"
+    if a == "float32" and weight is not None and weight.dtype in ("int8", "uint8") and weight.const:
+        return "hybrid"
+    return "float32"
+
+
+def analyse(graph: Graph) -> list[OpCost]:
+    """Work, traffic and cost class of every operator, in execution order."""
+    t = graph.tensors
+    produced_by: dict[int, Op] = {}
+    for op in graph.ops:
+        for o in op.outputs:
+            produced_by[o] = op
+    # Weights dequantised from constants (float16 or int8 storage) are weights too.
+    const_like = {x.index for x in t if x.const}
+    for op in graph.ops:
+        if op.name == "DEQUANTIZE" and op.inputs and op.inputs[0] in const_like:
+            const_like.update(op.outputs)
+    costs: list[OpCost] = []
+    for op in graph.ops:
+        ins = [t[i] for i in op.inputs if i >= 0]
+        outs = [t[i] for i in op.outputs if i >= 0]
+        acts = [x for x in ins if x.index not in const_like]
+        weights = [x for x in ins if x.index in const_like and x.elements > 1]
+        act_in = acts[0] if acts else (ins[0] if ins else None)
+        out = outs[0] if outs else None
+        out_elems = out.elements if out is not None else 0
+        act_bytes = sum(x.nbytes for x in acts) + sum(x.nbytes for x in outs)
+        weight = weights[0] if weights else None
+        w_bytes = sum(x.nbytes for x in weights)
+        w_elems = sum(x.elements for x in weights)
+        # the stored weight (before DEQUANTIZE), for the zero count and the storage dtype
+        stored = weight
+        if weight is not None and not weight.const and weight.index in produced_by:
+            src = produced_by[weight.index]
+            stored = t[src.inputs[0]] if src.inputs else weight
+        cost = OpCost(op.index, op.name, "memory", _compute_dtype(act_in, stored), work=out_elems, act_bytes=act_bytes)
+        cost.weight_bytes = w_bytes
+        cost.weight_elements = w_elems
+        name = op.name
+        if name in CONVS or name == "DEPTHWISE_CONV_2D":
+            f = t[op.inputs[1]]
+            if name == "DEPTHWISE_CONV_2D":
+                kh, kw = (f.shape[1], f.shape[2]) if len(f.shape) == 4 else (1, 1)
+                cost.cls, cost.macs, cost.kernel = "depthwise", out_elems * kh * kw, (kh, kw)
+                ch = out.shape[-1] if out is not None and out.shape else 1
+                cost.dims = (out_elems // max(ch, 1), ch, kh * kw)
+            elif name == "TRANSPOSE_CONV":
+                f = t[op.inputs[1]]
+                cout, kh, kw, cin = f.shape
+                x = t[op.inputs[2]]
+                cost.cls, cost.macs, cost.kernel = "conv", x.elements * kh * kw * cout, (kh, kw)
+                cost.dims = (x.elements // max(cin, 1), cout, kh * kw, cin)
+                cost.act_bytes = x.nbytes + (out.nbytes if out else 0)
+            else:
+                spatial = f.shape[1:-1]
+                cin = f.shape[-1]
+                k = int(math.prod(spatial))
+                cost.macs = out_elems * k * cin
+                cost.kernel = tuple(spatial)
+                cost.cls = "conv1x1" if k == 1 else "conv"
+                cout = f.shape[0]
+                cost.dims = (out_elems // max(cout, 1), cout, k, cin)
+            cost.work = out_elems
+        elif name in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+            w = t[op.inputs[1]]
+            if name == "FULLY_CONNECTED":
+                units, depth = (w.shape[0], w.shape[-1]) if w.shape else (1, 1)
+                rows = max(1, (act_in.elements // depth) if act_in is not None and depth else 1)
+                cost.macs = rows * units * depth
+                cost.dims = (rows, units, depth)
+            else:
+                depth = act_in.shape[-1] if act_in is not None and act_in.shape else 1
+                cost.macs = out_elems * depth
+                units = out.shape[-1] if out is not None and out.shape else 1
+                cost.dims = (out_elems // max(units, 1), units, depth)
+            cost.cls, cost.work = "fully_connected", out_elems
+        elif name in POOLS:
+            fh, fw = op.options.get("filter", (1, 1))
+            cost.cls, cost.work = "pool", out_elems * max(1, fh * fw)
+        elif name in ELEMENTWISE:
+            cost.cls = "elementwise"
+        elif name in TRANSCENDENTAL:
+            cost.cls = "transcendental"
+        else:
+            cost.cls = "memory"
+            if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "SOFTMAX", "L2_NORMALIZATION"):
+                cost.work = max(out_elems, act_in.elements if act_in is not None else 0)
+            if name in VIEWS:
+                cost.work, cost.act_bytes, cost.note = 0, 0, "view"
+            if name == "DEQUANTIZE" and op.inputs and op.inputs[0] in const_like:
+                cost.init_time, cost.note = True, "dequantises a constant once at load time"
+            if name in ("QUANTIZE", "DEQUANTIZE") and not cost.init_time:
+                cost.dtype = "int8"
+        if stored is not None and cost.cls in MAC_CLASSES and stored.const and stored.elements >= 16:
+            values = graph.const_values(stored) if stored.elements <= _MAX_ITEMS_FOR_ZEROS else None
+            if values is not None and values.size:
+                cost.zero_fraction = float(np.count_nonzero(values == 0) / values.size)
+            if cost.dtype == "float32" and stored.dtype == "float16":
+                cost.note = "float16 weights, float32 compute (dequantised at load time)"
+        costs.append(cost)
+    # XNNPACK fuses an explicit PAD into the following convolution or pool.
+    by_input: dict[int, list[Op]] = {}
+    for op in graph.ops:
+        for i in op.inputs:
+            by_input.setdefault(i, []).append(op)
+    for op, cost in zip(graph.ops, costs, strict=True):
+        if op.name in ("PAD", "PADV2") and op.outputs:
+            users = by_input.get(op.outputs[0], [])
+            if users and all(u.name in ("CONV_2D", "DEPTHWISE_CONV_2D", *POOLS) for u in users):
+                cost.fused = True
+    return costs
+
+
+# ---------------------------------------------------------------------------------------------
+# Time
+
+
+def _peak(profile: DeviceProfile, dtype: str) -> tuple[float, str]:
+    """Peak MACs/cycle and the dtype whose efficiency table applies."""
+    mpc = profile.macs_per_cycle
+    if dtype == "int16" and "int8" in mpc:
+        return mpc["int8"] / 2, "int8"
+    if dtype == "hybrid":
+        if profile.runtime_key.startswith("tflm"):
+            return mpc.get("float32", 1.0), "float32"
+        return mpc.get("int8", mpc.get("float32", 1.0)), "hybrid" if "hybrid" in mpc else "int8"
+    if dtype in mpc:
+        return mpc[dtype], dtype
+    return mpc.get("float32", 1.0), "float32"
+
+
+def _table(table: dict[str, dict[str, float]], cls: str, dtype: str, default: float) -> float:
+    row = table.get(cls, {})
+    if dtype in row:
+        return row[dtype]
+    if dtype == "hybrid" and "int8" in row:
+        return row["int8"]
+    if dtype in ("int16", "uint8") and "int8" in row:
+        return row["int8"]
+    return row.get("float32", default)
+
+
+def _ceil_to(n: int, tile: int) -> int:
+    return -(-n // tile) * tile if tile > 1 else n
+
+
+def padded_macs(cost: OpCost, tile: tuple[int, int] | list[int]) -> int:
+    """MACs after rounding channels up to the kernel's register tile (nr output channels, kr input channels)."""
+    nr, kr = int(tile[0]), int(tile[1])
+    d = cost.dims
+    if not d or (nr <= 1 and kr <= 1):
+        return cost.macs
+    if cost.cls == "depthwise":
+        return d[0] * _ceil_to(d[1], nr) * d[2]
+    if cost.cls == "fully_connected":
+        return d[0] * _ceil_to(d[1], nr) * _ceil_to(d[2], kr)
+    return d[0] * _ceil_to(d[1], nr) * d[2] * _ceil_to(d[3], kr)
+
+
+def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0) -> float:
+    """Time of one op on `profile`, microseconds."""
+    if cost.init_time or cost.fused:
+        return 0.0
+    if cost.note == "view":
+        return profile.per_op_overhead_us * 0.5
+    peak, table_dtype = _peak(profile, cost.dtype)
+    eff_dtype = table_dtype
+    cycles = 0.0
+    override = profile.op_cycles_per_element.get(cost.op, {})
+    if cost.cls in MAC_CLASSES and cost.macs:
+        eff = _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
+        factor = sparse_factor if cost.cls == "conv1x1" else 1.0
+        tile = _table(profile.tiles, cost.cls, eff_dtype, [1, 1])  # type: ignore[arg-type]
+        cycles += padded_macs(cost, tile) * factor / (peak * eff)
+    cycles += _table(profile.cycles_per_op, cost.cls, eff_dtype, 0.0)
+    if eff_dtype in override or (eff_dtype == "hybrid" and "int8" in override):
+        cycles += cost.work * override.get(eff_dtype, override.get("int8", 0.0))
+    else:
+        cycles += cost.work * _table(profile.cycles_per_element, cost.cls, eff_dtype, 1.0)
+    threads = max(1, profile.threads)
+    speedup = 1.0 + (threads - 1) * profile.parallel_efficiency
+    compute_us = cycles / profile.clock_mhz / speedup
+    traffic = cost.act_bytes + cost.weight_bytes
+    memory_us = traffic / ((profile.cache_bandwidth_gbps or profile.mem_bandwidth_gbps) * 1e3)
+    overhead = profile.per_op_overhead_us + (profile.thread_overhead_us if threads > 1 else 0.0)
+    return max(compute_us, memory_us) + overhead

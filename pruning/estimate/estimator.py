@@ -1,0 +1,187 @@
+"""The public estimate: latency band, RAM, flash and fit of a `.tflite` file on device profiles, with
+the reasons (`basis`); the per-op breakdown; XNNPACK's sparse path; and the cache of parsed models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from pruning.devices import MAC_CLASSES, DeviceProfile, get_profile
+from pruning.estimate.costs import OpCost, analyse, op_time_us
+from pruning.estimate.graph import Graph, parse
+from pruning.estimate.memory import cold_weights_us, ram_estimate
+
+_CACHE: dict[str, tuple[Graph, list[OpCost]]] = {}
+CACHE_SIZE = 4
+
+
+def parsed(tflite: bytes) -> tuple[Graph, list[OpCost]]:
+    """`parse` + `analyse`, remembered for the last few models (one model is estimated on many devices)."""
+    import hashlib
+
+    key = hashlib.sha1(tflite).hexdigest()
+    if key not in _CACHE:
+        while len(_CACHE) >= CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        graph = parse(tflite)
+        _CACHE[key] = (graph, analyse(graph))
+    return _CACHE[key]
+
+
+def sparse_path(graph: Graph, costs: list[OpCost]) -> tuple[bool, str]:
+    """Whether XNNPACK's sparse inference path applies (its README's rules, see the package docstring)."""
+    names = [op.name for op in graph.ops]
+    if "DENSIFY" not in names:
+        return False, "weights are stored dense (no DENSIFY ops), so XNNPACK's sparse path does not apply"
+    mac_ops = [c for c in costs if c.cls in MAC_CLASSES]
+    if not mac_ops or mac_ops[0].dtype != "float32":
+        return False, "XNNPACK's sparse path is float-only"
+    first = graph.ops[mac_ops[0].index]
+    f = graph.tensors[first.inputs[1]]
+    if not (first.name == "CONV_2D" and f.shape[1:3] == (3, 3) and f.shape[-1] == 3):
+        return False, "XNNPACK's sparse path needs the model to start with a 3x3 conv on 3 channels"
+    if "MEAN" not in names:
+        return False, "XNNPACK's sparse path needs the sparse subgraph to end in MEAN"
+    pw = [c for c in costs if c.cls == "conv1x1"]
+    total = sum(c.weight_elements for c in pw)
+    zeros = sum(c.weight_elements * c.zero_fraction for c in pw)
+    if not total or zeros / total < 2 / 3:
+        return False, "XNNPACK's sparse path needs >= 2/3 zeros in the 1x1 convolutions"
+    return True, f"XNNPACK sparse path: 1x1 convs {zeros / total:.0%} zeros"
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def _model_dtype(costs: list[OpCost]) -> str:
+    macs: dict[str, int] = {}
+    for c in costs:
+        if c.cls in MAC_CLASSES:
+            macs[c.dtype] = macs.get(c.dtype, 0) + c.macs
+    return max(macs, key=lambda k: macs[k]) if macs else "float32"
+
+
+def breakdown(tflite: bytes, profile: DeviceProfile) -> list[dict[str, Any]]:
+    """Per-op estimate (for debugging and the docs): op, class, dtype, MACs, microseconds."""
+    graph, costs = parsed(tflite)
+    applies, _ = sparse_path(graph, costs)
+    factor = _sparse_factor(costs) if applies and profile.sparse_speedup else 1.0
+    return [c.to_dict() | {"cls": c.cls, "us": round(op_time_us(c, profile, factor), 3)} for c in costs]
+
+
+def _sparse_factor(costs: list[OpCost]) -> float:
+    pw = [c for c in costs if c.cls == "conv1x1"]
+    total = sum(c.weight_elements for c in pw)
+    density = 1 - (sum(c.weight_elements * c.zero_fraction for c in pw) / total if total else 0.0)
+    return min(1.0, 2.0 * density)
+
+
+def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
+    """Latency band, RAM, flash and whether the model fits `profile`; `basis` says what it rests on."""
+    graph, costs = parsed(tflite)
+    dtype = _model_dtype(costs)
+    basis: list[str] = []
+    is_tflm = profile.runtime_key.startswith("tflm")
+    applies, why = sparse_path(graph, costs)
+    zero = _weight_zero_fraction(costs)
+    factor = 1.0
+    if applies and profile.sparse_speedup:
+        factor = _sparse_factor(costs)
+        basis.append(why + f"; 1x1 convs costed at {factor:.2f}x their dense time")
+    elif zero >= 0.05:
+        if is_tflm:
+            basis.append(f"{zero:.0%} of weights are zero, but TFLite Micro has no sparse kernels: no speed-up")
+        elif not profile.sparse_speedup:
+            basis.append(f"{zero:.0%} of weights are zero; this runtime has no sparse kernels: no speed-up")
+        else:
+            basis.append(f"{zero:.0%} of weights are zero; no speed-up: {why}")
+    cold_us, cold_note = cold_weights_us(graph, costs, profile)
+    if cold_note:
+        basis.append(cold_note)
+    total_us = profile.invoke_overhead_us + sum(op_time_us(c, profile, factor) for c in costs) + cold_us
+    ms = total_us / 1000.0
+    lo, hi = profile.error_band
+    macs = sum(c.macs for c in costs)
+    by_class: dict[str, float] = {}
+    for c in costs:
+        by_class[c.cls] = by_class.get(c.cls, 0.0) + op_time_us(c, profile, factor)
+    top = sorted(by_class.items(), key=lambda kv: -kv[1])[:3]
+    share = ", ".join(f"{k} {v / max(total_us, 1e-9):.0%}" for k, v in top)
+    basis.insert(
+        0,
+        f"per-op model ({len(costs)} ops, {macs / 1e6:.2f} M MACs, {dtype}) on {profile.core} "
+        f"@ {profile.clock_mhz:g} MHz, {profile.runtime}, {profile.threads} thread(s); time by class: {share}; "
+        f"band x{lo:g}..x{hi:g} from the measured calibration error",
+    )
+    if is_tflm and dtype == "float32":
+        basis.append("float model on a microcontroller: costed with float32 reference kernels (no CMSIS-NN), slow")
+    if is_tflm and dtype == "hybrid":
+        basis.append("dynamic-range (hybrid) ops are not supported by TFLite Micro; costed as float32")
+    if any(c.note.startswith("float16 weights") for c in costs) and not is_tflm:
+        basis.append("float16 weights are unpacked to float32 by XNNPACK at load time: float32 speed")
+    unknown = sorted({c.op for c in costs if c.cls == "memory" and c.op.startswith(("CUSTOM", "OP_"))})
+    if unknown:
+        basis.append(f"ops without a cost model ({', '.join(unknown)}) costed as memory copies")
+    ram, ram_note = ram_estimate(tflite, graph, costs, profile)
+    basis.append(ram_note)
+    flash = graph.size + profile.runtime_flash_bytes
+    basis.append(f"flash = .tflite {graph.size} B + runtime code {profile.runtime_flash_bytes} B ({profile.runtime})")
+    fits = ram <= profile.ram_bytes and flash <= profile.flash_bytes
+    if not fits:
+        need = []
+        if ram > profile.ram_bytes:
+            need.append(f"RAM {ram} B > {profile.ram_bytes} B")
+        if flash > profile.flash_bytes:
+            need.append(f"flash {flash} B > {profile.flash_bytes} B")
+        basis.append("does not fit: " + "; ".join(need))
+    return {
+        "device": profile.name,
+        "estimate_ms": round(ms, 4),
+        "low_ms": round(ms * lo, 4),
+        "high_ms": round(ms * hi, 4),
+        "ram_bytes": int(ram),
+        "flash_bytes": int(flash),
+        "fits": bool(fits),
+        "basis": "; ".join(basis),
+    }
+
+
+def _weight_zero_fraction(costs: list[OpCost]) -> float:
+    total = sum(c.weight_elements for c in costs if c.cls in MAC_CLASSES)
+    zeros = sum(c.weight_elements * c.zero_fraction for c in costs if c.cls in MAC_CLASSES)
+    return zeros / total if total else 0.0
+
+
+def profile_tflite(tflite: bytes, devices: list[str], measure_host: bool = True) -> list[dict[str, Any]]:
+    """One entry per device: the estimate, and for `host` also `measured_ms` (LiteRT on this machine)."""
+    out = []
+    for name in devices:
+        profile = get_profile(name)
+        entry = estimate(tflite, profile)
+        entry["measured_ms"] = None
+        if name == "host" and measure_host:
+            from pruning.host import measure_latency
+
+            measured = measure_latency(tflite, threads=profile.threads)
+            entry["measured_ms"] = round(measured["measured_ms"], 4)
+            entry["p10_ms"] = round(measured["p10_ms"], 4)
+            entry["p90_ms"] = round(measured["p90_ms"], 4)
+            entry["basis"] += (
+                f"; measured_ms: LiteRT (XNNPACK) on this machine, {measured['threads']} thread(s), "
+                f"median of {measured['runs']} runs after warm-up"
+            )
+        out.append(entry)
+    return out
+
+
+def with_threads(profile: DeviceProfile, threads: int) -> DeviceProfile:
+    return replace(profile, threads=threads, name=f"{profile.name}@{threads}t")
+
+
+def timed_profile(tflite: bytes, devices: list[str]) -> tuple[list[dict[str, Any]], float]:
+    """`profile_tflite` without the host measurement, and the seconds it took."""
+    start = time.perf_counter()
+    entries = profile_tflite(tflite, devices, measure_host=False)
+    return entries, time.perf_counter() - start
