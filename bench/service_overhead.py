@@ -8,8 +8,8 @@ The same spec (builtin:digits, sparsity 0.5, 2 fine-tuning epochs) on the same t
 - direct, fresh process: `python -c` that imports the engine and calls `run(...)`, so TensorFlow's
   import is paid on both sides. This is the baseline of the target.
 - direct, in process: `run(...)` in this process, TensorFlow already imported (for reference).
-- inspection alone: `python -m pruning.inspect model.keras`, the subprocess the API runs on every
-  model upload to read its shape and size (for reference: it explains most of the upload time).
+(Uploads of Keras models no longer start a TensorFlow subprocess: the API reads a model's shape and
+size from its config and weights file.)
 
 The paths are interleaved (order rotated each round) and the median of each is compared.
 Target: service (upload to downloads) <= 1.10 * direct (fresh process) + 3 s.
@@ -139,24 +139,6 @@ def direct_in_process_once(model_path: Path, workdir: Path) -> dict[str, Any]:
     }
 
 
-def inspect_once(model_path: Path, workdir: Path) -> dict[str, Any]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "pruning.inspect", str(model_path)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        check=False,
-        timeout=300,
-    )
-    wall = time.perf_counter() - started
-    if out.returncode != 0:
-        raise RuntimeError(f"inspection failed ({out.returncode}): {out.stderr.decode()[-2000:]}")
-    return {"wall_s": wall}
-
-
 def fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -171,7 +153,7 @@ def markdown(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-PATHS = ("service", "direct, fresh process", "direct, in process", "inspection alone")
+PATHS = ("service", "direct, fresh process", "direct, in process")
 
 
 def main() -> int:
@@ -194,11 +176,10 @@ def main() -> int:
         try:
             runners = {
                 # A new tenant per run (key made before the clock starts): every upload is a first
-                # upload, read by the inspection subprocess, not answered from the per-tenant dedupe.
+                # upload, checked and described by the API, not answered from the per-tenant dedupe.
                 "service": lambda i: service_once(service, service.new_key(), model_path),
                 "direct, fresh process": lambda i: direct_fresh_once(model_path, tmp / f"fresh{i}"),
                 "direct, in process": lambda i: direct_in_process_once(model_path, tmp / f"inproc{i}"),
-                "inspection alone": lambda i: inspect_once(model_path, tmp / f"inspect{i}"),
             }
             for i in range(args.runs):
                 order = PATHS[i % len(PATHS) :] + PATHS[: i % len(PATHS)]
@@ -271,7 +252,6 @@ def main() -> int:
     walls = {p: [r["wall_s"] for r in results[p]] for p in PATHS}
     summary = [line(p, walls[p], medians["service"] / medians[p]) for p in PATHS[:3]]
     summary.insert(1, line("service, job only (submit to downloads)", job_only, None))
-    summary.append(line("inspection alone (python -m pruning.inspect)", walls["inspection alone"], None))
     print(markdown(["path", "wall s per run", "median s", "best s", "service / this (medians)"], summary))
     print()
     print(

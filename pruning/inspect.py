@@ -1,7 +1,9 @@
-"""`python -m pruning.inspect FILE.tflite`: print a TFLite model's parameters and shapes as JSON.
+"""`python -m pruning.inspect FILE`: check an uploaded model and print its parameters and shapes.
 
-Run as a subprocess by the API, which never imports LiteRT itself. Exit code 0 with JSON on
-stdout, or 3 with `{"code", "message"}` JSON for a bad model.
+Run by the API in a subprocess with no credentials, so that neither the HDF5 and flatbuffer
+parsers nor LiteRT ever read an untrusted file inside the API process. Keras files are checked
+(`pruning.safety`) and described from their config and weights without TensorFlow; `.tflite`
+files are opened with LiteRT. Exit code 0 with JSON on stdout, or 3 with `{"code", "message"}`.
 """
 
 import json
@@ -33,9 +35,20 @@ def inspect_tflite(path: Path) -> dict[str, Any]:
     }
 
 
+def inspect(path: Path) -> dict[str, Any]:
+    fmt = path.suffix.lstrip(".")
+    if fmt == "tflite":
+        return inspect_tflite(path)
+    from pruning.describe import describe_file
+    from pruning.safety import check_model_file
+
+    check_model_file(path, fmt)
+    return describe_file(path, fmt)
+
+
 def main() -> int:
     try:
-        sys.stdout.write(json.dumps(inspect_tflite(Path(sys.argv[1]))) + "\n")
+        sys.stdout.write(json.dumps(inspect(Path(sys.argv[1]))) + "\n")
         return 0
     except PruningError as exc:
         sys.stdout.write(json.dumps({"code": exc.code, "message": exc.message}) + "\n")

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from app.db import session_scope
 from app.jobs import repository, service
 from app.settings import get_settings
@@ -129,8 +131,11 @@ def execute(job_id: str) -> None:
     last = [0.0]
 
     def note(message: str) -> None:
-        with session_scope() as s:
-            service.log(s, job_id, message)
+        try:
+            with session_scope() as s:
+                service.log(s, job_id, message)
+        except OperationalError:  # a database blip must not cost the job its run
+            log.warning("could not record a log line of %s", job_id)
 
     beat = Heartbeat(job_id, owner, settings.heartbeat_s)
     last_stage = [""]
@@ -143,9 +148,14 @@ def execute(job_id: str) -> None:
         if stage == last_stage[0] and now - last[0] < PROGRESS_EVERY_S and fraction < 1.0:
             return
         last[0], last_stage[0] = now, stage
-        with session_scope() as s:
-            if service.record_progress(s, job_id, stage, fraction):
-                raise Cancelled()
+        try:
+            with session_scope() as s:
+                cancel = service.record_progress(s, job_id, stage, fraction)
+        except OperationalError:  # the database is away: keep computing, report next time
+            log.warning("could not record progress of %s", job_id)
+            return
+        if cancel:
+            raise Cancelled()
 
     try:
         request = _stage_inputs(job_id, store, workdir)
@@ -190,6 +200,8 @@ def execute(job_id: str) -> None:
         with session_scope() as session:
             service.fail(session, job_id, exc.code, exc.message)
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
+    except OperationalError:
+        raise  # the database, not the job: the task retries, and the job is not marked failed
     except Exception as exc:
         log.exception("job %s crashed", job_id)
         with session_scope() as session:

@@ -1,4 +1,7 @@
-"""Reading an uploaded `.tflite` model's shape and size in a sandboxed subprocess (no LiteRT in the API)."""
+"""Checking an uploaded model and reading its shape and size in a sandboxed subprocess.
+
+No parser of model files (HDF5, flatbuffers, LiteRT) ever reads an untrusted file in the API process.
+"""
 
 import asyncio
 import json
@@ -24,8 +27,8 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-async def inspect_tflite(path: Path, timeout_s: float) -> dict[str, Any]:
-    """Params and shapes of the `.tflite` model at `path`; `InvalidInput` if it does not load."""
+async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
+    """Params and shapes of the model at `path`; `InvalidInput` if it is unsafe or unreadable."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["CUDA_VISIBLE_DEVICES"] = ""

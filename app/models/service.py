@@ -1,7 +1,8 @@
 """Model uploads: stream, check the format by content and the file for safety, read its shape and size.
 
-Keras files are described from their config and weights without being built; a model that
-passes these checks but does not load fails its job with a reason.
+The file is checked and described in a subprocess without credentials (Keras files from their
+config and weights, without building them); a model that passes these checks but does not load
+fails its job with a reason.
 """
 
 from typing import Any
@@ -12,15 +13,14 @@ from starlette.requests import Request
 
 from app.errors import NotFound, UnsupportedMediaType, rejected
 from app.models import repository
-from app.models.inspection import inspect_tflite
+from app.models.inspection import inspect_model
 from app.models.schemas import ModelOut
 from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Artifact, Model, new_id
 from app.uploads import Upload, store_upload
-from pruning.describe import describe_file
 from pruning.errors import PruningError
-from pruning.safety import check_archive, check_model_file
+from pruning.safety import check_archive
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_MEMBERS = ("config.json", "metadata.json")
@@ -49,23 +49,15 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
             raise rejected(exc) from exc
         if not all(member in names for member in KERAS_MEMBERS):
             raise UnsupportedMediaType("a zip archive, but not a Keras 3 .keras file (no config.json/metadata.json)")
-    info: dict[str, Any] = {}
-    if fmt != "tflite":
-        try:
-            await run_in_threadpool(check_model_file, upload.path, fmt)
-            info = await run_in_threadpool(describe_file, upload.path, fmt)
-        except PruningError as exc:
-            raise rejected(exc) from exc
+
     model_id = new_id("mdl")
     stored = upload.writer.commit(f"{tenant_id}/models/{model_id}/model.{fmt}")
-    if fmt == "tflite":
-        # LiteRT must see the file to read it; it runs in a subprocess, never in the API.
-        try:
-            with store.local_copy(stored.key) as path:
-                info = await inspect_tflite(path, settings.inspect_timeout_s)
-        except BaseException:
-            store.delete(stored.key)
-            raise
+    try:
+        with store.local_copy(stored.key) as path:
+            info = await inspect_model(path, settings.inspect_timeout_s)
+    except BaseException:
+        store.delete(stored.key)
+        raise
     artifact = Artifact(
         tenant_id=tenant_id, kind="model", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
     )
