@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As the engine does (pruning/__init__.py): test modules import Keras before the engine does.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from tests.services import Service, postgres_database, redis_broker  # noqa: E402
 

@@ -60,7 +60,13 @@ def run_engine(
     request_path = workdir / "request.json"
     request_path.write_text(json.dumps(request))
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env.update(HOME=str(scratch), TMPDIR=str(scratch), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.update(
+        HOME=str(scratch),
+        TMPDIR=str(scratch),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+        TF_ENABLE_ONEDNN_OPTS="0",
+    )
     stderr_path = workdir / "engine.log"
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(

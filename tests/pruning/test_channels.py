@@ -183,3 +183,18 @@ def test_channel_guard_backs_off_to_a_wider_model(digits_model: Path, tmp_path: 
     reached = 0.0 if step == 0 else report["schedule"]["rounds"][step - 1]["sparsity"]
     assert pruned.get_layer("conv1").filters == max(1, round((1 - reached) * 16))
     assert report["metrics"]["after"]["val"]["loss"] > 0
+
+
+def test_a_channel_pruned_resnet_fine_tunes(tmp_path: Path) -> None:
+    """Halving ResNet-8 makes its 1x1 stride-2 shortcuts narrow; fine-tuning them must work."""
+    d = digits()
+    x = np.repeat(np.kron(d.x_train[:256], np.ones((1, 2, 2, 1), np.float32)), 3, axis=-1)
+    xv = np.repeat(np.kron(d.x_val[:128], np.ones((1, 2, 2, 1), np.float32)), 3, axis=-1)
+    model = ic_resnet8(size=16)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, d.y_train[:256], epochs=1, verbose=0)
+    model.save(tmp_path / "r8.keras")
+    data = Data(x, d.y_train[:256], xv, d.y_val[:128])
+    spec = PruneSpec(granularity="channel", sparsity=0.5, epochs=1, learning_rate=1e-3)
+    report = run(tmp_path / "r8.keras", data, spec, tmp_path / "out").report
+    assert report["macs"]["after"] < 0.35 * report["macs"]["before"]
