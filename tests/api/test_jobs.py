@@ -35,7 +35,7 @@ def _spec(model_id: str, **changes: Any) -> dict[str, Any]:
         ({"target": {"macs_reduction": 0.5}}, "invalid_spec"),
         ({"n_of_m": {"n": 2, "m": 4}}, "invalid_spec"),
         ({"granularity": "n_of_m", "n_of_m": {"n": 4, "m": 4}}, "invalid_request"),
-        ({"kind": "profile"}, "not_supported_yet"),
+        ({"kind": "sweep"}, "invalid_request"),
         ({"target": {"latency_ms": 5, "device": "host"}}, "not_supported_yet"),
         ({"dataset_id": "builtin:har"}, "data_mismatch"),
         ({"target": None}, "invalid_spec"),
