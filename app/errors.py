@@ -53,15 +53,6 @@ class TooManyRequests(ShearsError):
         self.retry_after = retry_after
 
 
-class ServiceUnavailable(ShearsError):
-    status_code = 503
-    code = "unavailable"
-
-    def __init__(self, message: str, *, retry_after: int = 5, code: str | None = None) -> None:
-        super().__init__(message, code=code)
-        self.retry_after = retry_after
-
-
 def rejected(exc: PruningError) -> InvalidInput:
     """An engine check that refused the caller's file, as a 422 with the engine's code."""
     return InvalidInput(exc.message, code=exc.code)

@@ -49,8 +49,6 @@ from pruning.estimate.estimator import (
     parsed,
     profile_tflite,
     sparse_path,
-    timed_profile,
-    with_threads,
 )
 from pruning.estimate.graph import CONVS, ELEMENTWISE, POOLS, TRANSCENDENTAL, VIEWS, Graph, Op, Tensor, parse
 from pruning.estimate.memory import cold_weights_us, packed_weight_bytes, peak_activation_bytes
@@ -78,6 +76,4 @@ __all__ = [
     "peak_activation_bytes",
     "profile_tflite",
     "sparse_path",
-    "timed_profile",
-    "with_threads",
 ]

@@ -3,8 +3,6 @@ the reasons (`basis`); the per-op breakdown; XNNPACK's sparse path; and the cach
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
 from typing import Any
 
 from pruning.devices import MAC_CLASSES, DeviceProfile, get_profile
@@ -174,14 +172,3 @@ def profile_tflite(tflite: bytes, devices: list[str], measure_host: bool = True)
             )
         out.append(entry)
     return out
-
-
-def with_threads(profile: DeviceProfile, threads: int) -> DeviceProfile:
-    return replace(profile, threads=threads, name=f"{profile.name}@{threads}t")
-
-
-def timed_profile(tflite: bytes, devices: list[str]) -> tuple[list[dict[str, Any]], float]:
-    """`profile_tflite` without the host measurement, and the seconds it took."""
-    start = time.perf_counter()
-    entries = profile_tflite(tflite, devices, measure_host=False)
-    return entries, time.perf_counter() - start
