@@ -1,11 +1,11 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import pagination
-from app.tables import Artifact, Job, WebhookDelivery
+from app.tables import Artifact, Job, Tenant, WebhookDelivery
 
 
 def add(session: Session, job: Job) -> Job:
@@ -60,3 +60,10 @@ def running(session: Session) -> Sequence[Job]:
 def queued_before(session: Session, moment: datetime) -> Sequence[Job]:
     query = select(Job).where(Job.status == "queued", Job.enqueued_at < moment)
     return session.scalars(query.with_for_update(skip_locked=True)).all()
+
+
+def lock_tenant_of(session: Session, job_id: str) -> None:
+    """Serialize job starts per tenant: a no-op write to the job's tenant row, as the first
+    statement of the transaction, takes PostgreSQL's row lock and SQLite's write lock."""
+    owner = select(Job.tenant_id).where(Job.id == job_id).scalar_subquery()
+    session.execute(update(Tenant).where(Tenant.id == owner).values(name=Tenant.name))

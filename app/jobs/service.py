@@ -182,6 +182,8 @@ def start(session: Session, job_id: str, settings: Settings, owner: str) -> Lite
     `wait` if its tenant already runs as many jobs as its quota allows. A job whose worker died
     is taken over (and counts another attempt), up to `max_attempts`.
     """
+    # Two workers starting two jobs of one tenant must not both see a free running slot.
+    repository.lock_tenant_of(session, job_id)
     job = repository.get_for_worker(session, job_id, lock=True)
     if job is None or job.status in TERMINAL:
         return "skip"

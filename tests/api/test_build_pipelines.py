@@ -240,3 +240,31 @@ def test_cancel_during_finetuning_stops_the_job_and_leaves_no_files(embedded: Se
         assert stopped_after < 10
         _assert_error(c.get(f"/v1/jobs/{job_id}/model.tflite"), 409)
     assert not list((embedded.root / "artifacts").glob(f"*/jobs/{job_id}"))
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """Two worker slots, but each tenant may run one job at a time."""
+    service = Service(
+        tmp_path_factory.mktemp("one-at-a-time"),
+        {"SHEARS_QUOTA_RUNNING_JOBS": "1", "SHEARS_WORKER_CONCURRENCY": "2"},
+    )
+    service.start()
+    yield service
+    service.stop()
+
+
+def test_running_jobs_past_the_quota_wait_in_the_queue(one_at_a_time: Service, digits_model: Path) -> None:
+    with one_at_a_time.client(one_at_a_time.new_key()) as c:
+        model_id = _upload(c, digits_model).json()["id"]
+        jobs = [c.post("/v1/jobs", json=_spec(model_id, seed=i, finetune={"epochs": 2})).json()["id"] for i in range(2)]
+        most_running = 0
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            statuses = [c.get(f"/v1/jobs/{j}").json()["status"] for j in jobs]
+            most_running = max(most_running, statuses.count("running"))
+            if all(s == "succeeded" for s in statuses):
+                break
+            time.sleep(0.2)
+    assert statuses == ["succeeded", "succeeded"]
+    assert most_running == 1
