@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.load import git_commit, markdown, scan_logs, train_tiny_model  # noqa: E402
-from tests.services import REDIS_URL, Service, postgres_database  # noqa: E402
+from tests.services import REDIS_URL, Service, postgres_database, read_events  # noqa: E402
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 JOB_SPEC: dict[str, Any] = {"dataset_id": "builtin:digits", "target": {"sparsity": 0.3}, "finetune": {"epochs": 2}}
@@ -193,36 +193,12 @@ def get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
     return dict(response.json()) if response.status_code == 200 else None
 
 
-def _read_events(client: httpx.Client, job_id: str, last: int, read_timeout: float) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    headers = {"Last-Event-ID": str(last)} if last else {}
-    try:
-        with client.stream(
-            "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=httpx.Timeout(10, read=read_timeout)
-        ) as response:
-            response.raise_for_status()
-            event: dict[str, Any] = {}
-            for line in response.iter_lines():
-                if line.startswith("id: "):
-                    event["id"] = int(line[4:])
-                elif line.startswith("event: "):
-                    event["type"] = line[7:]
-                elif line.startswith("data: "):
-                    event["data"] = json.loads(line[6:])
-                elif not line and event:
-                    found.append(event)
-                    event = {}
-    except httpx.ReadTimeout:
-        pass  # no more events: the stream only sends keep-alives
-    return found
-
-
 def job_events(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     """Every stored event of a finished job. The stream ends at the first terminal event, so ask
     again from there: a second terminal event (the bug we look for) would come after it."""
-    first = _read_events(client, job_id, 0, read_timeout=60)
+    first = read_events(client, job_id, read_timeout=60)
     last = max((e.get("id", 0) for e in first), default=0)
-    return first + _read_events(client, job_id, last, read_timeout=3)
+    return first + read_events(client, job_id, last, read_timeout=3)
 
 
 def status_events(events: list[dict[str, Any]]) -> list[str]:

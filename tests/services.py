@@ -145,3 +145,33 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dic
             return dict(job)
         time.sleep(0.5)
     raise TimeoutError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+def read_events(
+    client: httpx.Client, job_id: str, last_event_id: int | None = None, read_timeout: float = 300
+) -> list[dict[str, Any]]:
+    """The job's Server-Sent Events after `last_event_id`, until the stream ends (or goes quiet)."""
+    import json
+
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
+    found: list[dict[str, Any]] = []
+    try:
+        with client.stream(
+            "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=httpx.Timeout(10, read=read_timeout)
+        ) as response:
+            response.raise_for_status()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            event: dict[str, Any] = {}
+            for line in response.iter_lines():
+                if line.startswith("id: "):
+                    event["id"] = int(line[4:])
+                elif line.startswith("event: "):
+                    event["type"] = line[7:]
+                elif line.startswith("data: "):
+                    event["data"] = json.loads(line[6:])
+                elif not line and event:
+                    found.append(event)
+                    event = {}
+    except httpx.ReadTimeout:
+        pass  # nothing more came: the stream only sends keep-alives
+    return found

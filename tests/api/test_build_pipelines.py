@@ -14,7 +14,7 @@ import pytest
 
 from app.webhooks import verify
 from tests.api.test_auth_and_tenancy import _assert_error
-from tests.services import Service, free_port, wait_for_job
+from tests.services import Service, free_port, read_events, wait_for_job
 
 
 def _upload(c: httpx.Client, path: Path, **headers: str) -> httpx.Response:
@@ -134,26 +134,6 @@ def test_quotas_answer_429_with_retry_after(quota_service: Service, digits_model
         assert int(over_queue.headers["retry-after"]) > 0
 
 
-def _read_events(client: httpx.Client, job_id: str, last_event_id: int | None = None) -> list[dict[str, Any]]:
-    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-    found: list[dict[str, Any]] = []
-    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=300) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        event: dict[str, Any] = {}
-        for line in response.iter_lines():
-            if line.startswith("id: "):
-                event["id"] = int(line[4:])
-            elif line.startswith("event: "):
-                event["type"] = line[7:]
-            elif line.startswith("data: "):
-                event["data"] = json.loads(line[6:])
-            elif line == "" and event:
-                found.append(event)
-                event = {}
-    return found
-
-
 class _Receiver(BaseHTTPRequestHandler):
     received: list[tuple[bytes, str]] = []
     fail_first = 0
@@ -182,7 +162,7 @@ def test_live_events_and_a_signed_webhook(embedded: Service, tenant: tuple[str, 
         with embedded.client(key) as c:
             spec = _spec(model_id, callback_url=f"http://127.0.0.1:{port}/hook", finetune={"epochs": 2})
             job_id = c.post("/v1/jobs", json=spec).json()["id"]
-            events = _read_events(c, job_id)
+            events = read_events(c, job_id)
             types = [e["type"] for e in events]
             assert types[0] == "status"
             assert events[0]["data"]["status"] == "queued"
@@ -191,7 +171,7 @@ def test_live_events_and_a_signed_webhook(embedded: Service, tenant: tuple[str, 
             assert {"loading", "finetuning", "converting", "profiling"} <= set(stages)
             assert any(e["type"] == "log" and e["data"]["message"].startswith("host: ") for e in events)
             # A late client resumes after an event id and sees only what followed.
-            resumed = _read_events(c, job_id, last_event_id=events[2]["id"])
+            resumed = read_events(c, job_id, last_event_id=events[2]["id"])
             assert [e["id"] for e in resumed] == [e["id"] for e in events[3:]]
             deadline = time.monotonic() + 60
             while len(_Receiver.received) < 2 and time.monotonic() < deadline:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import Service, wait_for_job
+from tests.services import Service, read_events, wait_for_job
 
 
 def _engine_process(job_id: str) -> int | None:
@@ -65,31 +65,11 @@ def test_a_worker_child_killed_during_finetuning_is_resumed(crashy: Service, dig
         job = wait_for_job(c, job_id, timeout=300)
         assert job["status"] == "succeeded", job
         assert job["attempts"] == 2
-        statuses = [e for e in _events(c, job_id) if e["type"] == "status"]
+        statuses = [e for e in read_events(c, job_id) if e["type"] == "status"]
         assert [e["data"]["status"] for e in statuses].count("succeeded") == 1
         assert c.get(f"/v1/jobs/{job_id}/model.tflite").status_code == 200
     (folder,) = (crashy.root / "artifacts").glob(f"*/jobs/{job_id}")
     assert sorted(p.name for p in folder.iterdir()) == ["model.keras", "model.tflite", "report.json"]
-
-
-def _events(c: object, job_id: str) -> list[dict[str, object]]:
-    import json
-
-    import httpx
-
-    assert isinstance(c, httpx.Client)
-    found = []
-    with c.stream("GET", f"/v1/jobs/{job_id}/events") as response:
-        event: dict[str, object] = {}
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event["type"] = line[7:]
-            elif line.startswith("data: "):
-                event["data"] = json.loads(line[6:])
-            elif not line and event:
-                found.append(event)
-                event = {}
-    return found
 
 
 def test_a_lost_message_is_sent_again(crashy: Service, digits_model: Path) -> None:
