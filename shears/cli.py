@@ -43,13 +43,14 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     import uvicorn
 
     from app.migrate import ensure_embedded_schema
+    from app.settings import get_settings
 
     ensure_embedded_schema()
     worker = None
     if not no_worker:
         worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"])
     try:
-        uvicorn.run("app.api.main:app", host=host, port=port, log_level="info")
+        uvicorn.run("app.api.main:app", host=host, port=port, log_level=get_settings().log_level)
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -61,13 +62,14 @@ def serve(host: str, port: int, no_worker: bool) -> None:
 
 @main.command()
 @click.option("--concurrency", type=int, default=None, help="Jobs run at once (default SHEARS_WORKER_CONCURRENCY).")
-@click.option("--loglevel", default="info", show_default=True)
-def worker(concurrency: int | None, loglevel: str) -> None:
+@click.option("--loglevel", default=None, help="Log level (default SHEARS_LOG_LEVEL).")
+def worker(concurrency: int | None, loglevel: str | None) -> None:
     """Run one Celery worker."""
     from app.settings import get_settings
     from workers.celery_app import celery_app
 
     settings = get_settings()
+    loglevel = loglevel or settings.log_level
     celery_app.worker_main(
         [
             "worker",
