@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.common import write_section  # noqa: E402
 from pruning import estimate as est  # noqa: E402
 from pruning.devices import get_profile, load_profiles  # noqa: E402
 from pruning.export import to_tflite  # noqa: E402
@@ -757,16 +758,7 @@ def _profile_error(name: str, zoo: list[dict[str, Any]], published: list[dict[st
 
 
 def write_docs(text: str) -> None:
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1 :] if nxt >= 0 else ""
-        current = head.rstrip() + "\n\n" + text.rstrip() + "\n" + ("\n" + tail if tail else "")
-    else:
-        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    DOCS.write_text(current)
+    write_section(SECTION, text)
 
 
 def main() -> int:

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.common import write_section  # noqa: E402
 from pruning import architectures, examples, export, metrics  # noqa: E402
 from pruning.datasets import Data, digits, har  # noqa: E402
 from pruning.host import measure_latency  # noqa: E402
@@ -553,16 +554,7 @@ def write_docs(results: list[dict[str, Any]], cmd: str, total_s: float, load: tu
             "",
         ]
     )
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1 :] if nxt >= 0 else ""
-        current = head.rstrip() + "\n\n" + text.rstrip() + "\n" + ("\n" + tail if tail else "")
-    else:
-        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    DOCS.write_text(current)
+    write_section(SECTION, text)
 
 
 def _commit() -> str:

@@ -46,7 +46,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import git_commit, markdown, scan_logs, train_tiny_model  # noqa: E402
+from bench.common import markdown  # noqa: E402
+from bench.load import git_commit, scan_logs, train_tiny_model  # noqa: E402
 from tests.services import REDIS_URL, Service, postgres_database, read_events  # noqa: E402
 
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -34,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import markdown  # noqa: E402
 from tests.services import Service, wait_for_job  # noqa: E402
 
 JOB_SPEC: dict[str, Any] = {"target": {"sparsity": 0.5}, "finetune": {"epochs": 2}}
@@ -137,20 +138,6 @@ def direct_in_process_once(model_path: Path, workdir: Path) -> dict[str, Any]:
         "overall": result.report["sparsity"]["overall"],
         "tflite_bytes": result.tflite_path.stat().st_size,
     }
-
-
-def fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
-
-
-def markdown(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 PATHS = ("service", "direct, fresh process", "direct, in process")

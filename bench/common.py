@@ -1,0 +1,34 @@
+"""What the benchmarks share: markdown tables, and writing a section of docs/benchmarks.md."""
+
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def markdown(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(section: str, text: str, docs: Path = DOCS) -> None:
+    """Replace the section headed `section` (up to the next `## `) with `text`, or append it."""
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    current = docs.read_text() if docs.exists() else "# Benchmarks\n"
+    if section in current:
+        head, rest = current.split(section, 1)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1 :] if nxt >= 0 else ""
+        current = head.rstrip() + "\n\n" + text.rstrip() + "\n" + ("\n" + tail if tail else "")
+    else:
+        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
+    docs.write_text(current)
