@@ -8,10 +8,12 @@ from typing import Any
 
 from celery import Celery
 
+from app.logs import current_request_id
 from app.settings import Settings, get_settings
 
 RUN_JOB = "jobs.run"
 DELIVER_WEBHOOK = "webhooks.deliver"
+COLLECT_SWEEP = "sweeps.collect"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -35,6 +37,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.resolved_broker_url,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
+        "task_default_queue": settings.queue_control,
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -57,8 +60,17 @@ def producer() -> Celery:
     return celery
 
 
-def enqueue(task: str, *args: Any) -> None:
-    producer().send_task(task, args=list(args))
+def queue_for(task: str, kind: str | None = None, settings: Settings | None = None) -> str:
+    """The queue a task goes to: jobs by their kind of work, everything else to the control queue."""
+    settings = settings or get_settings()
+    if task == RUN_JOB:
+        return settings.queue_profile if kind == "profile" else settings.queue_prune
+    return settings.queue_control
+
+
+def enqueue(task: str, *args: Any, kind: str | None = None) -> None:
+    headers = {"shears_request_id": rid} if (rid := current_request_id()) else None
+    producer().send_task(task, args=list(args), queue=queue_for(task, kind), headers=headers)
 
 
 def broker_reachable(timeout: float = 2.0) -> bool:

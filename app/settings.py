@@ -1,8 +1,10 @@
 """One settings object, read once from `SHEARS_*` environment variables."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +19,17 @@ class Settings(BaseSettings):
     """Celery broker URL; empty means kombu's `filesystem://` under `<data_dir>/broker`."""
     storage_dir: Path | None = None
     """Artifact folder; empty means `<data_dir>/artifacts`."""
+    storage_url: str = ""
+    """Where artifacts live: empty for the local folder above, or `s3://bucket/prefix` for S3."""
+    s3_endpoint_url: str = ""
+    """An S3-compatible endpoint (MinIO, Ceph, R2, ...); empty for AWS. Credentials come from boto3's
+    usual chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), a profile or a role."""
+    s3_region: str = ""
+    """The bucket's region; empty means boto3's default (AWS_DEFAULT_REGION)."""
+    s3_multipart_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    """Files above this go to S3 in parts of this size (S3's minimum part is 5 MiB)."""
+    download_url_expires_s: int = Field(900, ge=1, le=7 * 24 * 3600)
+    """Lifetime of the presigned download URLs of `GET /v1/jobs/{id}/artifacts/{name}/url`."""
     max_upload_bytes: int = 512 * 1024 * 1024
     inspect_timeout_s: float = 180.0
     """Time allowed to read an uploaded model's shape and size in a subprocess."""
@@ -42,6 +55,27 @@ class Settings(BaseSettings):
     """Let `callback_url` reach loopback and private addresses (never link-local or metadata ones)."""
     webhook_attempts: int = 5
     log_level: str = "info"
+    log_format: str = "text"
+    """`json` for one JSON object per log line (with request and job ids), `text` for people."""
+    queue_prune: str = "shears"
+    """Celery queue of prune and sweep jobs (the fine-tuning work), e.g. `gpu` to send them to GPU hosts."""
+    queue_profile: str = "shears"
+    """Celery queue of profile jobs (export and estimate, CPU only), e.g. `cpu`."""
+    queue_control: str = "shears"
+    """Celery queue of the small tasks: webhook deliveries and sweep collection."""
+    worker_queues: str = ""
+    """Comma-separated queues a `shears worker` serves (`--queues` overrides); empty: all of them."""
+    gpu_queues: str = "gpu"
+    """Comma-separated queues served by GPU hosts: their workers run one job at a time and let
+    TensorFlow grow GPU memory as needed instead of taking it all."""
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, url: str) -> str:
+        bucket = url.removeprefix("s3://").partition("/")[0]
+        if url and not (url.startswith("s3://") and re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)):
+            raise ValueError(f"SHEARS_STORAGE_URL must be empty (the local folder) or s3://bucket/prefix, not {url!r}")
+        return url
 
     @property
     def resolved_database_url(self) -> str:
@@ -58,6 +92,19 @@ class Settings(BaseSettings):
     @property
     def broker_folder(self) -> Path:
         return (self.data_dir / "broker").resolve()
+
+    @property
+    def all_queues(self) -> list[str]:
+        """Every queue work is sent to: what a worker serves unless told otherwise."""
+        return list(dict.fromkeys([self.queue_prune, self.queue_profile, self.queue_control]))
+
+    @property
+    def served_queues(self) -> list[str]:
+        return [q.strip() for q in self.worker_queues.split(",") if q.strip()] or self.all_queues
+
+    @property
+    def gpu_queue_names(self) -> set[str]:
+        return {q.strip() for q in self.gpu_queues.split(",") if q.strip()}
 
 
 @lru_cache

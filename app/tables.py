@@ -118,6 +118,8 @@ class Job(Base):
     """Set by the worker running the job, every few seconds; a stale one means the worker died."""
     owner: Mapped[str | None] = mapped_column(String(200))
     """`host:pid` of the worker process running the job."""
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    """The sweep this job is one point of."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -165,3 +167,15 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text)
     succeeded: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Worker(Base):
+    """A running `shears worker`: which queues it serves, and when it was last heard from."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """`host:pid` of the worker's main process."""
+    queues: Mapped[str] = mapped_column(String(500))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -50,7 +50,7 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     if not no_worker:
         worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"])
     try:
-        uvicorn.run("app.api.main:app", host=host, port=port, log_level=get_settings().log_level)
+        uvicorn.run("app.api.main:app", host=host, port=port, log_level=get_settings().log_level, access_log=False)
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -63,18 +63,38 @@ def serve(host: str, port: int, no_worker: bool) -> None:
 @main.command()
 @click.option("--concurrency", type=int, default=None, help="Jobs run at once (default SHEARS_WORKER_CONCURRENCY).")
 @click.option("--loglevel", default=None, help="Log level (default SHEARS_LOG_LEVEL).")
-def worker(concurrency: int | None, loglevel: str | None) -> None:
-    """Run one Celery worker."""
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Comma-separated queues to serve, e.g. `cpu` or `gpu` (default SHEARS_WORKER_QUEUES, else all).",
+)
+def worker(concurrency: int | None, loglevel: str | None, queues: str | None) -> None:
+    """Run one Celery worker.
+
+    A worker serving a GPU queue (SHEARS_GPU_QUEUES) runs one job at a time and lets TensorFlow
+    grow GPU memory as needed; one serving none hides the GPU from its engine processes.
+    """
     from app.settings import get_settings
+
+    if queues is not None:
+        os.environ["SHEARS_WORKER_QUEUES"] = queues
+        get_settings.cache_clear()
+    settings = get_settings()
+    serving = settings.served_queues
+    if set(serving) & settings.gpu_queue_names:
+        concurrency = 1
+        os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    else:
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     from workers.celery_app import celery_app
 
-    settings = get_settings()
-    loglevel = loglevel or settings.log_level
     celery_app.worker_main(
         [
             "worker",
-            f"--loglevel={loglevel}",
+            f"--loglevel={loglevel or settings.log_level}",
             f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={','.join(serving)}",
             "--pool=prefork",
             "--without-gossip",
             "--without-mingle",

@@ -2,14 +2,20 @@
 
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
+from sqlalchemy import delete
 
+from app import logs
 from app.db import get_engine, session_scope
 from app.jobs import service
 from app.queue import celery_config
 from app.settings import get_settings
+from app.tables import Worker
+from workers.pipeline import owner_id
 
 log = logging.getLogger("shears.worker")
 
@@ -25,19 +31,68 @@ def _fresh_connections(**_: object) -> None:
     get_engine().dispose(close=False)
 
 
-def _reaper(stop: threading.Event) -> None:
-    """Return jobs of dead workers to the queue and resend lost messages, forever."""
+@setup_logging.connect
+def _logging(**_: object) -> None:
     settings = get_settings()
-    while not stop.wait(REAP_EVERY_S):
+    logs.configure(settings.log_level, settings.log_format)
+
+
+@task_prerun.connect
+def _bind_ids(task: Any = None, args: Any = None, **_: object) -> None:
+    """Log lines of a task carry its job id and the request id of the submit that sent it."""
+    request_id = task.request.get("shears_request_id") if task is not None else None
+    job_id = args[0] if args and isinstance(args[0], str) and args[0].startswith("job_") else None
+    task._shears_ids = logs.bound(request_id=request_id, job_id=job_id)
+    task._shears_ids.__enter__()
+
+
+@task_postrun.connect
+def _unbind_ids(task: Any = None, **_: object) -> None:
+    ids = getattr(task, "_shears_ids", None)
+    if ids is not None:
+        task._shears_ids = None
+        ids.__exit__(None, None, None)
+
+
+def _register(worker_id: str) -> None:
+    """Say this worker is alive and what it serves; forget workers silent for a long time."""
+    settings = get_settings()
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        row = session.get(Worker, worker_id)
+        if row is None:
+            session.add(Worker(id=worker_id, queues=",".join(settings.served_queues), started_at=now, heartbeat_at=now))
+        else:
+            row.heartbeat_at = now
+        forgotten = now - timedelta(seconds=20 * settings.stale_after_s)
+        session.execute(delete(Worker).where(Worker.heartbeat_at < forgotten))
+
+
+def _reaper(stop: threading.Event, worker_id: str) -> None:
+    """Heartbeat this worker, return jobs of dead workers to the queue and resend lost messages, forever."""
+    settings = get_settings()
+    while True:
         try:
+            _register(worker_id)
             with session_scope() as session:
                 touched = service.reap(session, settings)
             if touched:
                 log.info("reaper requeued or failed %s", touched)
         except Exception:  # the database may be away for a while: try again next round
             log.warning("reaper round failed", exc_info=True)
+        if stop.wait(REAP_EVERY_S):
+            return
 
 
 @worker_ready.connect
 def _start_reaper(**_: object) -> None:
-    threading.Thread(target=_reaper, args=(threading.Event(),), name="shears-reaper", daemon=True).start()
+    threading.Thread(target=_reaper, args=(threading.Event(), owner_id()), name="shears-reaper", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _unregister(**_: object) -> None:
+    try:
+        with session_scope() as session:
+            session.execute(delete(Worker).where(Worker.id == owner_id()))
+    except Exception:
+        log.warning("could not unregister this worker", exc_info=True)

@@ -104,7 +104,7 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
         ),
     )
     events.record(session, job.id, "status", {"status": "queued"})
-    _send(session, job.id)
+    _send(session, job)
     return job
 
 
@@ -231,17 +231,19 @@ def reap(session: Session, settings: Settings) -> list[str]:
         else:
             job.status, job.stage, job.owner, job.enqueued_at = "queued", None, None, now
             events.record(session, job.id, "status", {"status": "queued", "reason": "its worker stopped responding"})
-            _send(session, job.id)
+            _send(session, job)
         touched.append(job.id)
     for job in repository.queued_before(session, now - timedelta(seconds=settings.requeue_after_s)):
         job.enqueued_at = now
-        _send(session, job.id)
+        _send(session, job)
         touched.append(job.id)
     return touched
 
 
-def _send(session: Session, job_id: str) -> None:
-    after_commit(session, lambda: enqueue(RUN_JOB, job_id))
+def _send(session: Session, job: Job) -> None:
+    """Send the job's task, to the queue of its kind of work, once the transaction has committed."""
+    job_id, kind = job.id, job.kind
+    after_commit(session, lambda: enqueue(RUN_JOB, job_id, kind=kind))
 
 
 def record_progress(session: Session, job_id: str, stage: str, progress: float) -> bool:
