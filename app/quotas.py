@@ -20,12 +20,14 @@ def check_upload(session: Session, tenant_id: str, incoming: int, settings: Sett
 
 
 def jobs_in(session: Session, tenant_id: str, status: str) -> int:
-    return int(session.scalar(select(func.count()).where(Job.tenant_id == tenant_id, Job.status == status)) or 0)
+    """Jobs that hold (or wait for) a worker; a sweep itself does not, its points do."""
+    query = select(func.count()).where(Job.tenant_id == tenant_id, Job.status == status, Job.kind != "sweep")
+    return int(session.scalar(query) or 0)
 
 
-def check_submit(session: Session, tenant_id: str, settings: Settings) -> None:
+def check_submit(session: Session, tenant_id: str, settings: Settings, incoming: int = 1) -> None:
     queued = jobs_in(session, tenant_id, "queued")
-    if queued >= settings.quota_queued_jobs:
+    if queued + incoming > settings.quota_queued_jobs:
         raise TooManyRequests(
             f"queue quota: {queued} jobs already queued (at most {settings.quota_queued_jobs})", retry_after=30
         )

@@ -7,6 +7,7 @@ from sqlalchemy.exc import OperationalError
 from app.settings import get_settings
 from workers.celery_app import celery_app
 from workers.pipeline import WaitForSlot, execute
+from workers.sweeps import collect
 from workers.webhooks import deliver
 
 # How long a job whose tenant is at its running-jobs quota waits before it asks again.
@@ -33,3 +34,12 @@ def deliver_webhook(self: Any, job_id: str) -> None:
     attempts = get_settings().webhook_attempts
     if not deliver(job_id) and self.request.retries + 1 < attempts:
         raise self.retry(countdown=2 ** (self.request.retries + 1))
+
+
+@celery_app.task(name="sweeps.collect", bind=True, acks_late=True, max_retries=None)
+def collect_sweep(self: Any, sweep_id: str) -> None:
+    """End a sweep whose points are all done (a no-op while some still run)."""
+    try:
+        collect(sweep_id)
+    except OperationalError as exc:
+        raise self.retry(countdown=DB_RETRY_S) from exc

@@ -26,10 +26,14 @@ def get_for_worker(session: Session, job_id: str, lock: bool = False) -> Job | N
     return session.scalar(query)
 
 
-def list_for(session: Session, tenant_id: str, status: str | None, cursor: str | None, limit: int) -> Sequence[Job]:
+def list_for(
+    session: Session, tenant_id: str, status: str | None, cursor: str | None, limit: int, parent_id: str | None = None
+) -> Sequence[Job]:
     query = select(Job).where(Job.tenant_id == tenant_id)
     if status:
         query = query.where(Job.status == status)
+    if parent_id:
+        query = query.where(Job.parent_id == parent_id)
     return session.scalars(pagination.page(query, Job, cursor, limit)).all()
 
 
@@ -48,17 +52,24 @@ def artifact(session: Session, job_id: str, kind: str) -> Artifact | None:
     return session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.kind == kind))
 
 
+def artifacts(session: Session, job_id: str) -> Sequence[Artifact]:
+    """Every file the job produced, by name."""
+    return session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.kind)).all()
+
+
 def add_artifact(session: Session, artifact: Artifact) -> None:
     session.add(artifact)
     session.flush()
 
 
 def running(session: Session) -> Sequence[Job]:
-    return session.scalars(select(Job).where(Job.status == "running").with_for_update(skip_locked=True)).all()
+    """Running jobs a worker holds a lease on (a sweep is run by its points, not by a worker)."""
+    query = select(Job).where(Job.status == "running", Job.kind != "sweep")
+    return session.scalars(query.with_for_update(skip_locked=True)).all()
 
 
 def queued_before(session: Session, moment: datetime) -> Sequence[Job]:
-    query = select(Job).where(Job.status == "queued", Job.enqueued_at < moment)
+    query = select(Job).where(Job.status == "queued", Job.kind != "sweep", Job.enqueued_at < moment)
     return session.scalars(query.with_for_update(skip_locked=True)).all()
 
 
@@ -67,3 +78,12 @@ def lock_tenant_of(session: Session, job_id: str) -> None:
     statement of the transaction, takes PostgreSQL's row lock and SQLite's write lock."""
     owner = select(Job.tenant_id).where(Job.id == job_id).scalar_subquery()
     session.execute(update(Tenant).where(Tenant.id == owner).values(name=Tenant.name))
+
+
+def children(session: Session, parent_id: str) -> Sequence[Job]:
+    """The points of a sweep, in the order they were submitted."""
+    return session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.created_at, Job.id)).all()
+
+
+def open_sweeps(session: Session) -> Sequence[Job]:
+    return session.scalars(select(Job).where(Job.kind == "sweep", Job.status == "running")).all()

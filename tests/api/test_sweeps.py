@@ -1,0 +1,128 @@
+"""`kind: "sweep"`: one spec, several prune jobs on any workers, one Pareto set with the dense baseline."""
+
+from pathlib import Path
+
+import httpx
+
+from tests.services import Service, wait_for_job
+
+FAST = {"finetune": {"epochs": 1}}
+
+
+def _model(client: httpx.Client, path: Path) -> str:
+    with path.open("rb") as f:
+        response = client.post("/v1/models", files={"file": ("model.keras", f)})
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
+def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
+    embedded: Service, key: str, digits_model: Path
+) -> None:
+    with embedded.client(key) as client:
+        model = _model(client, digits_model)
+        submitted = client.post(
+            "/v1/jobs",
+            json={
+                "model_id": model,
+                "dataset_id": "builtin:digits",
+                "kind": "sweep",
+                "granularity": "channel",
+                "sweep": {"sparsities": [0.25, 0.5, 0.75], "device": "cortex-a53-1200mhz", "budget_ms": 1e6},
+                "devices": ["host"],
+                **FAST,
+            },
+        )
+        assert submitted.status_code == 202, submitted.text
+        sweep = submitted.json()
+        assert sweep["kind"] == "sweep" and sweep["status"] == "running"
+
+        points = client.get("/v1/jobs", params={"parent_id": sweep["id"]}).json()["items"]
+        assert sorted(p["spec"]["target"]["sparsity"] for p in points) == [0.25, 0.5, 0.75]
+        assert all(p["kind"] == "prune" and p["parent_id"] == sweep["id"] for p in points)
+        # The sweep's device is profiled by every point, beside the ones the spec names.
+        assert all(p["spec"]["devices"] == ["host", "cortex-a53-1200mhz"] for p in points)
+
+        done = wait_for_job(client, sweep["id"], timeout=600)
+        assert done["status"] == "succeeded", done
+        assert done["progress"] == 1.0
+        result = done["result"]
+        assert result["succeeded"] == 3 and len(result["points"]) == 3
+        for point in result["points"]:
+            job = client.get(f"/v1/jobs/{point['job_id']}").json()
+            assert job["status"] == "succeeded"
+            assert point["accuracy"] == job["result"]["accuracy"]["after"]
+            assert point["size_bytes"] == job["result"]["size"]["tflite_gzip_bytes"]
+            assert set(point["latency_ms"]) == {"host", "cortex-a53-1200mhz"}
+        baseline = result["baseline"]
+        assert baseline["is_baseline"] and baseline["size_bytes"] > max(p["size_bytes"] for p in result["points"])
+
+        # The Pareto set per device: no point in it is beaten on accuracy, latency and size at once.
+        for device, front in result["pareto"].items():
+            assert front, device
+            candidates = {p["job_id"]: p for p in result["points"]} | {"dense": baseline}
+            for name in front:
+                me = candidates[name]
+                for other in candidates.values():
+                    assert not (
+                        other["accuracy"] >= me["accuracy"]
+                        and other["latency_ms"][device] <= me["latency_ms"][device]
+                        and other["size_bytes"] <= me["size_bytes"]
+                        and (other["accuracy"], other["latency_ms"][device], other["size_bytes"])
+                        != (me["accuracy"], me["latency_ms"][device], me["size_bytes"])
+                    )
+        # A budget every point meets: the best of them is the most accurate.
+        best = max(result["points"], key=lambda p: p["accuracy"])
+        assert result["budget"]["best_job_id"] == best["job_id"]
+        assert len(result["budget"]["met_by"]) == 3
+
+        report = client.get(f"/v1/jobs/{sweep['id']}/report")
+        assert report.status_code == 200 and report.json()["pareto"] == result["pareto"]
+        plot = client.get(f"/v1/jobs/{sweep['id']}/artifacts/tradeoff-cortex-a53-1200mhz.png")
+        assert plot.status_code == 200, plot.text
+        assert plot.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_cancelling_a_sweep_cancels_its_points(embedded: Service, digits_model: Path) -> None:
+    with embedded.client(embedded.new_key()) as client:
+        model = _model(client, digits_model)
+        sweep = client.post(
+            "/v1/jobs",
+            json={
+                "model_id": model,
+                "dataset_id": "builtin:digits",
+                "kind": "sweep",
+                "sweep": {"sparsities": [0.3, 0.6]},
+                **FAST,
+            },
+        ).json()
+        assert client.post(f"/v1/jobs/{sweep['id']}/cancel").status_code == 200
+        done = wait_for_job(client, sweep["id"], timeout=300)
+        assert done["status"] == "cancelled", done
+        points = client.get("/v1/jobs", params={"parent_id": sweep["id"]}).json()["items"]
+        assert {p["status"] for p in points} <= {"cancelled", "succeeded"}
+        assert all(p["status"] == "cancelled" or p["cancel_requested"] is False for p in points)
+
+
+def test_bad_sweeps_are_422(embedded: Service, key: str, digits_model: Path) -> None:
+    with embedded.client(key) as client:
+        model = _model(client, digits_model)
+        base = {"model_id": model, "dataset_id": "builtin:digits", "kind": "sweep"}
+        cases = [
+            ({}, "invalid_spec"),
+            ({"sweep": {"sparsities": [0.5]}, "target": {"sparsity": 0.5}}, "invalid_spec"),
+            ({"sweep": {"sparsities": [0.5, 1.5]}}, "invalid_request"),
+            ({"sweep": {"sparsities": [0.5, 0.5]}}, "invalid_request"),
+            ({"sweep": {"sparsities": [0.5], "latency_ms": [3.0]}}, "invalid_request"),
+            ({"sweep": {"latency_ms": [3.0]}}, "invalid_request"),
+            ({"sweep": {"sparsities": [0.5]}, "granularity": "n_of_m"}, "invalid_spec"),
+            ({"sweep": {"sparsities": [0.5], "device": "toaster"}}, "unknown_device"),
+        ]
+        for extra, code in cases:
+            response = client.post("/v1/jobs", json={**base, **extra})
+            assert response.status_code == 422, (extra, response.text)
+            assert response.json()["error"]["code"] == code, (extra, response.text)
+        prune_with_sweep = client.post(
+            "/v1/jobs", json={**base, "kind": "prune", "target": {"sparsity": 0.5}, "sweep": {"sparsities": [0.5]}}
+        )
+        assert prune_with_sweep.status_code == 422
