@@ -1,6 +1,8 @@
 """Masked fine-tuning: train with the masks held, and check they held after every epoch."""
 
+import tarfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -65,3 +67,37 @@ def finetune(
         callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, -(-len(x) // batch_size))],
     )
     return [float(v) for v in history.history.get("loss", [])]
+
+
+def write_tensorboard(rounds: list[dict[str, Any]], metric: str, workdir: Path) -> str:
+    """TensorBoard event files of the fine-tuning in `workdir/tensorboard/`, packed as `tensorboard.tar.gz`.
+
+    Written from the report's rounds, so a run resumed from a checkpoint still has every round:
+    `epoch/train_loss` per epoch (step = epochs so far) and, per round (step = round number),
+    `round/val_<metric>`, `round/val_loss` and `round/sparsity`. Returns the archive's name.
+    """
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    # What tensorboard's own scalar summary writes; tf.summary.scalar itself needs that package.
+    scalar = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+        data_class=summary_pb2.DATA_CLASS_SCALAR,
+    )
+    folder = workdir / "tensorboard"
+    writer = tf.summary.create_file_writer(str(folder))
+    epoch = 0
+    with writer.as_default():
+        for number, r in enumerate(rounds, start=1):
+            for loss in r.get("train_loss") or []:
+                epoch += 1
+                tf.summary.write("epoch/train_loss", tf.constant(loss, tf.float32), step=epoch, metadata=scalar)
+            figures = {f"val_{metric}": (r.get("val") or {}).get(metric), "val_loss": (r.get("val") or {}).get("loss")}
+            for tag, value in {**figures, "sparsity": r.get("sparsity")}.items():
+                if isinstance(value, int | float):
+                    step = int(r.get("step", number))
+                    tf.summary.write(f"round/{tag}", tf.constant(value, tf.float32), step=step, metadata=scalar)
+    writer.close()
+    with tarfile.open(workdir / "tensorboard.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="tensorboard")
+    return "tensorboard.tar.gz"

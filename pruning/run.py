@@ -11,12 +11,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning import export, metrics, schedule
+from pruning import export, metrics, plots, schedule
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
 from pruning.errors import PruningError
 from pruning.estimate import profile_tflite
-from pruning.finetune import finetune
+from pruning.finetune import finetune, write_tensorboard
 from pruning.loading import load_model, resolve_loss
 from pruning.report import agreement, sizes, sparsity_block
 from pruning.spec import PruneSpec
@@ -251,6 +251,8 @@ def run(
         report["macs"]["target_reduction"] = spec.macs_reduction
         report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before
     report["timings_s"] = stages.close()
+    tensorboard = write_tensorboard(rounds, headline, workdir)
+    report["artifacts"] = [*plots.write_job_plots(report, workdir / "plots"), tensorboard]
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
     return Result(tflite_path=tflite_path, keras_path=keras_path, report=report)
 

@@ -23,7 +23,22 @@ from workers.sandbox import EngineFailed, run_engine
 log = logging.getLogger("shears.worker")
 
 PROGRESS_EVERY_S = 0.5
-OUTPUTS = {"prune": ("model.tflite", "report.json", "model.keras"), "profile": ("model.tflite", "report.json")}
+# Files the engine leaves in its out folder, stored under their base name (the artifact's name).
+OUTPUTS = {
+    "prune": (
+        "model.tflite",
+        "report.json",
+        "model.keras",
+        "plots/layers.png",
+        "plots/training.png",
+        "tensorboard.tar.gz",
+    ),
+    "profile": ("model.tflite", "report.json"),
+}
+
+
+def artifact_names(kind: str) -> list[str]:
+    return [path.rsplit("/", 1)[-1] for path in OUTPUTS[kind]]
 
 
 class Cancelled(Exception):
@@ -73,7 +88,7 @@ class Heartbeat:
 def _summary(kind: str, report: dict[str, Any]) -> dict[str, Any]:
     """The headline figures a pipeline checks, kept on the job row."""
     if kind == "profile":
-        return {"size": report["size"], "latency": report["latency"], "artifacts": list(OUTPUTS[kind])}
+        return {"size": report["size"], "latency": report["latency"], "artifacts": artifact_names(kind)}
     base = report["baseline"]
     return {
         "accuracy": report["accuracy"],
@@ -85,7 +100,7 @@ def _summary(kind: str, report: dict[str, Any]) -> dict[str, Any]:
         "latency": report["latency"],
         "baseline_latency": base["latency"],
         "guard": report["guard"],
-        "artifacts": list(OUTPUTS[kind]),
+        "artifacts": artifact_names(kind),
     }
 
 
@@ -172,8 +187,9 @@ def execute(job_id: str) -> None:
             raise LeaseLost()
         out = workdir / "out"
         artifacts = []
-        for kind in OUTPUTS[request["kind"]]:
-            stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{kind}", out / kind)
+        for path in OUTPUTS[request["kind"]]:
+            kind = path.rsplit("/", 1)[-1]
+            stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{kind}", out / path)
             artifacts.append(
                 Artifact(
                     tenant_id=tenant_id,

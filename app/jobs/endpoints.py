@@ -13,7 +13,7 @@ from app.api.docs import ERRORS, ErrorResponse
 from app.db import session_scope
 from app.errors import Conflict, NotFound
 from app.jobs import events, repository, service
-from app.jobs.schemas import DeliveryList, JobList, JobOut, JobSpec
+from app.jobs.schemas import ArtifactList, DeliveryList, JobList, JobOut, JobSpec
 from app.tables import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -132,12 +132,16 @@ def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
     return service.to_out(service.request_cancel(session, tenant.id, job_id))
 
 
-def _artifact_response(
-    session: SessionDep, tenant_id: str, job_id: str, kind: str, media: str, store: StoreDep
-) -> Response:
+def _finished_job(session: SessionDep, tenant_id: str, job_id: str) -> None:
     job = service.get_job(session, tenant_id, job_id)
     if job.status != "succeeded":
         raise Conflict(f"job {job_id} is {job.status}; results exist once it has succeeded", code="job_not_finished")
+
+
+def _artifact_response(
+    session: SessionDep, tenant_id: str, job_id: str, kind: str, media: str, store: StoreDep
+) -> Response:
+    _finished_job(session, tenant_id, job_id)
     artifact = repository.artifact(session, job_id, kind)
     if artifact is None or not store.exists(artifact.storage_key):
         raise NotFound(f"job {job_id} has no {kind}")
@@ -170,3 +174,37 @@ def download_report(job_id: str, session: SessionDep, tenant: CurrentTenant, sto
 )
 def download_keras(job_id: str, session: SessionDep, tenant: CurrentTenant, store: StoreDep) -> Response:
     return _artifact_response(session, tenant.id, job_id, "model.keras", "application/octet-stream", store)
+
+
+# Media types of the files a job produces, by the end of their name.
+MEDIA_TYPES = {".png": "image/png", ".tar.gz": "application/gzip", ".json": "application/json"}
+ARTIFACT_MEDIA = sorted({*MEDIA_TYPES.values(), "application/octet-stream"})
+
+
+def media_type(name: str) -> str:
+    return next((media for end, media in MEDIA_TYPES.items() if name.endswith(end)), "application/octet-stream")
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, responses=ERRORS)
+def list_artifacts(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
+    """Every file the job produced (models, report, plots, TensorBoard logs), with size and SHA-256."""
+    _finished_job(session, tenant.id, job_id)
+    return {
+        "items": [
+            {"name": a.kind, "bytes": a.bytes, "sha256": a.sha256, "media_type": media_type(a.kind)}
+            for a in repository.artifacts(session, job_id)
+        ]
+    }
+
+
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    responses={
+        **ERRORS,
+        200: {"content": {media: {} for media in ARTIFACT_MEDIA}, "description": "the file, typed by its name"},
+    },
+    response_class=Response,
+)
+def download_artifact(job_id: str, name: str, session: SessionDep, tenant: CurrentTenant, store: StoreDep) -> Response:
+    """One file of the job by its name in `GET /v1/jobs/{job_id}/artifacts` (e.g. `layers.png`)."""
+    return _artifact_response(session, tenant.id, job_id, name, media_type(name), store)

@@ -122,3 +122,14 @@ class Delivery(BaseModel):
 
 class DeliveryList(BaseModel):
     items: list[Delivery]
+
+
+class ArtifactOut(BaseModel):
+    name: str = Field(description="download it with GET /v1/jobs/{job_id}/artifacts/{name}")
+    bytes: int
+    sha256: str
+    media_type: str
+
+
+class ArtifactList(BaseModel):
+    items: list[ArtifactOut]

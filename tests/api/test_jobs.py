@@ -66,6 +66,8 @@ def test_results_before_success_are_409_and_cancel_of_queued_job(embedded: Servi
     with embedded.client(key) as c:
         job = _submit(c, _spec(model_id, finetune={"epochs": 50}))
         _assert_error(c.get(f"/v1/jobs/{job['id']}/model.tflite"), 409, "job_not_finished")
+        _assert_error(c.get(f"/v1/jobs/{job['id']}/artifacts"), 409, "job_not_finished")
+        _assert_error(c.get(f"/v1/jobs/{job['id']}/artifacts/layers.png"), 409, "job_not_finished")
         cancelled = c.post(f"/v1/jobs/{job['id']}/cancel").json()
         assert cancelled["cancel_requested"] is True
         final = wait_for_job(c, job["id"])

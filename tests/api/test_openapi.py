@@ -21,6 +21,8 @@ def test_every_route_is_documented_with_its_errors(embedded: Service) -> None:
         "/v1/jobs/{job_id}",
         "/v1/jobs/{job_id}/model.tflite",
         "/v1/jobs/{job_id}/report",
+        "/v1/jobs/{job_id}/artifacts",
+        "/v1/jobs/{job_id}/artifacts/{name}",
         "/v1/jobs/{job_id}/events",
         "/v1/jobs/{job_id}/cancel",
         "/v1/jobs/{job_id}/deliveries",
