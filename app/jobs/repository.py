@@ -57,11 +57,6 @@ def artifacts(session: Session, job_id: str) -> Sequence[Artifact]:
     return session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.kind)).all()
 
 
-def artifacts(session: Session, job_id: str) -> Sequence[Artifact]:
-    """Every file the job produced, by name."""
-    return session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.kind)).all()
-
-
 def add_artifact(session: Session, artifact: Artifact) -> None:
     session.add(artifact)
     session.flush()
