@@ -20,12 +20,12 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
 
-# Non-editable install (no dev extras): the package, its console script and the
+# Non-editable install (the `ops` extra adds Flower, no dev extras): the package, its console script and the
 # Alembic migrations (package-data) all land in /opt/venv/site-packages, so the
 # runtime stage needs no source tree. The cache mount keeps pip's downloads
 # (TensorFlow is large) across rebuilds without adding them to a layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install . \
+    pip install '.[ops]' \
  && shears --help > /dev/null
 
 # ---- runtime ----

@@ -71,6 +71,55 @@ def redis_broker() -> Iterator[str]:
         client.flushdb()
 
 
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on a loopback port (the real S3 protocol, run in this process); yields its URL."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        service_missing("moto[server] (the S3 test server)", exc)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "shears-test", "AWS_SECRET_ACCESS_KEY": "shears-test-secret"}
+
+
+@contextmanager
+def shared_services() -> Iterator[dict[str, str]]:
+    """What separate hosts share: a fresh PostgreSQL database, a Redis database and an S3 bucket.
+
+    Yields the settings every process needs (with the S3 credentials); nothing else is shared.
+    """
+    with postgres_database() as db_url, redis_broker() as broker_url, s3_server() as s3_url:
+        import boto3
+
+        bucket = f"shears-{secrets.token_hex(4)}"
+        boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", **_boto_credentials()).create_bucket(
+            Bucket=bucket
+        )
+        yield {
+            "SHEARS_DATABASE_URL": db_url,
+            "SHEARS_BROKER_URL": broker_url,
+            "SHEARS_STORAGE_URL": f"s3://{bucket}/shears",
+            "SHEARS_S3_ENDPOINT_URL": s3_url,
+            "SHEARS_S3_REGION": "us-east-1",
+            **S3_CREDENTIALS,
+        }
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
 class Service:
     """The API and one worker, started the way `shears serve` starts them."""
 
@@ -109,16 +158,18 @@ class Service:
                 time.sleep(0.2)
         raise RuntimeError(f"API did not start; see {self.root / 'api.log'}")
 
-    def start_worker(self) -> None:
-        log = (self.root / f"worker{len(self.procs)}.log").open("wb")
+    def start_worker(self, *args: str, env: dict[str, str] | None = None) -> Path:
+        """Start one more `shears worker` (extra CLI args and env); returns its log file."""
+        path = self.root / f"worker{len(self.procs)}.log"
         self.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "shears.cli", "worker", "--loglevel", "info"],
-                env=self.env,
-                stdout=log,
+                [sys.executable, "-m", "shears.cli", "worker", "--loglevel", "info", *args],
+                env={**self.env, **(env or {})},
+                stdout=path.open("wb"),
                 stderr=subprocess.STDOUT,
             )
         )
+        return path
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -35,7 +35,8 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
         )
         assert submitted.status_code == 202, submitted.text
         sweep = submitted.json()
-        assert sweep["kind"] == "sweep" and sweep["status"] == "running"
+        assert sweep["kind"] == "sweep"
+        assert sweep["status"] == "running"
 
         points = client.get("/v1/jobs", params={"parent_id": sweep["id"]}).json()["items"]
         assert sorted(p["spec"]["target"]["sparsity"] for p in points) == [0.25, 0.5, 0.75]
@@ -47,7 +48,8 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
         assert done["status"] == "succeeded", done
         assert done["progress"] == 1.0
         result = done["result"]
-        assert result["succeeded"] == 3 and len(result["points"]) == 3
+        assert result["succeeded"] == 3
+        assert len(result["points"]) == 3
         for point in result["points"]:
             job = client.get(f"/v1/jobs/{point['job_id']}").json()
             assert job["status"] == "succeeded"
@@ -55,7 +57,8 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
             assert point["size_bytes"] == job["result"]["size"]["tflite_gzip_bytes"]
             assert set(point["latency_ms"]) == {"host", "cortex-a53-1200mhz"}
         baseline = result["baseline"]
-        assert baseline["is_baseline"] and baseline["size_bytes"] > max(p["size_bytes"] for p in result["points"])
+        assert baseline["is_baseline"]
+        assert baseline["size_bytes"] > max(p["size_bytes"] for p in result["points"])
 
         # The Pareto set per device: no point in it is beaten on accuracy, latency and size at once.
         for device, front in result["pareto"].items():
@@ -77,7 +80,8 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
         assert len(result["budget"]["met_by"]) == 3
 
         report = client.get(f"/v1/jobs/{sweep['id']}/report")
-        assert report.status_code == 200 and report.json()["pareto"] == result["pareto"]
+        assert report.status_code == 200
+        assert report.json()["pareto"] == result["pareto"]
         plot = client.get(f"/v1/jobs/{sweep['id']}/artifacts/tradeoff-cortex-a53-1200mhz.png")
         assert plot.status_code == 200, plot.text
         assert plot.content.startswith(b"\x89PNG\r\n\x1a\n")
