@@ -21,6 +21,7 @@ from app.errors import ShearsError
 from app.jobs.endpoints import router as jobs_router
 from app.models.endpoints import router as models_router
 from app.queue import broker_reachable
+from app.storage import readiness as storage_readiness
 
 log = logging.getLogger("shears.api")
 
@@ -114,6 +115,7 @@ def create_app() -> FastAPI:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["broker"] = "ok" if broker_reachable() else "unreachable"
+        checks["storage"] = storage_readiness()
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503

@@ -1,10 +1,10 @@
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app import idempotency, pagination
@@ -13,8 +13,9 @@ from app.api.docs import ERRORS, ErrorResponse
 from app.db import session_scope
 from app.errors import Conflict, NotFound
 from app.jobs import events, repository, service
-from app.jobs.schemas import ArtifactList, DeliveryList, JobList, JobOut, JobSpec
-from app.tables import TERMINAL
+from app.jobs.schemas import ArtifactList, ArtifactUrl, DeliveryList, JobList, JobOut, JobSpec
+from app.storage import CHUNK, ArtifactStore
+from app.tables import TERMINAL, Artifact
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -138,15 +139,51 @@ def _finished_job(session: SessionDep, tenant_id: str, job_id: str) -> None:
         raise Conflict(f"job {job_id} is {job.status}; results exist once it has succeeded", code="job_not_finished")
 
 
-def _artifact_response(
-    session: SessionDep, tenant_id: str, job_id: str, kind: str, media: str, store: StoreDep
-) -> Response:
+def _finished_artifact(session: SessionDep, tenant_id: str, job_id: str, kind: str, store: ArtifactStore) -> Artifact:
     _finished_job(session, tenant_id, job_id)
     artifact = repository.artifact(session, job_id, kind)
     if artifact is None or not store.exists(artifact.storage_key):
         raise NotFound(f"job {job_id} has no {kind}")
-    with store.local_copy(artifact.storage_key) as path:
-        return FileResponse(path, media_type=media, filename=kind, headers={"X-Content-SHA256": artifact.sha256})
+    return artifact
+
+
+def _chunks(store: ArtifactStore, key: str) -> Iterator[bytes]:
+    with store.open(key) as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def _artifact_response(
+    session: SessionDep, tenant_id: str, job_id: str, kind: str, media: str, store: StoreDep
+) -> Response:
+    """The file streamed from the store in chunks, whichever store it is: never whole in memory."""
+    artifact = _finished_artifact(session, tenant_id, job_id, kind, store)
+    headers = {
+        "Content-Length": str(artifact.bytes),
+        "Content-Disposition": f'attachment; filename="{kind}"',
+        "X-Content-SHA256": artifact.sha256,
+    }
+    return StreamingResponse(_chunks(store, artifact.storage_key), media_type=media, headers=headers)
+
+
+@router.get("/{job_id}/artifacts/{name}/url", response_model=ArtifactUrl, responses=ERRORS)
+def artifact_url(
+    job_id: str, name: str, session: SessionDep, tenant: CurrentTenant, settings: SettingsDep, store: StoreDep
+) -> Any:
+    """A presigned URL to download the job's file `name` straight from the object store, without an API key.
+
+    409 `not_supported` when the server keeps artifacts in a local folder (download through the API then).
+    """
+    artifact = _finished_artifact(session, tenant.id, job_id, name, store)
+    expires = settings.download_url_expires_s
+    url = store.presigned_url(artifact.storage_key, name, expires)
+    if url is None:
+        raise Conflict(
+            "this server keeps artifacts in a local folder, which has no presigned URLs; "
+            f"download through GET /v1/jobs/{job_id}/artifacts/{name} instead",
+            code="not_supported",
+        )
+    return {"url": url, "expires_in": expires}
 
 
 @router.get(

@@ -124,6 +124,11 @@ class DeliveryList(BaseModel):
     items: list[Delivery]
 
 
+class ArtifactUrl(BaseModel):
+    url: str = Field(description="a presigned GET of the file, usable without an API key until it expires")
+    expires_in: int = Field(description="seconds the URL stays valid")
+
+
 class ArtifactOut(BaseModel):
     name: str = Field(description="download it with GET /v1/jobs/{job_id}/artifacts/{name}")
     bytes: int

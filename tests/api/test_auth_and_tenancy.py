@@ -110,7 +110,7 @@ def test_every_route_refuses_another_tenants_ids(embedded: Service, key: str, di
         own = a.get(f"/v1/jobs/{job['id']}/model.tflite")
         assert own.status_code == 200
         assert "attachment" in own.headers["content-disposition"]
-    ids = {"model_id": model["id"], "dataset_id": dataset["id"], "job_id": job["id"]}
+    ids = {"model_id": model["id"], "dataset_id": dataset["id"], "job_id": job["id"], "name": "model.tflite"}
     checked = 0
     with embedded.client(embedded.new_key()) as stranger:
         for route, methods in paths.items():
