@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol, cast
 
 import boto3  # type: ignore[import-untyped]
+from boto3.exceptions import S3UploadFailedError  # type: ignore[import-untyped]
 from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -188,7 +189,7 @@ def _s3_call(action: str) -> Iterator[None]:
         if code in ("404", "NoSuchKey", "NotFound"):
             raise FileNotFoundError(action) from exc
         raise StorageUnavailable(f"the artifact store refused to {action}: {code or exc}") from exc
-    except BotoCoreError as exc:
+    except (BotoCoreError, S3UploadFailedError) as exc:  # upload_file wraps S3's refusals in the latter
         raise StorageUnavailable(f"the artifact store could not {action}: {exc}") from exc
 
 
@@ -284,7 +285,7 @@ def _s3_client(endpoint_url: str, region: str, quick: bool) -> Any:
     config = Config(
         connect_timeout=2 if quick else 10,
         read_timeout=5 if quick else 60,
-        retries={"max_attempts": 1 if quick else 5, "mode": "standard"},
+        retries={"max_attempts": 1 if quick else 3, "mode": "standard"},
         max_pool_connections=2 * S3_CONCURRENCY,
         signature_version="s3v4",  # presigned URLs too: regions opened since 2014 refuse the older v2
     )

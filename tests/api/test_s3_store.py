@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.settings import Settings
-from app.storage import LocalArtifactStore, S3ArtifactStore, get_store
+from app.storage import LocalArtifactStore, S3ArtifactStore, StorageUnavailable, get_store
 from tests.services import Service, s3_server, wait_for_job
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "shears-test", "AWS_SECRET_ACCESS_KEY": "shears-test-secret"}
@@ -135,6 +135,21 @@ def test_an_aborted_upload_leaves_nothing(endpoint: str) -> None:
     writer.abort()
     assert not writer.tmp.exists()
     assert _keys(endpoint, bucket) == {}
+
+
+def test_a_store_that_refuses_is_a_503_and_the_spool_is_dropped(endpoint: str) -> None:
+    store = _store(endpoint, "shears-no-such-bucket")
+    writer = store.writer()
+    writer.write(b"model bytes")
+    with pytest.raises(StorageUnavailable, match="NoSuchBucket") as refused:
+        writer.commit("t1/models/mdl_1/model.keras")
+    assert refused.value.status_code == 503
+    assert refused.value.code == "storage_unavailable"
+    assert writer.tmp.exists()  # the upload path aborts it, as after any failed commit
+    writer.abort()
+    assert not writer.tmp.exists()
+    with pytest.raises(StorageUnavailable), store.open("t1/models/mdl_1/model.keras"):
+        pass
 
 
 def test_presigned_url_downloads_without_credentials(endpoint: str) -> None:
