@@ -37,13 +37,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2 \
     SHEARS_DATA_DIR=/data
 
-# Unprivileged user; /data and /artifacts are created here owned by it, so an
-# empty named volume mounted on either path inherits that ownership.
+# Unprivileged user; /data (scratch, or the local artifact folder when no S3 store is set) is
+# created here owned by it, so an empty named volume mounted there inherits that ownership.
 RUN groupadd --system --gid 10001 shears \
  && useradd --system --uid 10001 --gid shears --create-home --home-dir /home/shears \
         --shell /usr/sbin/nologin shears \
- && mkdir -p /data /artifacts \
- && chown shears:shears /data /artifacts
+ && mkdir -p /data \
+ && chown shears:shears /data
 
 COPY --from=build /opt/venv /opt/venv
 
