@@ -22,6 +22,7 @@ from app.jobs.endpoints import router as jobs_router
 from app.models.endpoints import router as models_router
 from app.queue import broker_reachable
 from app.storage import readiness as storage_readiness
+from app.ui.pages import router as ui_router
 
 log = logging.getLogger("shears.api")
 
@@ -40,7 +41,7 @@ def create_app() -> FastAPI:
         description="Pruning as a service for on-device AI: upload a Keras model and data, "
         "get back a smaller TensorFlow Lite model with its accuracy, size and latency.",
     )
-    for router in (models_router, datasets_router, jobs_router, devices_router):
+    for router in (models_router, datasets_router, jobs_router, devices_router, ui_router):
         app.include_router(router)
 
     @app.exception_handler(ShearsError)

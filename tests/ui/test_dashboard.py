@@ -1,0 +1,310 @@
+"""The dashboard in a real browser: headless Chromium (Debian's package) driven by Selenium,
+against a running API and worker, with a real prune job."""
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.services import REQUIRE_SERVICES, Service, wait_for_job
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(os.environ.get("SHEARS_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
+DEVICES = ["host", "cortex-m7-216mhz"]
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """A fresh headless Chromium with an empty profile."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        message = f"headless Chromium needs {' and '.join(missing)} (apt-get install chromium chromium-driver)"
+        if REQUIRE_SERVICES:
+            pytest.fail(message + "; SHEARS_TEST_REQUIRE_SERVICES=1 so this is a failure")
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=DriverService(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(condition: Any, timeout: float = 30, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"condition not met in {timeout} s")
+
+
+def _log_in(driver: Any, key: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, "key")
+    field.clear()
+    field.send_keys(key)
+    field.submit()
+
+
+@contextmanager
+def _session(service: Service, key: str) -> Iterator[httpx.Client]:
+    """An HTTP client logged in to the dashboard through its form, as a browser would be."""
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        response = client.post("/ui/login", data={"key": key})
+        assert response.status_code == 303, response.text
+        yield client
+
+
+def _upload(client: httpx.Client, model: Path) -> str:
+    with model.open("rb") as f:
+        response = client.post("/v1/models", files={"file": ("model.keras", f)})
+    assert response.status_code in (200, 201), response.text  # 200: the same file again
+    return str(response.json()["id"])
+
+
+# What the page must show: the report's figures, written as a person reads them -----------
+
+
+def _resolve(report: dict[str, Any], field: str) -> Any:
+    """The report value a `data-field` names; list entries go by their device, layer or step."""
+    node: Any = report
+    parts = field.split(".")
+    while parts:
+        if isinstance(node, list):
+            for k in range(len(parts), 0, -1):
+                name = ".".join(parts[:k])
+                found = [e for e in node if name in (str(e.get("device")), str(e.get("layer")), str(e.get("step")))]
+                if found:
+                    node, parts = found[0], parts[k:]
+                    break
+            else:
+                raise KeyError(f"{field}: no entry {parts[0]!r}")
+        else:
+            node, parts = node[parts[0]], parts[1:]
+    return node
+
+
+def _is_fraction(field: str) -> bool:
+    last = field.rsplit(".", 1)[-1]
+    return (
+        field.startswith("accuracy.")
+        or field == "guard.max_drop"
+        or (field.startswith("sparsity.") and last in ("target", "reached", "overall", "sparsity"))
+        or (field.startswith("schedule.rounds.") and last in ("sparsity", "accuracy", "drop"))
+    )
+
+
+def _shown(field: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if _is_fraction(field):
+        return f"{value * 100:.2f} %"
+    if field.endswith("_ms"):
+        return f"{value:.3f}" if value >= 1 else f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _required_fields(report: dict[str, Any]) -> set[str]:
+    fields = {f"accuracy.{k}" for k in ("before", "after", "tflite_after")}
+    fields |= {"params.after", "params.nonzero", "baseline.params", "macs.after", "baseline.macs"}
+    fields |= {f"{p}size.{k}" for p in ("", "baseline.") for k in ("keras_bytes", "tflite_bytes", "tflite_gzip_bytes")}
+    fields |= {"sparsity.overall", "guard.met", "guard.max_drop"}
+    fields |= {f"sparsity.per_layer.{layer['layer']}.nonzero" for layer in report["sparsity"]["per_layer"]}
+    fields |= {f"schedule.rounds.{r['step']}.sparsity" for r in report["schedule"]["rounds"]}
+    figures = ("estimate_ms", "low_ms", "high_ms", "measured_ms", "ram_bytes", "flash_bytes", "fits", "basis")
+    fields |= {f"{p}latency.{d}.{k}" for p in ("", "baseline.") for d in DEVICES for k in figures}
+    return fields
+
+
+# Tests ----------------------------------------------------------------------------------
+
+
+def test_log_in_follow_a_job_live_and_read_its_report(
+    browser: Any, embedded: Service, key: str, digits_model: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{embedded.url}/ui")
+    assert browser.current_url == f"{embedded.url}/ui/login"
+
+    with embedded.client(key) as api:
+        spec = {
+            "model_id": _upload(api, digits_model),
+            "dataset_id": "builtin:digits",
+            "target": {"sparsity": 0.5},
+            "schedule": {"kind": "polynomial", "steps": 2},
+            "max_accuracy_drop": 0.05,
+            "devices": DEVICES,
+        }
+        submitted = api.post("/v1/jobs", json=spec)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+
+        _log_in(browser, key)
+        _wait(lambda: browser.current_url == f"{embedded.url}/ui/jobs")
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
+        # The worker needs seconds to load TensorFlow: the page opens on an unfinished job and
+        # must follow it to the end without being reloaded.
+        assert row.get_attribute("data-status") in ("queued", "running")
+        browser.execute_script("window.notReloaded = true")
+        _wait(lambda: row.get_attribute("data-status") in FINISHED, timeout=300, every=0.5)
+        assert browser.execute_script("return window.notReloaded") is True
+        assert row.find_element(By.CSS_SELECTOR, "[data-live=status]").text == "succeeded"
+        assert row.find_element(By.CSS_SELECTOR, "[data-live=percent]").text == "100 %"
+        assert browser.execute_script("return arguments[0].value", row.find_element(By.TAG_NAME, "progress")) == 1
+
+        job = wait_for_job(api, job_id, timeout=30)
+        assert job["status"] == "succeeded", job
+        report = api.get(f"/v1/jobs/{job_id}/report").json()
+        report_bytes = api.get(f"/v1/jobs/{job_id}/report").content
+
+    row.find_element(By.LINK_TEXT, job_id).click()
+    _wait(lambda: browser.current_url == f"{embedded.url}/ui/jobs/{job_id}")
+
+    shown = {
+        cell.get_attribute("data-field"): cell.get_attribute("textContent").strip()
+        for cell in browser.find_elements(By.CSS_SELECTOR, "[data-field]")
+    }
+    missing = _required_fields(report) - set(shown)
+    assert not missing, f"the page lacks {sorted(missing)}"
+    wrong = {
+        field: (text, _shown(field, _resolve(report, field)))
+        for field, text in shown.items()
+        if text != _shown(field, _resolve(report, field))
+    }
+    assert not wrong, f"shown vs report: {wrong}"
+    for layer in report["sparsity"]["per_layer"]:
+        cell = browser.find_element(By.CSS_SELECTOR, f'[data-derived="sparsity.per_layer.{layer["layer"]}.sparsity"]')
+        expected = "—" if not layer["params"] else f"{(1 - layer['nonzero'] / layer['params']) * 100:.2f} %"
+        assert cell.text == expected
+
+    plots = {img.get_attribute("data-plot"): img for img in browser.find_elements(By.CSS_SELECTOR, "img[data-plot]")}
+    assert set(plots) == {name for name in job["result"]["artifacts"] if name.endswith(".png")}
+    for name, img in plots.items():
+        loaded = _wait(lambda img=img: browser.execute_script("return arguments[0].complete", img))
+        assert loaded, name
+        assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, name
+
+    files = {a.get_attribute("data-file") for a in browser.find_elements(By.CSS_SELECTOR, "a[data-file]")}
+    assert {"model.tflite", "model.keras", "report.json"} <= files
+    # The download links work with the browser's session, and give the API's bytes.
+    cookie = browser.get_cookie("shears_session")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert key not in cookie["value"]
+    with httpx.Client(base_url=embedded.url, cookies={"shears_session": cookie["value"]}) as session:
+        assert session.get(f"/ui/jobs/{job_id}/files/report.json").content == report_bytes
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, min(int(height) + 120, 12000))
+    assert browser.save_screenshot(str(ARTIFACTS / "ui-job.png"))
+
+
+def test_a_wrong_key_shows_the_form_again_with_an_error(browser: Any, embedded: Service, key: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{embedded.url}/ui/login")
+    _log_in(browser, key[:-4] + "abcd")
+    error = _wait(lambda: browser.find_elements(By.ID, "login-error"))[0]
+    assert "unknown or revoked" in error.text
+    assert browser.current_url == f"{embedded.url}/ui/login"
+    assert browser.get_cookie("shears_session") is None
+    with httpx.Client(base_url=embedded.url) as client:
+        assert client.post("/ui/login", data={"key": key[:-4] + "abcd"}).status_code == 401
+        assert client.post("/ui/login", data={}).status_code == 401
+
+
+def test_pages_need_a_live_session(embedded: Service) -> None:
+    key = embedded.new_key()
+    with httpx.Client(base_url=embedded.url) as anonymous:
+        for path in ("/ui", "/ui/jobs", "/ui/jobs/job_x", "/ui/jobs/job_x/files/report.json"):
+            response = anonymous.get(path, follow_redirects=True)
+            assert response.url.path == "/ui/login", path
+            assert response.history[-1].status_code == 303
+        assert anonymous.get("/ui/jobs/job_x/progress.json").status_code == 401
+
+    with _session(embedded, key) as client:
+        token = client.cookies["shears_session"]
+        assert key not in token
+        assert client.get("/ui/jobs").status_code == 200
+        key_id, expires, signature = token.split(".")
+        forged = {
+            "tampered signature": f"{key_id}.{expires}.{'0' * len(signature)}",
+            "stretched expiry": f"{key_id}.{int(expires) + 3600}.{signature}",
+            "the raw key": key,
+        }
+        for what, value in forged.items():
+            with httpx.Client(base_url=embedded.url, cookies={"shears_session": value}) as other:
+                assert other.get("/ui/jobs").status_code == 303, what
+        # Revoking the key ends its sessions.
+        assert embedded.cli("keys", "revoke", key) == "revoked 1 key(s)"
+        assert client.get("/ui/jobs").status_code == 303
+
+
+def test_the_session_cookie_is_locked_down(embedded: Service) -> None:
+    key = embedded.new_key()
+    with httpx.Client(base_url=embedded.url) as client:
+        plain = client.post("/ui/login", data={"key": key}).headers["set-cookie"]
+        # Behind a TLS proxy (uvicorn trusts X-Forwarded-Proto from loopback) the cookie is Secure.
+        tls = client.post("/ui/login", data={"key": key}, headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
+        cross_site = client.post("/ui/login", data={"key": key}, headers={"Origin": "https://evil.example"})
+        logout = client.post("/ui/logout")
+    for cookie in (plain, tls):
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        assert "Path=/ui" in cookie
+    assert "Secure" not in plain
+    assert "Secure" in tls
+    assert cross_site.status_code == 403
+    assert "set-cookie" not in cross_site.headers
+    assert logout.status_code == 303
+    assert 'shears_session=""' in logout.headers["set-cookie"]
+
+
+def test_another_tenants_job_is_not_found(embedded: Service, key: str, digits_model: Path) -> None:
+    with embedded.client(key) as api:
+        spec = {"model_id": _upload(api, digits_model), "kind": "profile"}
+        job_id = api.post("/v1/jobs", json=spec).json()["id"]
+        api.post(f"/v1/jobs/{job_id}/cancel")  # only its id is needed
+    with _session(embedded, key) as owner, _session(embedded, embedded.new_key()) as stranger:
+        assert owner.get(f"/ui/jobs/{job_id}").status_code == 200
+        assert owner.get(f"/ui/jobs/{job_id}/progress.json").json()["id"] == job_id
+        page = stranger.get(f"/ui/jobs/{job_id}")
+        assert page.status_code == 404
+        assert "Not found" in page.text
+        assert stranger.get(f"/ui/jobs/{job_id}/progress.json").status_code == 404
+        assert stranger.get(f"/ui/jobs/{job_id}/files/report.json").status_code == 404
+        assert job_id not in stranger.get("/ui/jobs").text
