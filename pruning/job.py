@@ -2,8 +2,12 @@
 
 The worker starts this with resource limits, a private folder and no credentials; inputs come
 as files named in the request and outputs go to files in `out`. It reports on a private pipe
-(the original stdout) as JSON lines - progress, log, error, done - while anything TensorFlow
-prints goes to stderr.
+(the original stdout) as JSON lines - progress, log, checkpoint, error, done - while anything
+TensorFlow prints goes to stderr. Before it reads anything it forbids itself child processes
+(`pruning.confine`); `SHEARS_ENGINE_SECCOMP=false` in its environment skips that where seccomp
+is missing, and without it such a platform fails the job with `sandbox_unavailable`. With
+`checkpoint` in the request the state after each finished round is written there and announced
+(`pruning.checkpoint`); `resume` names the folder of an earlier attempt's checkpoint.
 """
 
 import json
@@ -31,6 +35,18 @@ def main(request_path: str) -> int:
 
     def send(message: dict[str, Any]) -> None:
         proto.write(json.dumps(message) + "\n")
+
+    if os.environ.get("SHEARS_ENGINE_SECCOMP", "true").lower() not in ("0", "false", "no", "off"):
+        from pruning.confine import ConfinementUnavailable, confine
+
+        try:
+            confine()
+        except ConfinementUnavailable as exc:
+            message = (
+                f"cannot forbid the engine child processes ({exc}); set SHEARS_ENGINE_SECCOMP=false to run without"
+            )
+            send({"type": "error", "code": "sandbox_unavailable", "message": message})
+            return 3
 
     request = json.loads(Path(request_path).read_text())
     from pruning.datasets import load_builtin, load_npz
@@ -62,7 +78,13 @@ def main(request_path: str) -> int:
         elif data is None:
             raise PruningError("missing_data", "a prune job needs a dataset")
         else:
-            run(model, data, spec, out, progress, lambda m: send({"type": "log", "message": m}))
+            checkpoints = None
+            if request.get("checkpoint"):
+                from pruning.checkpoint import Checkpoints
+
+                resume = Path(request["resume"]) if request.get("resume") else None
+                checkpoints = Checkpoints(Path(request["checkpoint"]), send, resume)
+            run(model, data, spec, out, progress, lambda m: send({"type": "log", "message": m}), checkpoints)
     except PruningError as exc:
         send({"type": "error", "code": exc.code, "message": exc.message})
         return 3

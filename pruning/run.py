@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from pruning import export, metrics, plots, schedule
+from pruning.checkpoint import Checkpoints
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
 from pruning.errors import PruningError
@@ -113,6 +114,7 @@ def run(
     workdir: Path,
     progress: ProgressFn | None = None,
     log: LogFn | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> Result:
     """Prune `model_path` per `spec` on `data`; write the results under `workdir`.
 
@@ -136,7 +138,8 @@ def run(
     workdir.mkdir(parents=True, exist_ok=True)
     baseline_keras = workdir / "baseline.keras"
     model.save(baseline_keras)
-    baseline_tflite = export.to_tflite(model, spec.quantization, data.x_train)
+    resumed_baseline = checkpoints.baseline() if checkpoints else None
+    baseline_tflite = resumed_baseline or export.to_tflite(model, spec.quantization, data.x_train)
 
     stages.enter("scoring")
     pruner = make_pruner(model, data, loss, spec)
@@ -149,7 +152,12 @@ def run(
     kept = Snapshot(0, 0.0, before, pruner.snapshot(model))
     rounds: list[dict[str, Any]] = []
     broke_guard = False
-    for step in range(1, plan.steps + 1):
+    resumed = checkpoints.resume(pruner) if checkpoints else None
+    if resumed:  # a retried job: rounds 1..resumed.step finished in an earlier attempt
+        model, kept, rounds = resumed.model, resumed.kept, list(resumed.rounds)
+        say(f"resumed after round {resumed.step}/{plan.steps}")
+    for step in range(resumed.step + 1 if resumed else 1, plan.steps + 1):
+        keras.utils.set_random_seed(spec.seed + step)  # per round, so a resumed run matches an uninterrupted one
         sparsity = plan(step)
         stages.enter("pruning", (step - 1) / plan.steps)
         model = pruner.prune(model, sparsity)
@@ -176,6 +184,8 @@ def run(
             broke_guard = True
             break
         kept = Snapshot(step, sparsity, after_step, pruner.snapshot(model))
+        if checkpoints:
+            checkpoints.save(kept, rounds, plan.steps, pruner, model, baseline_tflite)
     if broke_guard:
         model = pruner.restore(kept.state)
     model = pruner.finish(model)
@@ -247,6 +257,8 @@ def run(
             "latency": latency_baseline,
         },
     }
+    if resumed:
+        report["resumed_from"] = {"stage": "finetuning", "step": resumed.step}
     if spec.macs_reduction is not None:
         report["macs"]["target_reduction"] = spec.macs_reduction
         report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before

@@ -18,6 +18,7 @@ from app.jobs import repository, service
 from app.settings import get_settings
 from app.storage import ArtifactStore, get_store
 from app.tables import Artifact, Dataset, Model
+from workers.checkpoints import JobCheckpoint
 from workers.sandbox import EngineFailed, run_engine
 
 log = logging.getLogger("shears.worker")
@@ -172,8 +173,23 @@ def execute(job_id: str) -> None:
         if cancel:
             raise Cancelled()
 
+    checkpoint = JobCheckpoint(store, tenant_id, job_id, workdir)
+
+    def checkpointed(step: int) -> None:
+        try:
+            checkpoint.save(step)
+        except Exception:  # a lost checkpoint costs a retry some work, never the job
+            log.warning("could not store the checkpoint of %s after round %d", job_id, step, exc_info=True)
+            return
+        note(f"checkpoint stored after round {step}")
+
     try:
         request = _stage_inputs(job_id, store, workdir)
+        if request["kind"] == "prune":
+            request["checkpoint"] = str(checkpoint.local)
+            if checkpoint.fetch(workdir / "resume"):  # an earlier attempt finished some rounds
+                request["resume"] = str(workdir / "resume")
+                note(f"resuming from the checkpoint after round {checkpoint.step}")
         with beat:
             run_engine(
                 request,
@@ -182,6 +198,7 @@ def execute(job_id: str) -> None:
                 on_log=note,
                 cpu_seconds=2 * settings.job_time_limit_s,  # two cores' worth of the wall-clock limit
                 memory_bytes=settings.engine_memory_bytes or None,
+                on_checkpoint=checkpointed,
             )
         if beat.lost:
             raise LeaseLost()
@@ -205,16 +222,19 @@ def execute(job_id: str) -> None:
             for artifact in artifacts:
                 repository.add_artifact(session, artifact)
             service.succeed(session, job_id, _summary(request["kind"], report))
+        checkpoint.delete()
         log.info("job %s succeeded: %s", job_id, report["accuracy"])
     except LeaseLost:
         log.warning("job %s was taken over by another worker; dropping this run", job_id)
     except Cancelled:
         with session_scope() as session:
             service.mark_cancelled(session, job_id)
+        checkpoint.delete()
         log.info("job %s cancelled", job_id)
     except EngineFailed as exc:
         with session_scope() as session:
             service.fail(session, job_id, exc.code, exc.message)
+        checkpoint.delete()
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
     except OperationalError:
         raise  # the database, not the job: the task retries, and the job is not marked failed

@@ -1,7 +1,8 @@
 """Run the engine on an untrusted model in a separate, limited process.
 
 The child gets its inputs as files, a private folder as HOME and TMPDIR, an environment with
-no database, broker or storage credentials, and limits on CPU time, file size and core dumps;
+no database, broker or storage credentials, and limits on CPU time, file size and core dumps
+(and no child processes: the engine forbids itself those with seccomp, `pruning.confine`);
 it is the only process that imports TensorFlow, and it is killed (with its process group) when
 the job is cancelled or runs out of time.
 """
@@ -50,10 +51,13 @@ def run_engine(
     on_log: Callable[[str], None],
     cpu_seconds: int,
     memory_bytes: int | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> None:
     """Run `pruning.job` on `request`; returns when it is done, raises `EngineFailed` when it fails.
 
     `on_progress` may raise to stop the job (a cancel): the child is killed and the error re-raised.
+    `on_checkpoint(step)` is called when the engine has written the checkpoint of round `step`
+    (`<workdir>/checkpoint/<step>/`, the folder the request names).
     """
     scratch = workdir / "home"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -66,6 +70,9 @@ def run_engine(
         TF_CPP_MIN_LOG_LEVEL="2",
         CUDA_VISIBLE_DEVICES="",
         TF_ENABLE_ONEDNN_OPTS="0",
+        # No child processes: the engine installs a seccomp filter on itself (pruning.confine).
+        # Only where seccomp is missing may an operator turn that off, knowingly.
+        SHEARS_ENGINE_SECCOMP=os.environ.get("SHEARS_ENGINE_SECCOMP", "true"),
     )
     stderr_path = workdir / "engine.log"
     with stderr_path.open("wb") as stderr:
@@ -90,6 +97,9 @@ def run_engine(
                     on_progress(message["stage"], float(message["progress"]))
                 elif message["type"] == "log":
                     on_log(str(message["message"]))
+                elif message["type"] == "checkpoint":
+                    if on_checkpoint is not None:
+                        on_checkpoint(int(message["step"]))
                 else:
                     outcome = message
             proc.wait()

@@ -1,7 +1,9 @@
 """Jobs survive dead workers and lost messages, and are never run twice at once."""
 
+import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -40,36 +42,67 @@ def crashy(tmp_path_factory: pytest.TempPathFactory) -> Service:
     service.stop()
 
 
-def test_a_worker_child_killed_during_finetuning_is_resumed(crashy: Service, digits_model: Path) -> None:
+def _checkpoint_step(service: Service, job_id: str) -> int:
+    """The round of the job's stored checkpoint (0: none yet)."""
+    states = list((service.root / "artifacts").glob(f"*/jobs/{job_id}/checkpoint/state.json"))
+    try:
+        return int(json.loads(states[0].read_text())["step"]) if states else 0
+    except (OSError, ValueError):  # being replaced right now
+        return 0
+
+
+def _artifact_rows(service: Service, job_id: str) -> list[str]:
+    with sqlite3.connect(service.root / "shears.db") as db:
+        return sorted(k for (k,) in db.execute("SELECT kind FROM artifacts WHERE job_id = ?", (job_id,)))
+
+
+def test_worker_children_killed_during_finetuning_resume_from_their_last_round(
+    crashy: Service, digits_model: Path
+) -> None:
     with crashy.client(crashy.new_key()) as c:
         with digits_model.open("rb") as f:
             model_id = c.post("/v1/models", files={"file": ("m.keras", f)}).json()["id"]
         spec = {
             "model_id": model_id,
             "dataset_id": "builtin:digits",
-            "target": {"sparsity": 0.5},
-            "finetune": {"epochs": 4, "batch_size": 16},
+            "target": {"sparsity": 0.6},
+            "schedule": {"kind": "polynomial", "steps": 3},
+            "finetune": {"epochs": 3, "batch_size": 32},
         }
-        job_id = c.post("/v1/jobs", json=spec).json()["id"]
-        deadline = time.monotonic() + 120
-        while c.get(f"/v1/jobs/{job_id}").json()["stage"] != "finetuning":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        engine = _engine_process(job_id)
-        assert engine is not None
-        pool_child = _parent(engine)
-        os.kill(pool_child, signal.SIGKILL)
-        time.sleep(1)
-        # The engine process dies with the worker child that started it (a zombie has no cmdline).
-        assert _engine_process(job_id) is None
-        job = wait_for_job(c, job_id, timeout=300)
-        assert job["status"] == "succeeded", job
-        assert job["attempts"] == 2
-        statuses = [e for e in read_events(c, job_id) if e["type"] == "status"]
-        assert [e["data"]["status"] for e in statuses].count("succeeded") == 1
-        assert c.get(f"/v1/jobs/{job_id}/model.tflite").status_code == 200
-    (folder,) = (crashy.root / "artifacts").glob(f"*/jobs/{job_id}")
-    assert sorted(p.name for p in folder.iterdir()) == ["model.keras", "model.tflite", "report.json"]
+        job_ids = [c.post("/v1/jobs", json=spec).json()["id"] for _ in range(3)]
+        for job_id in job_ids:  # one worker process: the jobs run one after the other
+            deadline = time.monotonic() + 180
+            # Kill during the fine-tuning of a round after the first one has been stored.
+            while not (
+                0 < _checkpoint_step(crashy, job_id) < 3 and c.get(f"/v1/jobs/{job_id}").json()["stage"] == "finetuning"
+            ):
+                assert time.monotonic() < deadline, c.get(f"/v1/jobs/{job_id}").json()
+                time.sleep(0.1)
+            engine = _engine_process(job_id)
+            assert engine is not None
+            os.kill(_parent(engine), signal.SIGKILL)
+            time.sleep(1)
+            # The engine process dies with the worker child that started it (a zombie has no cmdline).
+            assert _engine_process(job_id) is None
+        for job_id in job_ids:
+            job = wait_for_job(c, job_id, timeout=300)
+            assert job["status"] == "succeeded", job
+            assert job["attempts"] == 2
+            statuses = [e for e in read_events(c, job_id) if e["type"] == "status"]
+            assert [e["data"]["status"] for e in statuses].count("succeeded") == 1
+            report = c.get(f"/v1/jobs/{job_id}/report").json()
+            assert report["resumed_from"]["stage"] == "finetuning"
+            assert report["resumed_from"]["step"] >= 1
+            # The rounds of the first attempt are in the report once each, with those of the second.
+            assert [r["step"] for r in report["schedule"]["rounds"]] == [1, 2, 3]
+            assert report["sparsity"]["overall"] == pytest.approx(0.6, abs=0.01)
+            assert c.get(f"/v1/jobs/{job_id}/model.tflite").status_code == 200
+            # One set of artifacts (a row per kind, a file per row), and no checkpoint left behind.
+            kinds = _artifact_rows(crashy, job_id)
+            assert len(kinds) == len(set(kinds))
+            assert {"model.keras", "model.tflite", "report.json"} <= set(kinds)
+            (folder,) = (crashy.root / "artifacts").glob(f"*/jobs/{job_id}")
+            assert sorted(p.name for p in folder.iterdir()) == kinds
 
 
 def test_a_lost_message_is_sent_again(crashy: Service, digits_model: Path) -> None:

@@ -1,0 +1,106 @@
+"""No child processes for the engine: a seccomp-BPF filter it installs on itself before reading a model.
+
+`RLIMIT_NPROC` cannot do this: it does not bind root, and it counts threads, which TensorFlow
+needs. The filter answers `fork`, `vfork`, `execve` and `execveat` with EPERM, lets `clone`
+through only when it makes a thread (`CLONE_THREAD`), and answers `clone3` with ENOSYS so that
+glibc falls back to `clone` (clone3 passes its flags in memory, which a filter cannot read).
+A system call of another architecture (32-bit calls on x86_64, the x32 ABI) is refused too.
+The filter is inherited by every thread and cannot be removed (`no_new_privs` is set first).
+"""
+
+import ctypes
+import errno
+import os
+import platform
+import struct
+
+# <linux/audit.h>, <linux/seccomp.h>, <linux/filter.h>, <linux/sched.h>
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+SYSCALLS = {
+    "x86_64": {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "clone": 56, "clone3": 435, "seccomp": 317},
+    "aarch64": {"execve": 221, "execveat": 281, "clone": 220, "clone3": 435, "seccomp": 277},
+}
+X32_SYSCALL_BIT = 0x40000000
+CLONE_THREAD = 0x00010000
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+RET_ALLOW = 0x7FFF0000
+RET_ERRNO = 0x00050000
+RET_KILL_PROCESS = 0x80000000
+LD_W_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+# struct seccomp_data: int nr; u32 arch; u64 instruction_pointer; u64 args[6]
+OFF_NR, OFF_ARCH, OFF_ARG0_LOW = 0, 4, 16
+
+
+class ConfinementUnavailable(Exception):
+    """This platform cannot confine the engine (no seccomp, or an architecture we have no table for)."""
+
+
+def _program(machine: str) -> list[tuple[int, int, int, int]]:
+    """The filter for `machine`, as (code, jt, jf, k) instructions."""
+    nr = SYSCALLS[machine]
+    deny = [nr[name] for name in ("fork", "vfork", "execve", "execveat") if name in nr]
+    # Written with labels; jumps are resolved to relative offsets below.
+    code: list[tuple[int, str | int, str | int, int]] = [
+        (LD_W_ABS, 0, 0, OFF_ARCH),
+        (JEQ, 0, "kill", AUDIT_ARCH[machine]),
+        (LD_W_ABS, 0, 0, OFF_NR),
+    ]
+    if machine == "x86_64":
+        code.append((JGE, "eperm", 0, X32_SYSCALL_BIT))
+    code += [(JEQ, "eperm", 0, n) for n in deny]
+    code += [
+        (JEQ, "enosys", 0, nr["clone3"]),
+        (JEQ, 0, "allow", nr["clone"]),
+        (LD_W_ABS, 0, 0, OFF_ARG0_LOW),
+        (JSET, "allow", "eperm", CLONE_THREAD),
+    ]
+    returns = {
+        "allow": RET_ALLOW,
+        "eperm": RET_ERRNO | errno.EPERM,
+        "enosys": RET_ERRNO | errno.ENOSYS,
+        "kill": RET_KILL_PROCESS,
+    }
+    at = {label: len(code) + i for i, label in enumerate(returns)}
+    out = []
+    for i, (op, jt, jf, k) in enumerate(code):
+        out.append(
+            (
+                op,
+                at[jt] - i - 1 if isinstance(jt, str) else jt,
+                at[jf] - i - 1 if isinstance(jf, str) else jf,
+                k,
+            )
+        )
+    out += [(RET, 0, 0, value) for value in returns.values()]
+    return out
+
+
+def confine() -> None:
+    """Forbid this process (all its threads, now and later) to start programs or child processes."""
+    machine = platform.machine()
+    if os.uname().sysname != "Linux" or machine not in SYSCALLS:
+        raise ConfinementUnavailable(f"no seccomp filter for {os.uname().sysname}/{machine}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise ConfinementUnavailable(f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(ctypes.get_errno())}")
+    program = _program(machine)
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in program)
+    filters = ctypes.create_string_buffer(raw, len(raw))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = SockFprog(len(program), ctypes.addressof(filters))
+    # seccomp(2) with TSYNC rather than prctl(PR_SET_SECCOMP): the filter then also binds threads
+    # that already exist (OpenBLAS starts some when NumPy is imported), not only the caller.
+    libc.syscall.restype = ctypes.c_long
+    result = libc.syscall(
+        ctypes.c_long(SYSCALLS[machine]["seccomp"]),
+        ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+        ctypes.c_uint(SECCOMP_FILTER_FLAG_TSYNC),
+        ctypes.byref(prog),
+    )
+    if result != 0:
+        raise ConfinementUnavailable(f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(ctypes.get_errno())}")
