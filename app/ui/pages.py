@@ -7,7 +7,6 @@ request's `Origin`, so another site can neither use a session nor plant one.
 """
 
 import json
-import mimetypes
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +23,7 @@ from app.api.deps import SessionDep, StoreDep
 from app.auth.sessions import SESSION_TTL_S, open_session, session_tenant
 from app.errors import NotFound, ShearsError, Unauthorized
 from app.jobs import repository, service
-from app.jobs.endpoints import _artifact_response
+from app.jobs.endpoints import download_artifact
 from app.storage import ArtifactStore
 from app.tables import Job, Tenant
 from app.ui.figures import FORMATS
@@ -181,10 +180,9 @@ def job_progress(job_id: str, session: SessionDep, tenant: FeedViewer) -> Respon
 
 @router.get("/jobs/{job_id}/files/{name}")
 def job_file(job_id: str, name: str, session: SessionDep, tenant: Viewer, store: StoreDep) -> Response:
-    """A file the job produced (model, report, plot), as the JSON API serves it."""
-    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    response = _artifact_response(session, tenant.id, job_id, name, media, store)
-    if media.startswith("image/"):
+    """A file the job produced (model, report, plot), served by the JSON API's own route."""
+    response = download_artifact(job_id, name, session, tenant, store)
+    if response.media_type and response.media_type.startswith("image/"):
         response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response
 

@@ -16,7 +16,7 @@ from tests.services import REQUIRE_SERVICES, Service, wait_for_job
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("SHEARS_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
-DEVICES = ["host", "cortex-m7-216mhz"]
+DEVICES = ["host", "cortex-a53-1200mhz"]
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
