@@ -18,6 +18,7 @@ from pruning.datasets import Data
 from pruning.errors import PruningError
 from pruning.estimate import profile_tflite
 from pruning.finetune import finetune, write_tensorboard
+from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
 from pruning.report import agreement, sizes, sparsity_block
 from pruning.spec import PruneSpec
@@ -152,6 +153,11 @@ def run(
     kept = Snapshot(0, 0.0, before, pruner.snapshot(model))
     rounds: list[dict[str, Any]] = []
     broke_guard = False
+    searched = None
+    if spec.latency_ms is not None:  # the search narrows the model; the schedule below then only fine-tunes it
+        found = search_latency(model, data, loss, spec, baseline_tflite, say, lambda f: stages.enter("pruning", f))
+        model, searched = found.model, found.report
+        kept = Snapshot(0, 0.0, _evaluate(model, data, loss), pruner.snapshot(model))
     resumed = checkpoints.resume(pruner) if checkpoints else None
     if resumed:  # a retried job: rounds 1..resumed.step finished in an earlier attempt
         model, kept, rounds = resumed.model, resumed.kept, list(resumed.rounds)
@@ -259,6 +265,8 @@ def run(
     }
     if resumed:
         report["resumed_from"] = {"stage": "finetuning", "step": resumed.step}
+    if searched is not None:
+        report["latency_search"] = searched
     if spec.macs_reduction is not None:
         report["macs"]["target_reduction"] = spec.macs_reduction
         report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before

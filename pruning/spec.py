@@ -3,8 +3,16 @@
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pruning.devices import device_names
+
 QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
 GRANULARITIES = ("unstructured", "n_of_m", "channel")
+LATENCY_NEEDS_CHANNELS = (
+    "a latency_ms target needs granularity channel: zeroed weights (unstructured, n_of_m) stay in a dense "
+    "runtime's kernels and do not make it faster (TFLite Micro has no sparse kernels; XNNPACK's sparse path "
+    "needs float weights stored sparse and mostly-zero 1x1 convolutions), so only removed channels lower "
+    "the estimated latency"
+)
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,11 @@ class PruneSpec:
     """Fraction of weights (unstructured) or of channels (channel) removed."""
     macs_reduction: float | None = None
     """Alternative target for `channel`: the fraction of multiply-accumulates removed."""
+    latency_ms: float | None = None
+    """Alternative target for `channel`: the estimated latency on `device` (pruning.latency_search)."""
+    device: str | None = None
+    search_samples: int = 512
+    """Latency search: training samples each proposal is fine-tuned on before it is compared."""
     scope: str = "per_layer"
     """Unstructured threshold: `per_layer` (same sparsity everywhere) or `global`."""
     n: int = 2
@@ -37,12 +50,26 @@ class PruneSpec:
             raise ValueError(f"N:M needs 0 < n < m, got {self.n}:{self.m}")
         if self.macs_reduction is not None and self.granularity != "channel":
             raise ValueError("a macs_reduction target needs channel granularity")
+        if (self.latency_ms is None) != (self.device is None):
+            raise ValueError("latency_ms and device go together")
+        if self.latency_ms is not None:
+            if self.granularity != "channel":
+                raise ValueError(LATENCY_NEEDS_CHANNELS)
+            if self.latency_ms <= 0:
+                raise ValueError(f"latency_ms must be > 0, got {self.latency_ms}")
+            known = device_names()
+            if self.device not in known:
+                raise ValueError(f"unknown device {self.device!r}; known devices: {', '.join(sorted(known))}")
+            if self.device not in self.devices:  # the report's latency block shows the budget's device
+                object.__setattr__(self, "devices", (*self.devices, self.device))
 
     @property
     def target_sparsity(self) -> float:
         """The sparsity the schedule ends on (N:M fixes it at 1 - n/m)."""
         if self.granularity == "n_of_m":
             return 1 - self.n / self.m
+        if self.latency_ms is not None:
+            return 0.0  # the latency search removes the channels before the schedule runs
         return float(self.sparsity or 0.0)
 
     @classmethod
@@ -58,6 +85,8 @@ class PruneSpec:
             granularity=spec.get("granularity", cls.granularity),
             sparsity=target.get("sparsity"),
             macs_reduction=target.get("macs_reduction"),
+            latency_ms=target.get("latency_ms"),
+            device=target.get("device"),
             scope=spec.get("scope", cls.scope),
             n=int(n_of_m.get("n", cls.n)),
             m=int(n_of_m.get("m", cls.m)),

@@ -239,6 +239,13 @@ def examples(name: str, out: Path) -> None:
 )
 @click.option("--sparsity", type=float, default=None, help="Fraction of weights (or channels) to remove [0.5].")
 @click.option("--macs-reduction", type=float, default=None, help="Channel granularity: fraction of MACs to remove.")
+@click.option(
+    "--latency-ms",
+    type=float,
+    default=None,
+    help="Channel granularity: prune until the estimated latency on --device is at most this (NetAdapt-style search).",
+)
+@click.option("--device", default=None, help="The device profile of --latency-ms (see `shears devices`).")
 @click.option("--scope", type=click.Choice(["per_layer", "global"]), default="per_layer", show_default=True)
 @click.option("--n", "n", type=int, default=2, show_default=True, help="N of N:M.")
 @click.option("--m", "m", type=int, default=4, show_default=True, help="M of N:M.")
@@ -261,7 +268,7 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     from pruning.spec import PruneSpec
 
     steps = options.pop("steps")
-    if options["sparsity"] is None and options["macs_reduction"] is None:
+    if options["sparsity"] is None and options["macs_reduction"] is None and options["latency_ms"] is None:
         options["sparsity"] = 0.5
     try:
         spec = PruneSpec(**options, steps=steps or (5 if options["schedule"] == "polynomial" else 1))
@@ -283,6 +290,12 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
         f"{out}: {acc['metric']} {acc['before']:.4f} -> {acc['after']:.4f}, "
         f"sparsity {sparsity['overall']:.3f}, {size['tflite_gzip_bytes']} bytes gzipped"
     )
+    if "latency_search" in result.report:
+        found = result.report["latency_search"]
+        click.echo(
+            f"{found['device']}: estimated {found['dense_estimate_ms']:.4f} -> {found['reached_estimate_ms']:.4f} ms, "
+            f"budget {found['budget_ms']:g} ms {'met' if found['met'] else 'NOT met'}: {found['note']}"
+        )
 
 
 main.add_command(remote)

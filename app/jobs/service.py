@@ -19,6 +19,7 @@ from app.settings import Settings
 from app.tables import TERMINAL, Job
 from pruning.datasets import BUILTIN
 from pruning.devices import device_names
+from pruning.spec import LATENCY_NEEDS_CHANNELS
 
 # What the engine can do today; the rest of the contract's options answer 422 until it can.
 SUPPORTED = {"kind": ("prune", "profile")}
@@ -44,7 +45,11 @@ def _check_supported(spec: JobSpec) -> None:
     elif spec.target is None:
         raise InvalidInput('a prune job needs a target, e.g. {"sparsity": 0.5}', code="invalid_spec")
     elif spec.target.latency_ms is not None:
-        raise InvalidInput("latency_ms targets are not supported yet", code="not_supported_yet")
+        if spec.granularity != "channel":
+            raise InvalidInput(LATENCY_NEEDS_CHANNELS, code="invalid_spec")
+        if spec.target.device not in device_names():
+            names = ", ".join(sorted(device_names()))
+            raise InvalidInput(f"unknown device {spec.target.device!r}; known devices: {names}", code="unknown_device")
     elif spec.target.macs_reduction is not None and spec.granularity != "channel":
         raise InvalidInput("a macs_reduction target needs granularity channel", code="invalid_spec")
     if spec.n_of_m is not None and spec.granularity != "n_of_m":

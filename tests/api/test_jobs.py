@@ -36,7 +36,10 @@ def _spec(model_id: str, **changes: Any) -> dict[str, Any]:
         ({"n_of_m": {"n": 2, "m": 4}}, "invalid_spec"),
         ({"granularity": "n_of_m", "n_of_m": {"n": 4, "m": 4}}, "invalid_request"),
         ({"kind": "sweep"}, "invalid_request"),
-        ({"target": {"latency_ms": 5, "device": "host"}}, "not_supported_yet"),
+        ({"target": {"latency_ms": 5, "device": "host"}}, "invalid_spec"),
+        ({"granularity": "n_of_m", "target": {"latency_ms": 5, "device": "host"}}, "invalid_spec"),
+        ({"granularity": "channel", "target": {"latency_ms": 5, "device": "toaster-9000"}}, "unknown_device"),
+        ({"granularity": "channel", "target": {"latency_ms": 5}}, "invalid_request"),
         ({"dataset_id": "builtin:har"}, "data_mismatch"),
         ({"target": None}, "invalid_spec"),
     ],
@@ -44,6 +47,26 @@ def _spec(model_id: str, **changes: Any) -> dict[str, Any]:
 def test_bad_specs_are_422(embedded: Service, key: str, model_id: str, changes: dict[str, Any], code: str) -> None:
     with embedded.client(key) as c:
         _assert_error(c.post("/v1/jobs", json=_spec(model_id, **changes)), 422, code)
+
+
+def test_latency_target_needs_channels_and_names_the_known_devices(embedded: Service, key: str, model_id: str) -> None:
+    with embedded.client(key) as c:
+        r = c.post("/v1/jobs", json=_spec(model_id, target={"latency_ms": 5, "device": "host"}))
+        assert r.status_code == 422
+        assert "do not make it faster" in r.json()["error"]["message"]
+        spec = _spec(model_id, granularity="channel", target={"latency_ms": 5, "device": "toaster-9000"})
+        r = c.post("/v1/jobs", json=spec)
+        assert r.status_code == 422
+        assert "cortex-a53-1200mhz" in r.json()["error"]["message"]
+
+
+def test_latency_job_is_accepted(embedded: Service, key: str, model_id: str) -> None:
+    spec = _spec(model_id, granularity="channel", target={"latency_ms": 0.2, "device": "cortex-a53-1200mhz"})
+    with embedded.client(key) as c:
+        job = _submit(c, {**spec, "finetune": {"epochs": 0}})
+        assert job["status"] == "queued"
+        assert job["spec"]["target"] == {"latency_ms": 0.2, "device": "cortex-a53-1200mhz"}
+        c.post(f"/v1/jobs/{job['id']}/cancel")
 
 
 def test_unknown_ids_are_404(embedded: Service, key: str, model_id: str) -> None:

@@ -1,0 +1,273 @@
+"""Channel pruning to a latency budget on a device, in the spirit of NetAdapt (Yang et al. 2018).
+
+In rounds: for every prunable channel group, propose removing the group's lowest-scored channels,
+as few as lower the device's estimated latency by this round's step (a share of the remaining gap
+that shrinks each round, never below `MIN_STEP` of the dense latency); fine-tune each proposal on a
+few hundred training samples; measure it on a part of the training split held out for the search
+(the validation split stays the report's); keep the proposal that loses the least accuracy per
+millisecond saved. Until the estimate is within the budget. The estimate per proposal is
+`pruning.estimate.keras_model` (the per-op cost model, no TFLite export); once it says the budget is
+met, the model is exported and estimated from the `.tflite` itself, and the search goes on if that
+misses. A proposal that would break the accuracy guard is never taken: when no proposal keeps it,
+the search stops with the best model found and says so (`met: false`).
+
+The long fine-tune afterwards is `run()`'s usual one.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from pruning import export, metrics
+from pruning.datasets import Data
+from pruning.devices import DeviceProfile, get_profile
+from pruning.errors import PruningError
+from pruning.estimate import estimate
+from pruning.estimate.keras_model import estimate_keras_ms
+from pruning.finetune import finetune
+from pruning.graph import ChannelGraph, Group, analyse, keep_indices
+from pruning.scoring import channel_scores
+from pruning.surgery import remove_channels
+
+MIN_STEP = 0.03
+"""Smallest per-round latency step, as a share of the dense model's estimate."""
+STEP_SHARE, STEP_DECAY = 0.5, 0.9
+"""Round r asks each proposal for STEP_SHARE * STEP_DECAY**r of the remaining gap."""
+MAX_ROUNDS = 40
+HOLD_OUT_SHARE, HOLD_OUT_MIN, HOLD_OUT_MAX = 0.15, 64, 1000
+
+
+@dataclass
+class SearchResult:
+    model: keras.Model
+    report: dict[str, Any]
+
+
+@dataclass
+class _Proposal:
+    group: Group
+    removed: int
+    estimate_ms: float
+    model: keras.Model | None = None
+    score: float = 0.0
+    loss: float = 0.0
+
+
+def hold_out(data: Data, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_fit, y_fit, x_hold, y_hold): a seeded share of the training split kept out of the search's fine-tuning."""
+    n = len(data.x_train)
+    k = min(HOLD_OUT_MAX, max(HOLD_OUT_MIN, int(HOLD_OUT_SHARE * n)))
+    if n - k < k:
+        raise PruningError("too_little_data", f"a latency search needs more than {2 * HOLD_OUT_MIN} training samples")
+    order = np.random.default_rng(seed).permutation(n)
+    fit, hold = order[k:], order[:k]
+    return data.x_train[fit], data.y_train[fit], data.x_train[hold], data.y_train[hold]
+
+
+def _channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> Callable[[Any], int]:
+    """Channel count of each tensor once `kept` (group id -> kept indices) is applied."""
+
+    def count(tensor: Any) -> int:
+        chan = graph.chan(tensor)
+        index = keep_indices(chan, kept)
+        return int(tensor.shape[-1]) if index is None else len(index)
+
+    return count
+
+
+class _Search:
+    def __init__(
+        self,
+        data: Data,
+        loss: Any,
+        spec: Any,
+        profile: DeviceProfile,
+        log: Callable[[str], None],
+        progress: Callable[[float], None],
+    ) -> None:
+        self.data, self.loss, self.spec, self.profile = data, loss, spec, profile
+        self.log, self.progress = log, progress
+        self.task = data.task
+        self.metric = metrics.headline(self.task)
+        # Positive = worse, in the metric's units (accuracy falls, MAE rises).
+        self.sign = 1.0 if self.task == "classification" else -1.0
+        self.x_fit, self.y_fit, self.x_hold, self.y_hold = hold_out(data, spec.seed)
+        self.loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+        self.fraction = 0.0
+
+    def estimate(self, model: keras.Model, channels: Callable[[Any], int] | None = None) -> float:
+        return estimate_keras_ms(model, self.profile, self.spec.quantization, channels)
+
+    def exported_ms(self, model: keras.Model) -> float:
+        tflite = export.to_tflite(model, self.spec.quantization, self.data.x_train)
+        return float(estimate(tflite, self.profile)["estimate_ms"])
+
+    def evaluate(self, model: keras.Model) -> tuple[float, float]:
+        """(headline metric, mean loss) on the search's hold-out."""
+        pred = np.asarray(model.predict(self.x_hold, batch_size=256, verbose=0))
+        value = metrics.evaluate(pred, self.y_hold, self.task)[self.metric]
+        return float(value), float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_hold, pred))))
+
+    def proposals(
+        self, model: keras.Model, graph: ChannelGraph, order: dict[int, np.ndarray], goal: float
+    ) -> list[_Proposal]:
+        """Per group, the fewest lowest-scored channels whose removal brings the estimate to `goal`;
+        where no cut of a group reaches it, that group's largest cut that still saves time."""
+        reach, short = [], []
+        for g in graph.prunable():
+            if g.size <= 1:
+                continue
+
+            def ms(removed: int, g: Group = g) -> float:
+                return self.estimate(model, _channels(graph, {g.id: set(order[g.id][removed:].tolist())}))
+
+            most = ms(g.size - 1)
+            if most > goal:
+                short.append(_Proposal(g, g.size - 1, most))
+                continue
+            lo, hi = 1, g.size - 1  # ms(hi) <= goal; find the smallest such cut
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ms(mid) <= goal:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            reach.append(_Proposal(g, hi, ms(hi)))
+        return reach or short
+
+    def short_finetune(self, model: keras.Model, round_index: int) -> None:
+        n = min(self.spec.search_samples, len(self.x_fit))
+        start = (round_index * n) % max(1, len(self.x_fit) - n + 1)
+        finetune(
+            model,
+            self.x_fit[start : start + n],
+            self.y_fit[start : start + n],
+            loss=self.loss,
+            epochs=1,
+            batch_size=self.spec.batch_size,
+            learning_rate=self.spec.learning_rate,
+            variables=[],
+            masks={},
+            on_progress=lambda _f: self.progress(self.fraction),
+        )
+
+
+def search_latency(
+    model: keras.Model,
+    data: Data,
+    loss: Any,
+    spec: Any,
+    dense_tflite: bytes | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> SearchResult:
+    """Remove channels of `model` until its estimated latency on `spec.device` is at most
+    `spec.latency_ms`, losing as little accuracy as the search can; the model and the search's log.
+
+    `progress(fraction)` is called after every fine-tuning batch (it may raise to stop the search).
+    """
+    say = log or (lambda _m: None)
+    profile = get_profile(str(spec.device))
+    budget = float(spec.latency_ms)
+    search = _Search(data, loss, spec, profile, say, progress or (lambda _f: None))
+    guard = spec.max_accuracy_drop if data.task == "classification" else spec.max_error_increase
+    started = time.perf_counter()
+
+    dense_ms = search.estimate(model)
+    dense_exported = (
+        float(estimate(dense_tflite, profile)["estimate_ms"]) if dense_tflite else search.exported_ms(model)
+    )
+    dense_value, dense_loss = search.evaluate(model)
+    current, current_ms, current_value, current_loss = model, dense_ms, dense_value, dense_loss
+    goal_ms = budget  # lowered when the exported model's estimate disagrees with the per-layer one
+    rounds: list[dict[str, Any]] = []
+    met, note, reached = False, None, None
+    say(
+        f"latency search on {profile.name}: dense {dense_exported:.4f} ms, budget {budget:.4f} ms, "
+        f"hold-out {len(search.y_hold)} training samples ({search.metric} {dense_value:.4f})"
+    )
+    for r in range(MAX_ROUNDS + 1):
+        if current_ms <= goal_ms:
+            reached = search.exported_ms(current)
+            if reached <= budget:
+                met = True
+                break
+            goal_ms = min(goal_ms, current_ms) - (reached - budget) - 1e-6
+            say(f"exported estimate {reached:.4f} ms misses the budget; searching on to {goal_ms:.4f} ms")
+            continue
+        if r == MAX_ROUNDS:
+            note = f"stopped after {MAX_ROUNDS} rounds above the budget"
+            break
+        gap = current_ms - goal_ms
+        step = min(gap, max(MIN_STEP * dense_ms, STEP_SHARE * STEP_DECAY**r * gap))
+        graph = analyse(current)
+        scores = channel_scores(graph, spec.method, search.x_fit, search.y_fit, loss)
+        order = {gid: np.argsort(s, kind="stable") for gid, s in scores.items()}  # lowest score first
+        proposals = [
+            p for p in search.proposals(current, graph, order, current_ms - step) if p.estimate_ms < current_ms
+        ]
+        if not proposals:
+            note = "no channel group can be cut further to lower the estimate"
+            break
+        for p in proposals:
+            kept = {p.group.id: set(order[p.group.id][p.removed :].tolist())}
+            p.model = remove_channels(graph, kept)
+            search.short_finetune(p.model, r)
+            p.score, p.loss = search.evaluate(p.model)
+        within = [p for p in proposals if guard is None or search.sign * (dense_value - p.score) <= guard]
+        if not within:
+            worst = min(search.sign * (dense_value - p.score) for p in proposals)
+            note = (
+                f"the budget cannot be met within max drop {guard}: every cut of round {r + 1} loses at least "
+                f"{worst:.4f} {search.metric} on the search's hold-out; returned the best model found"
+            )
+            break
+
+        def per_ms(p: _Proposal, ms: float = current_ms, value: float = current_value, lv: float = current_loss) -> Any:
+            """Accuracy lost per millisecond saved; then loss per millisecond; then the larger saving."""
+            saved = ms - p.estimate_ms
+            return (search.sign * (value - p.score) / saved, (p.loss - lv) / saved, -saved)
+
+        best = min(within, key=per_ms)
+        assert best.model is not None
+        current, current_ms, current_value, current_loss = best.model, best.estimate_ms, best.score, best.loss
+        search.fraction = min(1.0, max(0.0, (dense_ms - current_ms) / max(dense_ms - budget, 1e-9)))
+        search.progress(search.fraction)
+        group = ",".join(best.group.producers)
+        rounds.append(
+            {
+                "round": r + 1,
+                "group": group,
+                "channels_removed": best.removed,
+                "channels_left": best.group.size - best.removed,
+                "estimate_ms": round(current_ms, 4),
+                "accuracy": round(current_value, 6),
+                "proposals": len(proposals),
+            }
+        )
+        say(
+            f"search round {r + 1}: {group} -{best.removed} channels, {current_ms:.4f} ms, "
+            f"hold-out {search.metric} {current_value:.4f} (best of {len(proposals)} proposals)"
+        )
+    if reached is None or not met:
+        reached = search.exported_ms(current)
+    if met:
+        note = f"met after {len(rounds)} rounds"
+    report = {
+        "device": profile.name,
+        "budget_ms": budget,
+        "dense_estimate_ms": round(dense_exported, 4),
+        "reached_estimate_ms": round(reached, 4),
+        "met": bool(met and reached <= budget),
+        "rounds": rounds,
+        "note": note,
+        "estimator": "per-op cost model on the Keras graph for proposals; the exported .tflite for the result",
+        "hold_out": {"samples": int(len(search.y_hold)), "metric": search.metric, "dense": dense_value},
+        "proposal_finetune_samples": int(min(spec.search_samples, len(search.x_fit))),
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+    return SearchResult(current, report)
