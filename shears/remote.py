@@ -536,6 +536,41 @@ def _fetch_results(api: Api, job_id: str, out: Path, report_path: Path | None) -
     return dict(response.json())
 
 
+def _pick_from_sweep(
+    api: Api, sweep: dict[str, Any], out: Path, report_path: Path | None, budgets: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The most accurate point of a finished sweep that meets every budget: its model is downloaded
+    to `out`; the sweep's report (all points, the Pareto set) goes to `report_path`. With no point
+    meeting them, the most accurate point's misses are returned and nothing is downloaded."""
+    response = api.request("GET", f"/v1/jobs/{sweep['id']}/report")
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_bytes(response.content)
+    points = sorted(
+        (p for p in response.json().get("points", []) if p.get("status") == "succeeded"),
+        key=lambda p: -(p.get("accuracy") or 0.0),
+    )
+    click.echo(f"sweep {sweep['id']}: {len(points)} points succeeded", err=True)
+    first: tuple[dict[str, Any], dict[str, Any], list[str]] | None = None
+    for point in points:
+        job = api.get_json(f"/v1/jobs/{point['job_id']}")
+        report = api.get_json(f"/v1/jobs/{point['job_id']}/report")
+        misses = check_budgets(report, **budgets)
+        click.echo(
+            f"  point {point.get('label')}: accuracy {point.get('accuracy')}: "
+            f"{'meets the budgets' if not misses else f'{len(misses)} budget(s) missed'}",
+            err=True,
+        )
+        if not misses:
+            api.download(f"/v1/jobs/{point['job_id']}/model.tflite", out)
+            click.echo(f"picked {point['job_id']} (target {point.get('label')}) from sweep {sweep['id']}", err=True)
+            return job, report, []
+        first = first or (job, report, misses)
+    if first is None:
+        raise JobFailed(f"sweep {sweep['id']} has no succeeded point")
+    return first
+
+
 def _interrupted(api: Api, job_id: str) -> NoReturn:
     if sys.stdin.isatty():
         try:
@@ -684,15 +719,20 @@ def submit(
         raise JobCancelled(f"job {job_id} was cancelled")
 
     out = _out_path(out, job_id)
-    report = _fetch_results(api, job_id, out, report_path)
-    click.echo(summary(job, report, out, report_path))
-    misses = check_budgets(
-        report,
-        max_latency_ms=max_latency_ms,
-        devices=tuple(spec.get("devices") or ("host",)),
-        max_size_kb=max_size_kb,
-        max_accuracy_drop=flags.get("max_accuracy_drop"),
-    )
+    budgets: dict[str, Any] = {
+        "max_latency_ms": max_latency_ms,
+        "devices": tuple(spec.get("devices") or ("host",)),
+        "max_size_kb": max_size_kb,
+        "max_accuracy_drop": flags.get("max_accuracy_drop"),
+    }
+    if job.get("kind") == "sweep":
+        job, report, misses = _pick_from_sweep(api, job, out, report_path, budgets)
+        if not misses:
+            click.echo(summary(job, report, out, report_path))
+    else:
+        report = _fetch_results(api, job_id, out, report_path)
+        click.echo(summary(job, report, out, report_path))
+        misses = check_budgets(report, **budgets)
     if misses:
         click.echo(f"budget missed ({len(misses)}):", err=True)
         for miss in misses:

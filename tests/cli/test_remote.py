@@ -578,3 +578,37 @@ def test_a_download_is_checked_against_its_sha256(tmp_path: Path) -> None:
     with pytest.raises(remote.Unreachable, match="sha256"):
         _api(handler, []).download("/v1/jobs/x/model.tflite", tmp_path / "m.tflite")
     assert not list(tmp_path.iterdir())
+
+
+def test_submit_wait_on_a_sweep_picks_the_most_accurate_point_within_the_budgets(
+    cli: Cli, model_id: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "sweep.json"
+    spec.write_text(json.dumps({"kind": "sweep", "granularity": "channel", "sweep": {"sparsities": [0.25, 0.85]}}))
+    common = ["submit", "--model", model_id, "--data", "builtin:digits", "--spec", str(spec), "--epochs", "0",
+              "--wait", "--poll-interval", "0.2", "--timeout", "5m"]  # fmt: skip
+
+    # No budget: the most accurate point, with the sweep's report (every point, the Pareto set).
+    free = cli(*common, "-o", "free.tflite", "--report", "sweep-report.json", cwd=tmp_path, timeout=400)
+    assert free.returncode == 0, free.stdout + free.stderr
+    sweep = json.loads((tmp_path / "sweep-report.json").read_text())
+    assert sweep["kind"] == "sweep"
+    assert len(sweep["points"]) == 2
+    best = max(sweep["points"], key=lambda p: p["accuracy"])
+    assert f"picked {best['job_id']}" in free.stderr
+    with cli.client() as client:
+        assert (tmp_path / "free.tflite").read_bytes() == client.get(f"/v1/jobs/{best['job_id']}/model.tflite").content
+
+    # A size budget only the smaller point meets: that one is picked.
+    small, large = sorted(sweep["points"], key=lambda p: p["tflite_bytes"])
+    between_kb = (small["tflite_bytes"] + large["tflite_bytes"]) / 2 / 1024
+    tight = cli(*common, "-o", "tight.tflite", "--max-size-kb", f"{between_kb:.3f}", cwd=tmp_path, timeout=400)
+    assert tight.returncode == 0, tight.stdout + tight.stderr
+    assert (tmp_path / "tight.tflite").stat().st_size <= between_kb * 1024
+    assert "picked" in tight.stderr
+
+    # No point meets it: exit 5 with the misses of the most accurate point, nothing downloaded.
+    none = cli(*common, "-o", "none.tflite", "--max-size-kb", "0.01", cwd=tmp_path, timeout=400)
+    assert none.returncode == 5, none.stdout + none.stderr
+    assert "budget missed (1)" in none.stderr
+    assert not (tmp_path / "none.tflite").exists()
