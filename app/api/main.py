@@ -8,26 +8,27 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from app import logs
 from app.api.devices import router as devices_router
 from app.datasets.endpoints import router as datasets_router
 from app.db import get_engine
 from app.errors import ShearsError
 from app.jobs.endpoints import router as jobs_router
+from app.metrics import LATENCY, REQUESTS
 from app.models.endpoints import router as models_router
 from app.queue import broker_reachable
+from app.settings import get_settings
 from app.storage import readiness as storage_readiness
 from app.ui.pages import router as ui_router
 
 log = logging.getLogger("shears.api")
-
-REQUESTS = Counter("shears_http_requests_total", "HTTP requests", ["route", "method", "status"])
-LATENCY = Histogram("shears_http_request_seconds", "HTTP request latency", ["route", "method"])
+access = logging.getLogger("shears.access")
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -35,6 +36,8 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 
 
 def create_app() -> FastAPI:
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
     app = FastAPI(
         title="Shears",
         version="0.1.0",
@@ -93,13 +96,25 @@ def create_app() -> FastAPI:
         return _error(500, "internal_error", "an internal error occurred; it has been logged")
 
     @app.middleware("http")
-    async def _metrics(request: Request, call_next: Any) -> Response:
+    async def _observe(request: Request, call_next: Any) -> Response:
+        """Request id in and out (`X-Request-ID`), a log line and metrics for every request."""
         start = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        REQUESTS.labels(path, request.method, str(response.status_code)).inc()
-        LATENCY.labels(path, request.method).observe(time.perf_counter() - start)
+        request_id = logs.request_id_from(request.headers.get("x-request-id"))
+        with logs.bound(request_id=request_id):
+            response: Response = await call_next(request)
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - start
+            REQUESTS.labels(path, request.method, str(response.status_code)).inc()
+            LATENCY.labels(path, request.method).observe(elapsed)
+            access.info(
+                "%s %s %s",
+                request.method,
+                request.url.path,
+                response.status_code,
+                extra={"route": path, "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)},
+            )
+        response.headers["X-Request-ID"] = request_id
         return response
 
     @app.get("/healthz", tags=["health"])

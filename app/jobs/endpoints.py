@@ -57,11 +57,13 @@ def list_jobs(
     session: SessionDep,
     tenant: CurrentTenant,
     status: Status | None = None,
+    parent_id: Annotated[str | None, Query(max_length=64, description="only the points of this sweep")] = None,
     cursor: str | None = None,
     limit: int = Query(50, ge=1, le=500),
 ) -> Any:
     """The tenant's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    jobs, next_cursor = pagination.split(repository.list_for(session, tenant.id, status, cursor, limit), limit)
+    found = repository.list_for(session, tenant.id, status, cursor, limit, parent_id=parent_id)
+    jobs, next_cursor = pagination.split(found, limit)
     return {"items": [service.to_out(j) for j in jobs], "next_cursor": next_cursor}
 
 

@@ -48,6 +48,32 @@ class NofM(Strict):
         return self
 
 
+class Sweep(Strict):
+    """Points of a `kind: "sweep"` job: each becomes a prune job of its own, on any worker."""
+
+    sparsities: list[float] | None = Field(None, min_length=1, max_length=12, description="one job per sparsity")
+    latency_ms: list[float] | None = Field(
+        None, min_length=1, max_length=12, description="one latency-budget job per value, on `device`"
+    )
+    device: str | None = Field(None, max_length=64, description="the device of `latency_ms` and of the trade-off plot")
+    budget_ms: float | None = Field(None, gt=0, description="a latency budget drawn on the plot and checked per point")
+
+    @model_validator(mode="after")
+    def _one_axis(self) -> "Sweep":
+        if (self.sparsities is None) == (self.latency_ms is None):
+            raise ValueError("give exactly one of sparsities, latency_ms")
+        values = self.sparsities or self.latency_ms or []
+        if self.sparsities is not None and not all(0 < v < 1 for v in values):
+            raise ValueError("sparsities must lie strictly between 0 and 1")
+        if self.latency_ms is not None and not all(v > 0 for v in values):
+            raise ValueError("latency budgets must be positive")
+        if len(set(values)) != len(values):
+            raise ValueError("the sweep's values must differ")
+        if self.latency_ms is not None and self.device is None:
+            raise ValueError("latency_ms needs a device")
+        return self
+
+
 class JobSpec(Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -60,10 +86,11 @@ class JobSpec(Strict):
     dataset_id: str | None = Field(
         None, max_length=64, description="an uploaded dataset's id, or builtin:digits / builtin:har"
     )
-    kind: Literal["prune", "profile"] = "prune"
+    kind: Literal["prune", "profile", "sweep"] = "prune"
     method: Literal["magnitude", "gradient", "activation"] = "magnitude"
     granularity: Literal["unstructured", "n_of_m", "channel"] = "unstructured"
     target: Target | None = None
+    sweep: Sweep | None = Field(None, description='kind "sweep" only: the sparsities or latency budgets to try')
     scope: Literal["per_layer", "global"] = Field(
         "per_layer", description="unstructured only: one threshold per layer, or one for the whole model"
     )
@@ -101,6 +128,7 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested: bool
+    parent_id: str | None = Field(None, description="the sweep this job is one point of")
 
 
 class JobList(BaseModel):

@@ -12,9 +12,9 @@ from app.datasets import repository as datasets
 from app.db import after_commit
 from app.errors import Conflict, InvalidInput, NotFound
 from app.jobs import events, repository
-from app.jobs.schemas import JobSpec
+from app.jobs.schemas import JobSpec, Target
 from app.models import repository as models
-from app.queue import DELIVER_WEBHOOK, RUN_JOB, enqueue
+from app.queue import COLLECT_SWEEP, DELIVER_WEBHOOK, RUN_JOB, enqueue
 from app.settings import Settings
 from app.tables import TERMINAL, Job
 from pruning.datasets import BUILTIN
@@ -22,7 +22,7 @@ from pruning.devices import device_names
 from pruning.spec import LATENCY_NEEDS_CHANNELS
 
 # What the engine can do today; the rest of the contract's options answer 422 until it can.
-SUPPORTED = {"kind": ("prune", "profile")}
+SUPPORTED = {"kind": ("prune", "profile", "sweep")}
 
 # Sample shapes of the built-in datasets, to catch a mismatch before a worker is busy with it.
 BUILTIN_SHAPES = {"builtin:digits": [8, 8, 1], "builtin:har": [128, 3]}
@@ -34,9 +34,37 @@ def _not_yet(field: str, value: Any) -> InvalidInput:
     )
 
 
+def sweep_points(spec: JobSpec) -> list[JobSpec]:
+    """The prune jobs of a sweep: its spec with one target each."""
+    assert spec.sweep is not None
+    sweep = spec.sweep
+    devices = list(dict.fromkeys([*spec.devices, *([sweep.device] if sweep.device else [])]))
+    common = {"kind": "prune", "sweep": None, "callback_url": None, "devices": devices}
+    if sweep.sparsities is not None:
+        targets = [Target(sparsity=s) for s in sweep.sparsities]
+    else:
+        targets = [Target(latency_ms=t, device=sweep.device) for t in sweep.latency_ms or []]
+    return [spec.model_copy(update={**common, "target": t}) for t in targets]
+
+
 def _check_supported(spec: JobSpec) -> None:
     if spec.kind not in SUPPORTED["kind"]:
         raise _not_yet("kind", spec.kind)
+    if spec.kind == "sweep":
+        if spec.sweep is None:
+            raise InvalidInput(
+                'a sweep needs "sweep": {"sparsities": [...]} or {"latency_ms": [...], "device": ...}',
+                code="invalid_spec",
+            )
+        if spec.target is not None:
+            raise InvalidInput("a sweep's points set the target: give sweep, not target", code="invalid_spec")
+        if spec.granularity == "n_of_m":
+            raise InvalidInput("n_of_m fixes the sparsity at 1 - n/m: there is nothing to sweep", code="invalid_spec")
+        for point in sweep_points(spec):
+            _check_supported(point)
+        return
+    if spec.sweep is not None:
+        raise InvalidInput('sweep settings need kind "sweep"', code="invalid_spec")
     if spec.kind == "profile":
         pass
     elif spec.granularity == "n_of_m":
@@ -76,11 +104,16 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     _check_supported(spec)
     if spec.callback_url is not None:
         webhooks.check_url(spec.callback_url, settings.webhook_allow_private)
-    quotas.check_submit(session, tenant_id, settings)
+    quotas.check_submit(
+        session,
+        tenant_id,
+        settings,
+        incoming=len(spec.sweep.sparsities or spec.sweep.latency_ms or []) if spec.sweep else 1,
+    )
     model = models.get(session, tenant_id, spec.model_id)
     if model is None:
         raise NotFound(f"no model {spec.model_id!r}")
-    if spec.kind == "prune":
+    if spec.kind in ("prune", "sweep"):
         if model.format == "tflite":
             raise InvalidInput("a .tflite model cannot be pruned: upload the Keras model", code="unsupported_model")
         if spec.dataset_id is None:
@@ -96,6 +129,8 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
             )
         if task == "regression" and spec.max_accuracy_drop is not None:
             raise InvalidInput("a regression dataset is guarded by max_error_increase", code="invalid_spec")
+    if spec.kind == "sweep":
+        return _create_sweep(session, tenant_id, spec)
     job = repository.add(
         session,
         Job(
@@ -113,6 +148,43 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     return job
 
 
+def _create_sweep(session: Session, tenant_id: str, spec: JobSpec) -> Job:
+    """A sweep is a parent row and one queued prune job per point; any worker may take any point,
+    and the last point to finish has the sweep collected (`sweeps.collect`)."""
+    now = datetime.now(UTC)
+    sweep = repository.add(
+        session,
+        Job(
+            tenant_id=tenant_id,
+            model_id=spec.model_id,
+            dataset_id=spec.dataset_id,
+            kind="sweep",
+            spec=spec.model_dump(mode="json", exclude_none=True),
+            callback_url=spec.callback_url,
+            status="running",
+            stage="sweeping",
+            started_at=now,
+        ),
+    )
+    events.record(session, sweep.id, "status", {"status": "running"})
+    for point in sweep_points(spec):
+        job = repository.add(
+            session,
+            Job(
+                tenant_id=tenant_id,
+                model_id=spec.model_id,
+                dataset_id=spec.dataset_id,
+                kind="prune",
+                spec=point.model_dump(mode="json", exclude_none=True),
+                parent_id=sweep.id,
+                enqueued_at=now,
+            ),
+        )
+        events.record(session, job.id, "status", {"status": "queued", "sweep": sweep.id})
+        _send(session, job)
+    return sweep
+
+
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     job = repository.get(session, tenant_id, job_id)
     if job is None:
@@ -121,13 +193,21 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
 
 
 def request_cancel(session: Session, tenant_id: str, job_id: str) -> Job:
-    """A queued job is cancelled now; a running one stops at its next step."""
+    """A queued job is cancelled now; a running one stops at its next step; a sweep cancels its
+    points and ends once they have."""
     job = get_job(session, tenant_id, job_id)
     if job.status in TERMINAL:
         raise Conflict(f"job {job_id} has already {job.status}", code="job_finished")
     job.cancel_requested_at = datetime.now(UTC)
     if job.status == "queued":
         _finish(session, job, "cancelled")
+    if job.kind == "sweep":
+        for point in repository.children(session, job.id):
+            if point.status not in TERMINAL:
+                point.cancel_requested_at = job.cancel_requested_at
+                if point.status == "queued":
+                    _finish(session, point, "cancelled")
+        _collect(session, job.id)
     return job
 
 
@@ -148,6 +228,7 @@ def to_out(job: Job) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "cancel_requested": job.cancel_requested_at is not None,
+        "parent_id": job.parent_id,
     }
 
 
@@ -162,6 +243,13 @@ def _finish(session: Session, job: Job, status: str) -> None:
     if job.callback_url:
         job_id = job.id
         after_commit(session, lambda: enqueue(DELIVER_WEBHOOK, job_id))
+    if job.parent_id:
+        _collect(session, job.parent_id)
+
+
+def _collect(session: Session, sweep_id: str) -> None:
+    """Have a worker look at the sweep once this transaction is in: done when all its points are."""
+    after_commit(session, lambda: enqueue(COLLECT_SWEEP, sweep_id))
 
 
 def _lease_lost(job: Job, settings: Settings) -> bool:
@@ -242,6 +330,11 @@ def reap(session: Session, settings: Settings) -> list[str]:
         job.enqueued_at = now
         _send(session, job)
         touched.append(job.id)
+    for sweep in repository.open_sweeps(session):
+        # Its collection message may have been lost: look again once all points are done.
+        if all(point.status in TERMINAL for point in repository.children(session, sweep.id)):
+            _collect(session, sweep.id)
+            touched.append(sweep.id)
     return touched
 
 
