@@ -167,6 +167,7 @@ def job_page(request: Request, job_id: str, session: SessionDep, tenant: Viewer,
         "report": _report(job, session, store),
         "files": files,
         "images": [name for name in files if name.endswith(".png")],
+        "points": repository.children(session, job.id) if job.kind == "sweep" else [],
     }
     return templates.TemplateResponse(request, "job.html", context)
 

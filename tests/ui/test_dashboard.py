@@ -94,14 +94,14 @@ def _upload(client: httpx.Client, model: Path) -> str:
 
 
 def _resolve(report: dict[str, Any], field: str) -> Any:
-    """The report value a `data-field` names; list entries go by their device, layer or step."""
+    """The report value a `data-field` names; list entries go by their device, layer, step or job id."""
     node: Any = report
     parts = field.split(".")
     while parts:
         if isinstance(node, list):
             for k in range(len(parts), 0, -1):
                 name = ".".join(parts[:k])
-                found = [e for e in node if name in (str(e.get("device")), str(e.get("layer")), str(e.get("step")))]
+                found = [e for e in node if name in (str(e.get(i)) for i in ("device", "layer", "step", "job_id"))]
                 if found:
                     node, parts = found[0], parts[k:]
                     break
@@ -113,12 +113,14 @@ def _resolve(report: dict[str, Any], field: str) -> Any:
 
 
 def _is_fraction(field: str) -> bool:
-    last = field.rsplit(".", 1)[-1]
+    parts = field.split(".")
+    first, last = parts[0], parts[-1]
     return (
-        field.startswith("accuracy.")
+        first == "accuracy"
         or field == "guard.max_drop"
-        or (field.startswith("sparsity.") and last in ("target", "reached", "overall", "sparsity"))
-        or (field.startswith("schedule.rounds.") and last in ("sparsity", "accuracy", "drop"))
+        or (first == "sparsity" and last in ("target", "reached", "overall", "sparsity"))
+        or (first == "schedule" and last in ("sparsity", "accuracy", "drop"))
+        or (first in ("points", "baseline") and last == "accuracy")
     )
 
 
@@ -129,14 +131,14 @@ def _shown(field: str, value: Any) -> str:
         return "yes" if value else "no"
     if _is_fraction(field):
         return f"{value * 100:.2f} %"
-    if field.endswith("_ms"):
+    if any(part.endswith("_ms") for part in field.split(".")):
         return f"{value:.3f}" if value >= 1 else f"{value:.3g}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
 
 
-def _required_fields(report: dict[str, Any]) -> set[str]:
+def _prune_fields(report: dict[str, Any]) -> set[str]:
     fields = {f"accuracy.{k}" for k in ("before", "after", "tflite_after")}
     fields |= {"params.after", "params.nonzero", "baseline.params", "macs.after", "baseline.macs"}
     fields |= {f"{p}size.{k}" for p in ("", "baseline.") for k in ("keras_bytes", "tflite_bytes", "tflite_gzip_bytes")}
@@ -148,10 +150,53 @@ def _required_fields(report: dict[str, Any]) -> set[str]:
     return fields
 
 
+def _sweep_fields(report: dict[str, Any]) -> set[str]:
+    rows = [f"points.{p['job_id']}" for p in report["points"]] + ["baseline"]
+    return {f"{row}.{k}" for row in rows for k in ("accuracy", "size_bytes")} | {
+        f"{row}.latency_ms.{d}" for row in rows for d in DEVICES
+    }
+
+
+def _check_figures(browser: Any, report: dict[str, Any], required: set[str]) -> None:
+    """Every `data-field` on the page shows its report value, formatted; none of `required` is missing."""
+    from selenium.webdriver.common.by import By
+
+    shown = {
+        cell.get_attribute("data-field"): cell.get_attribute("textContent").strip()
+        for cell in browser.find_elements(By.CSS_SELECTOR, "[data-field]")
+    }
+    missing = required - set(shown)
+    assert not missing, f"the page lacks {sorted(missing)}"
+    expected = {field: _shown(field, _resolve(report, field)) for field in shown}
+    wrong = {field: (text, expected[field]) for field, text in shown.items() if text != expected[field]}
+    assert not wrong, f"shown vs report: {wrong}"
+
+
+def _check_plots(browser: Any, api: httpx.Client, job_id: str) -> set[str]:
+    """Every image the job has is on its page, and has loaded. Returns their names."""
+    from selenium.webdriver.common.by import By
+
+    listed = api.get(f"/v1/jobs/{job_id}/artifacts").json()["items"]
+    plots = {img.get_attribute("data-plot"): img for img in browser.find_elements(By.CSS_SELECTOR, "img[data-plot]")}
+    assert set(plots) == {a["name"] for a in listed if a["media_type"].startswith("image/")}
+    for name, img in plots.items():
+        assert _wait(lambda img=img: browser.execute_script("return arguments[0].complete", img)), name
+        assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, name
+    return set(plots)
+
+
+def _screenshot(browser: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, min(int(height) + 120, 12000))
+    assert browser.save_screenshot(str(ARTIFACTS / name))
+    browser.set_window_size(1400, 1000)
+
+
 # Tests ----------------------------------------------------------------------------------
 
 
-def test_log_in_follow_a_job_live_and_read_its_report(
+def test_log_in_follow_a_sweep_live_and_read_its_reports(
     browser: Any, embedded: Service, key: str, digits_model: Path
 ) -> None:
     from selenium.webdriver.common.by import By
@@ -163,59 +208,57 @@ def test_log_in_follow_a_job_live_and_read_its_report(
         spec = {
             "model_id": _upload(api, digits_model),
             "dataset_id": "builtin:digits",
-            "target": {"sparsity": 0.5},
+            "kind": "sweep",
+            "sweep": {"sparsities": [0.5, 0.8], "device": DEVICES[1]},
             "schedule": {"kind": "polynomial", "steps": 2},
             "max_accuracy_drop": 0.05,
-            "devices": DEVICES,
+            "devices": DEVICES[:1],
         }
         submitted = api.post("/v1/jobs", json=spec)
         assert submitted.status_code == 202, submitted.text
-        job_id = submitted.json()["id"]
+        sweep_id = submitted.json()["id"]
+        point_ids = [p["id"] for p in api.get("/v1/jobs", params={"parent_id": sweep_id}).json()["items"]]
+        assert len(point_ids) == 2
 
         _log_in(browser, key)
         _wait(lambda: browser.current_url == f"{embedded.url}/ui/jobs")
-        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
-        # The worker needs seconds to load TensorFlow: the page opens on an unfinished job and
-        # must follow it to the end without being reloaded.
-        assert row.get_attribute("data-status") in ("queued", "running")
+        rows = {i: browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{i}"]') for i in [sweep_id, *point_ids]}
+        # The worker needs seconds to load TensorFlow: the page opens on unfinished jobs and must
+        # follow them to the end without being reloaded.
+        statuses = {i: row.get_attribute("data-status") for i, row in rows.items()}
+        assert all(status in ("queued", "running") for status in statuses.values()), statuses
         browser.execute_script("window.notReloaded = true")
-        _wait(lambda: row.get_attribute("data-status") in FINISHED, timeout=300, every=0.5)
+        for row in rows.values():
+            _wait(lambda row=row: row.get_attribute("data-status") in FINISHED, timeout=600, every=0.5)
         assert browser.execute_script("return window.notReloaded") is True
-        assert row.find_element(By.CSS_SELECTOR, "[data-live=status]").text == "succeeded"
-        assert row.find_element(By.CSS_SELECTOR, "[data-live=percent]").text == "100 %"
-        assert browser.execute_script("return arguments[0].value", row.find_element(By.TAG_NAME, "progress")) == 1
+        for row in rows.values():
+            assert row.find_element(By.CSS_SELECTOR, "[data-live=status]").text == "succeeded"
+            assert row.find_element(By.CSS_SELECTOR, "[data-live=percent]").text == "100 %"
+            assert browser.execute_script("return arguments[0].value", row.find_element(By.TAG_NAME, "progress")) == 1
 
-        job = wait_for_job(api, job_id, timeout=30)
-        assert job["status"] == "succeeded", job
-        report = api.get(f"/v1/jobs/{job_id}/report").json()
-        report_bytes = api.get(f"/v1/jobs/{job_id}/report").content
+        assert wait_for_job(api, sweep_id, timeout=30)["status"] == "succeeded"
+        sweep_report = api.get(f"/v1/jobs/{sweep_id}/report").json()
+        point_id = point_ids[0]
+        report = api.get(f"/v1/jobs/{point_id}/report").json()
+        report_bytes = api.get(f"/v1/jobs/{point_id}/report").content
 
-    row.find_element(By.LINK_TEXT, job_id).click()
-    _wait(lambda: browser.current_url == f"{embedded.url}/ui/jobs/{job_id}")
+        # The sweep: its points and the dense baseline, with the trade-off plots.
+        rows[sweep_id].find_element(By.LINK_TEXT, sweep_id).click()
+        _wait(lambda: browser.current_url == f"{embedded.url}/ui/jobs/{sweep_id}")
+        _check_figures(browser, sweep_report, _sweep_fields(sweep_report))
+        assert _check_plots(browser, api, sweep_id)
+        _screenshot(browser, "ui-sweep.png")
 
-    shown = {
-        cell.get_attribute("data-field"): cell.get_attribute("textContent").strip()
-        for cell in browser.find_elements(By.CSS_SELECTOR, "[data-field]")
-    }
-    missing = _required_fields(report) - set(shown)
-    assert not missing, f"the page lacks {sorted(missing)}"
-    wrong = {
-        field: (text, _shown(field, _resolve(report, field)))
-        for field, text in shown.items()
-        if text != _shown(field, _resolve(report, field))
-    }
-    assert not wrong, f"shown vs report: {wrong}"
-    for layer in report["sparsity"]["per_layer"]:
-        cell = browser.find_element(By.CSS_SELECTOR, f'[data-derived="sparsity.per_layer.{layer["layer"]}.sparsity"]')
-        expected = "—" if not layer["params"] else f"{(1 - layer['nonzero'] / layer['params']) * 100:.2f} %"
-        assert cell.text == expected
-
-    plots = {img.get_attribute("data-plot"): img for img in browser.find_elements(By.CSS_SELECTOR, "img[data-plot]")}
-    assert set(plots) == {name for name in job["result"]["artifacts"] if name.endswith(".png")}
-    for name, img in plots.items():
-        loaded = _wait(lambda img=img: browser.execute_script("return arguments[0].complete", img))
-        assert loaded, name
-        assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, name
+        # One point: every figure of its report.
+        browser.find_element(By.CSS_SELECTOR, f'a[data-point="{point_id}"]').click()
+        _wait(lambda: browser.current_url == f"{embedded.url}/ui/jobs/{point_id}")
+        _check_figures(browser, report, _prune_fields(report))
+        for layer in report["sparsity"]["per_layer"]:
+            derived = f'[data-derived="sparsity.per_layer.{layer["layer"]}.sparsity"]'
+            cell = browser.find_element(By.CSS_SELECTOR, derived)
+            expected = "—" if not layer["params"] else f"{(1 - layer['nonzero'] / layer['params']) * 100:.2f} %"
+            assert cell.text == expected
+        _check_plots(browser, api, point_id)
 
     files = {a.get_attribute("data-file") for a in browser.find_elements(By.CSS_SELECTOR, "a[data-file]")}
     assert {"model.tflite", "model.keras", "report.json"} <= files
@@ -225,12 +268,8 @@ def test_log_in_follow_a_job_live_and_read_its_report(
     assert cookie["sameSite"] == "Strict"
     assert key not in cookie["value"]
     with httpx.Client(base_url=embedded.url, cookies={"shears_session": cookie["value"]}) as session:
-        assert session.get(f"/ui/jobs/{job_id}/files/report.json").content == report_bytes
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, min(int(height) + 120, 12000))
-    assert browser.save_screenshot(str(ARTIFACTS / "ui-job.png"))
+        assert session.get(f"/ui/jobs/{point_id}/files/report.json").content == report_bytes
+    _screenshot(browser, "ui-job.png")
 
 
 def test_a_wrong_key_shows_the_form_again_with_an_error(browser: Any, embedded: Service, key: str) -> None:
