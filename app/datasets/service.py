@@ -39,7 +39,8 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
         raise UnsupportedMediaType("a dataset must be an .npz file (numpy.savez) with x_train, y_train, x_val, y_val")
     arrays, task = await run_in_threadpool(_describe, upload.path, 4 * settings.max_upload_bytes)
     dataset_id = new_id("ds")
-    stored = upload.writer.commit(f"{tenant_id}/datasets/{dataset_id}/data.npz")
+    # Off the event loop: on S3 this is a network upload.
+    stored = await run_in_threadpool(upload.writer.commit, f"{tenant_id}/datasets/{dataset_id}/data.npz")
     artifact = Artifact(
         tenant_id=tenant_id, kind="dataset", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
     )

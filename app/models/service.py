@@ -5,6 +5,8 @@ config and weights, without building them); a model that passes these checks but
 fails its job with a reason.
 """
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -37,7 +39,7 @@ def sniff_model_format(head: bytes) -> str | None:
     return None
 
 
-async def _create(upload: Upload, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore) -> Model:
+async def _create(upload: Upload, session: Session, tenant_id: str, settings: Settings) -> Model:
     fmt = sniff_model_format(upload.writer.head)
     if fmt is None:
         raise UnsupportedMediaType("not a Keras (.keras, .h5) or TensorFlow Lite (.tflite) model file")
@@ -50,14 +52,15 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
         if not all(member in names for member in KERAS_MEMBERS):
             raise UnsupportedMediaType("a zip archive, but not a Keras 3 .keras file (no config.json/metadata.json)")
 
+    # The spooled bytes are read before they are stored, under the name whose suffix tells the
+    # inspector the format: a rejected file never reaches the store, and S3 is not read back.
+    with tempfile.TemporaryDirectory(prefix="shears-inspect-") as folder:
+        named = Path(folder) / f"model.{fmt}"
+        named.symlink_to(upload.path)
+        info = await inspect_model(named, settings.inspect_timeout_s)
     model_id = new_id("mdl")
-    stored = upload.writer.commit(f"{tenant_id}/models/{model_id}/model.{fmt}")
-    try:
-        with store.local_copy(stored.key) as path:
-            info = await inspect_model(path, settings.inspect_timeout_s)
-    except BaseException:
-        store.delete(stored.key)
-        raise
+    # Off the event loop: on S3 this is a network upload.
+    stored = await run_in_threadpool(upload.writer.commit, f"{tenant_id}/models/{model_id}/model.{fmt}")
     artifact = Artifact(
         tenant_id=tenant_id, kind="model", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
     )
@@ -87,7 +90,7 @@ async def upload_model(
     """201 with the new model; 200 with the existing one when the same bytes were uploaded before."""
 
     async def create(upload: Upload) -> Model:
-        return await _create(upload, session, tenant_id, settings, store)
+        return await _create(upload, session, tenant_id, settings)
 
     return await store_upload(
         request,

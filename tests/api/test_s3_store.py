@@ -2,6 +2,7 @@
 service (upload, job, downloads, presigned URL) with `SHEARS_STORAGE_URL=s3://...`."""
 
 import hashlib
+import io
 import os
 import secrets
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -237,7 +239,19 @@ def test_the_service_keeps_every_artifact_in_s3(
                 upload = client.post("/v1/models", files={"file": ("digits.keras", f)})
             assert upload.status_code == 201, upload.text
             model = upload.json()
-            assert model["input_shape"] == [None, 8, 8, 1]  # inspected from the stored copy
+            assert model["input_shape"] == [None, 8, 8, 1]
+            corrupt = client.post("/v1/models", files={"file": ("bad.tflite", b"\x1c\0\0\0TFL3" + os.urandom(2048))})
+            assert corrupt.status_code == 422, corrupt.text  # refused before it is stored
+            buffer = io.BytesIO()
+            np.savez(
+                buffer,
+                x_train=np.zeros((4, 8, 8, 1), np.float32),
+                y_train=np.arange(4),
+                x_val=np.zeros((4, 8, 8, 1), np.float32),
+                y_val=np.arange(4),
+            )
+            dataset = client.post("/v1/datasets", files={"file": ("d.npz", buffer.getvalue())})
+            assert dataset.status_code == 201, dataset.text
 
             submitted = client.post("/v1/jobs", json={"model_id": model["id"], **FAST_JOB})
             assert submitted.status_code == 202, submitted.text
@@ -287,11 +301,17 @@ def test_the_service_keeps_every_artifact_in_s3(
             base = f"shears/{tenant_id}"
             assert {
                 f"{base}/models/{model['id']}/model.keras",
+                f"{base}/datasets/{dataset.json()['id']}/data.npz",
                 f"{base}/jobs/{job_id}/model.tflite",
                 f"{base}/jobs/{job_id}/model.keras",
                 f"{base}/jobs/{job_id}/report.json",
             } <= set(keys)
-            assert all(k.startswith((f"{base}/models/{model['id']}/", f"{base}/jobs/{job_id}/")) for k in keys)
+            mine = (
+                f"{base}/models/{model['id']}/",
+                f"{base}/datasets/{dataset.json()['id']}/",
+                f"{base}/jobs/{job_id}/",
+            )
+            assert all(k.startswith(mine) for k in keys)
             assert keys[f"{base}/jobs/{job_id}/model.tflite"]["Size"] == len(body)
             local = root / "artifacts"
             assert not local.exists() or not any(p.is_file() for p in local.rglob("*"))
