@@ -22,6 +22,10 @@ Redis and PostgreSQL are this machine's shared servers: each outage is kept shor
 started again in a `finally`, whatever happens. Each scenario is bounded in time. Exit status 1 if
 a target is missed.
 
+The client traffic and the checks on finished jobs come from tests/faults.py, which
+tests/workers/test_faults.py also uses to run both scenarios in a smaller form, without touching
+the shared servers (a redis-server of its own, a TCP relay in front of PostgreSQL that it cuts).
+
     .venv/bin/python bench/faults.py [--only a|b] [--jobs 6]
 """
 
@@ -36,7 +40,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,9 +51,17 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import markdown  # noqa: E402
 from bench.load import git_commit, scan_logs, train_tiny_model  # noqa: E402
-from tests.services import REDIS_URL, Service, postgres_database, read_events  # noqa: E402
+from tests.faults import (  # noqa: E402
+    TERMINAL,
+    Hit,
+    Traffic,
+    artifact_sets,
+    get_job,
+    job_events,
+    status_events,
+)
+from tests.services import REDIS_URL, Service, postgres_database  # noqa: E402
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 JOB_SPEC: dict[str, Any] = {"dataset_id": "builtin:digits", "target": {"sparsity": 0.3}, "finetune": {"epochs": 2}}
 QUOTA = "10000"
 # tests.services.redis_broker() picks 7..14: stay clear of it.
@@ -183,31 +194,6 @@ def upload(client: httpx.Client, model: Path) -> str:
     response = client.post("/v1/models", files={"file": ("tiny.keras", model.read_bytes())})
     response.raise_for_status()
     return str(response.json()["id"])
-
-
-def get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
-    """The job, or None while the API cannot answer (503 during an outage)."""
-    try:
-        response = client.get(f"/v1/jobs/{job_id}")
-    except httpx.HTTPError:
-        return None
-    return dict(response.json()) if response.status_code == 200 else None
-
-
-def job_events(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    """Every stored event of a finished job. The stream ends at the first terminal event, so ask
-    again from there: a second terminal event (the bug we look for) would come after it."""
-    first = read_events(client, job_id, read_timeout=60)
-    last = max((e.get("id", 0) for e in first), default=0)
-    return first + read_events(client, job_id, last, read_timeout=3)
-
-
-def status_events(events: list[dict[str, Any]]) -> list[str]:
-    return [str(e["data"]["status"]) for e in events if e.get("type") == "status"]
-
-
-def artifact_sets(service: Service, job_id: str) -> list[list[str]]:
-    return [sorted(p.name for p in d.iterdir()) for d in (service.root / "artifacts").glob(f"*/jobs/{job_id}")]
 
 
 def log_lines(service: Service, *needles: str, limit: int = 12) -> list[str]:
@@ -358,82 +344,6 @@ def scenario_redis(tmp: Path, model: Path, n_jobs: int, wait_s: float) -> bool:
 # (b) PostgreSQL outage ---------------------------------------------------------------------
 
 
-@dataclass
-class Hit:
-    route: str
-    at_s: float
-    status: int | None
-    latency_s: float
-    retry_after: str | None
-    body: str
-
-
-class Traffic:
-    """A few clients polling the job list and submitting jobs, and a /readyz probe."""
-
-    def __init__(self, service: Service, keys: list[str], models: list[str], submit_every_s: float) -> None:
-        self.service, self.keys, self.models, self.submit_every_s = service, keys, models, submit_every_s
-        self.t0 = time.monotonic()
-        self.hits: list[Hit] = []
-        self.submitted: list[tuple[str, str, float]] = []  # (key, job id, at)
-        self.stop = threading.Event()
-        self.submitting = threading.Event()
-        self.submitting.set()
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(len(keys))]
-        self.threads.append(threading.Thread(target=self._probe, daemon=True))
-
-    def _call(self, client: httpx.Client, route: str, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
-        t = time.monotonic()
-        try:
-            response = client.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            self.hits.append(Hit(route, t - self.t0, None, time.monotonic() - t, None, f"{type(exc).__name__}: {exc}"))
-            return None
-        body = response.text[:500] if route == "GET /readyz" or response.status_code >= 400 else ""
-        self.hits.append(
-            Hit(
-                route,
-                t - self.t0,
-                response.status_code,
-                time.monotonic() - t,
-                response.headers.get("Retry-After"),
-                body,
-            )
-        )
-        return response
-
-    def _client(self, i: int) -> None:
-        next_submit = time.monotonic() + i * self.submit_every_s / len(self.keys)
-        with self.service.client(self.keys[i]) as client:
-            client.timeout = httpx.Timeout(30)
-            while not self.stop.is_set():
-                if self.submitting.is_set() and time.monotonic() >= next_submit:
-                    r = self._call(
-                        client, "POST /v1/jobs", "POST", "/v1/jobs", json={"model_id": self.models[i], **JOB_SPEC}
-                    )
-                    if r is not None and r.status_code == 202:
-                        self.submitted.append((self.keys[i], r.json()["id"], time.monotonic() - self.t0))
-                    next_submit = time.monotonic() + self.submit_every_s
-                self._call(client, "GET /v1/jobs", "GET", "/v1/jobs", params={"limit": 20})
-                self.stop.wait(0.5)
-
-    def _probe(self) -> None:
-        with httpx.Client(base_url=self.service.url, timeout=30) as client:
-            while not self.stop.is_set():
-                self._call(client, "GET /readyz", "GET", "/readyz")
-                self.stop.wait(0.5)
-
-    def __enter__(self) -> "Traffic":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-
 def scenario_postgres(tmp: Path, model: Path, clients: int, wait_s: float) -> bool:
     print(f"\n## (b) PostgreSQL unreachable for {PG_DOWN_S:.0f} s under load ({clients} clients)\n", flush=True)
     started_at = datetime.now(UTC)
@@ -446,7 +356,7 @@ def scenario_postgres(tmp: Path, model: Path, clients: int, wait_s: float) -> bo
                 models.append(upload(client, model))
         marks: dict[str, float] = {}
         try:
-            with Traffic(service, keys, models, submit_every_s=10.0) as traffic:
+            with Traffic(service, keys, models, JOB_SPEC, submit_every_s=10.0) as traffic:
                 deadline = time.monotonic() + 180
                 # Stop the database while a job runs and others wait, after 10 s of normal traffic.
                 while True:
