@@ -2,10 +2,13 @@
 
 A browser logs in once with an API key and then carries a signed session cookie
 (`app.auth.sessions`); every page but the login form needs it. The cookie is
-`SameSite=Strict` and the only state-changing forms (log in, log out) also check the
-request's `Origin`, so another site can neither use a session nor plant one.
+`SameSite=Strict`, and every form that changes something (log in, log out, cancel) also
+checks the request's `Origin`; cancel carries a token derived from the session as well, so
+another site can neither use a session nor plant one.
 """
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -25,7 +28,7 @@ from app.errors import NotFound, ShearsError, Unauthorized
 from app.jobs import repository, service
 from app.jobs.endpoints import download_artifact
 from app.storage import ArtifactStore
-from app.tables import Job, Tenant
+from app.tables import TERMINAL, Job, Tenant
 from app.ui.figures import FORMATS
 
 HERE = Path(__file__).parent
@@ -100,6 +103,12 @@ def _same_origin(request: Request) -> bool:
     return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
+def _form_token(request: Request) -> str:
+    """The token a state-changing form must echo: only a page of this site can read it."""
+    session_token = request.cookies.get(COOKIE, "")
+    return hmac.new(session_token.encode(), b"shears-ui-form", hashlib.sha256).hexdigest()
+
+
 def _report(job: Job, session: Session, store: ArtifactStore) -> dict[str, Any] | None:
     artifact = repository.artifact(session, job.id, "report.json") if job.status == "succeeded" else None
     if artifact is None or not store.exists(artifact.storage_key):
@@ -168,8 +177,22 @@ def job_page(request: Request, job_id: str, session: SessionDep, tenant: Viewer,
         "files": files,
         "images": [name for name in files if name.endswith(".png")],
         "points": repository.children(session, job.id) if job.kind == "sweep" else [],
+        "cancellable": job.status not in TERMINAL and job.cancel_requested_at is None,
+        "form_token": _form_token(request),
     }
     return templates.TemplateResponse(request, "job.html", context)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(
+    request: Request, job_id: str, session: SessionDep, tenant: Viewer, form_token: Annotated[str, Form()] = ""
+) -> Response:
+    """The job page's cancel button: the same rule as `POST /v1/jobs/{id}/cancel`."""
+    service.get_job(session, tenant.id, job_id)  # another tenant's job is a 404, whatever the form says
+    if not (_same_origin(request) and hmac.compare_digest(form_token, _form_token(request))):
+        return _error_page(request, 403, "this form can only be sent from this site")
+    service.request_cancel(session, tenant.id, job_id)
+    return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
 
 @router.get("/jobs/{job_id}/progress.json")

@@ -2,6 +2,7 @@
 against a running API and worker, with a real prune job."""
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -333,11 +334,16 @@ def test_the_session_cookie_is_locked_down(embedded: Service) -> None:
     assert 'shears_session=""' in logout.headers["set-cookie"]
 
 
+def _waiting_job(service: Service, key: str, model: Path) -> str:
+    """A job of `key`'s tenant that has not finished: a profile job, just submitted."""
+    with service.client(key) as api:
+        submitted = api.post("/v1/jobs", json={"model_id": _upload(api, model), "kind": "profile"})
+        assert submitted.status_code == 202, submitted.text
+        return str(submitted.json()["id"])
+
+
 def test_another_tenants_job_is_not_found(embedded: Service, key: str, digits_model: Path) -> None:
-    with embedded.client(key) as api:
-        spec = {"model_id": _upload(api, digits_model), "kind": "profile"}
-        job_id = api.post("/v1/jobs", json=spec).json()["id"]
-        api.post(f"/v1/jobs/{job_id}/cancel")  # only its id is needed
+    job_id = _waiting_job(embedded, key, digits_model)
     with _session(embedded, key) as owner, _session(embedded, embedded.new_key()) as stranger:
         assert owner.get(f"/ui/jobs/{job_id}").status_code == 200
         assert owner.get(f"/ui/jobs/{job_id}/progress.json").json()["id"] == job_id
@@ -346,4 +352,30 @@ def test_another_tenants_job_is_not_found(embedded: Service, key: str, digits_mo
         assert "Not found" in page.text
         assert stranger.get(f"/ui/jobs/{job_id}/progress.json").status_code == 404
         assert stranger.get(f"/ui/jobs/{job_id}/files/report.json").status_code == 404
+        assert stranger.post(f"/ui/jobs/{job_id}/cancel", data={"form_token": "x"}).status_code == 404
         assert job_id not in stranger.get("/ui/jobs").text
+
+
+def test_the_cancel_button_works_only_from_the_job_page(embedded: Service, key: str, digits_model: Path) -> None:
+    job_id = _waiting_job(embedded, key, digits_model)
+    with _session(embedded, key) as owner, embedded.client(key) as api:
+        page = owner.get(f"/ui/jobs/{job_id}").text
+        assert 'id="cancel"' in page
+        match = re.search(r'name="form_token" value="([0-9a-f]+)"', page)
+        assert match
+        token = match.group(1)
+        url = f"/ui/jobs/{job_id}/cancel"
+        assert owner.post(url).status_code == 403  # no token: a form from elsewhere
+        elsewhere = {"Origin": "https://evil.example"}
+        assert owner.post(url, data={"form_token": token}, headers=elsewhere).status_code == 403
+        with httpx.Client(base_url=embedded.url, cookies={"shears_session": "x"}) as logged_out:
+            assert logged_out.post(url, data={"form_token": token}).status_code == 303  # to the login form
+        assert api.get(f"/v1/jobs/{job_id}").json()["cancel_requested"] is False
+
+        done = owner.post(url, data={"form_token": token}, headers={"Origin": embedded.url})
+        assert done.status_code == 303
+        assert done.headers["location"] == f"/ui/jobs/{job_id}"
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        assert job["cancel_requested"] is True
+        assert 'id="cancel"' not in owner.get(f"/ui/jobs/{job_id}").text
+        assert wait_for_job(api, job_id, timeout=120)["status"] == "cancelled"
