@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     s3_endpoint_url: str = ""
     """An S3-compatible endpoint (MinIO, Ceph, R2, ...); empty for AWS. Credentials come from boto3's
     usual chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), a profile or a role."""
+    s3_public_endpoint_url: str = ""
+    """The endpoint clients reach the store by, for presigned download URLs, when it differs from
+    `s3_endpoint_url` (e.g. `http://localhost:9000` for compose's `http://minio:9000`)."""
     s3_region: str = ""
     """The bucket's region; empty means boto3's default (AWS_DEFAULT_REGION)."""
     s3_multipart_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)

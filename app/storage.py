@@ -200,10 +200,15 @@ class S3ArtifactStore:
     (in parts above the multipart threshold); reads stream the object's body.
     """
 
-    def __init__(self, client: Any, bucket: str, prefix: str, transfer: TransferConfig, probe: Any = None) -> None:
+    def __init__(
+        self, client: Any, bucket: str, prefix: str, transfer: TransferConfig, probe: Any = None, signer: Any = None
+    ) -> None:
         self.client, self.bucket, self.transfer = client, bucket, transfer
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self._probe = probe or client
+        # Presigned URLs name the host they are signed for: clients may reach the store by another
+        # address than the servers do (compose's `minio:9000` vs `localhost:9000`).
+        self._signer = signer or client
 
     def object_key(self, key: str) -> str:
         parts = PurePosixPath(key).parts
@@ -266,7 +271,7 @@ class S3ArtifactStore:
             "ResponseContentDisposition": f'attachment; filename="{filename}"',
         }
         with _s3_call(f"sign a URL for {key}"):
-            return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s))
+            return str(self._signer.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s))
 
     def readiness(self) -> str:
         try:
@@ -295,7 +300,9 @@ def _s3_client(endpoint_url: str, region: str, quick: bool) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _s3_store(url: str, endpoint_url: str, region: str, multipart_bytes: int) -> S3ArtifactStore:
+def _s3_store(
+    url: str, endpoint_url: str, region: str, multipart_bytes: int, public_endpoint_url: str = ""
+) -> S3ArtifactStore:
     """One store (and connection pool) per configuration: boto3 clients are thread-safe and slow to make."""
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     transfer = TransferConfig(
@@ -307,13 +314,18 @@ def _s3_store(url: str, endpoint_url: str, region: str, multipart_bytes: int) ->
         prefix,
         transfer,
         probe=_s3_client(endpoint_url, region, quick=True),
+        signer=_s3_client(public_endpoint_url, region, quick=False) if public_endpoint_url else None,
     )
 
 
 def get_store(settings: Settings) -> ArtifactStore:
     if settings.storage_url:
         return _s3_store(
-            settings.storage_url, settings.s3_endpoint_url, settings.s3_region, settings.s3_multipart_bytes
+            settings.storage_url,
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            settings.s3_multipart_bytes,
+            settings.s3_public_endpoint_url,
         )
     return LocalArtifactStore(settings.resolved_storage_dir)
 

@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from app.settings import get_settings
+from app.storage import StorageUnavailable
 from workers.celery_app import celery_app
 from workers.pipeline import WaitForSlot, execute
 from workers.sweeps import collect
@@ -14,7 +15,7 @@ from workers.webhooks import deliver
 SLOT_RETRY_S = 10
 
 
-# While the database is unreachable a job is neither started nor failed: the task waits.
+# While the database (or the artifact store) is unreachable a job is neither started nor failed: the task waits.
 DB_RETRY_S = 5
 
 
@@ -24,7 +25,7 @@ def run_job(self: Any, job_id: str) -> None:
         execute(job_id)
     except WaitForSlot as exc:
         raise self.retry(countdown=SLOT_RETRY_S) from exc
-    except OperationalError as exc:
+    except (OperationalError, StorageUnavailable) as exc:
         raise self.retry(countdown=DB_RETRY_S) from exc
 
 

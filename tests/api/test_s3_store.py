@@ -172,6 +172,24 @@ def test_presigned_url_downloads_without_credentials(endpoint: str) -> None:
     # moto does not check signatures or expiry, so that part is left to S3 itself.
 
 
+def test_presigned_urls_are_signed_for_the_public_endpoint_when_one_is_set(endpoint: str) -> None:
+    """Servers reach the store at one address, clients at another (compose: minio:9000 vs localhost:9000)."""
+    bucket = _bucket(endpoint)
+    public = endpoint.replace("127.0.0.1", "localhost")
+    store = _store(endpoint, bucket, s3_public_endpoint_url=public)
+    writer = store.writer()
+    writer.write(b"public bytes")
+    writer.commit("t1/jobs/job_2/model.tflite")
+    url = store.presigned_url("t1/jobs/job_2/model.tflite", "model.tflite", 60)
+    assert url is not None
+    assert httpx.URL(url).host == "localhost"
+    assert httpx.get(url).content == b"public bytes"
+    # Everything else still goes to the servers' endpoint.
+    assert httpx.URL(_store(endpoint, bucket).presigned_url("t1/jobs/job_2/model.tflite", "m", 60) or "").host == (
+        "127.0.0.1"
+    )
+
+
 def test_readiness_says_why(endpoint: str, tmp_path: Path) -> None:
     bucket = _bucket(endpoint)
     assert _store(endpoint, bucket).readiness() == "ok"
