@@ -37,8 +37,10 @@ def main(request_path: str) -> int:
         proto.write(json.dumps(message) + "\n")
 
     if os.environ.get("SHEARS_ENGINE_SECCOMP", "true").lower() not in ("0", "false", "no", "off"):
+        from pruning import micro
         from pruning.confine import ConfinementUnavailable, confine
 
+        micro.start_server()  # TFLite Micro measurements run in a process started before the filter
         try:
             confine()
         except ConfinementUnavailable as exc:

@@ -121,3 +121,23 @@ def test_the_filter_is_on_by_default(value: str, tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
     )
     assert "Seccomp:\t2" in proc.stderr, proc.stderr
+
+
+def test_microcontroller_ram_is_still_measured_with_tflite_micro_under_the_filter(
+    digits_model: Path, tmp_path: Path
+) -> None:
+    """TFLite Micro runs in a process of its own (it aborts on some models); the engine starts that
+    process before it forbids itself children, and sends it the models to measure."""
+    request = {
+        "spec": {"kind": "profile", "devices": ["cortex-m7-216mhz"], "quantization": "int8"},
+        "data": "builtin:digits",
+        "model": str(digits_model),
+        "out": str(tmp_path / "out"),
+        "kind": "profile",
+    }
+    rc, messages = _engine(request, tmp_path, {})
+    assert rc == 0, messages
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (entry,) = report["latency"]
+    assert "measured with the tflite-micro interpreter" in entry["basis"], entry["basis"]
+    assert entry["ram_bytes"] > 0
