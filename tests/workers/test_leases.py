@@ -67,7 +67,7 @@ def test_reaper_requeues_stale_jobs_and_resends_old_messages(
     session: Session, job: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[str] = []
-    monkeypatch.setattr(service, "_send", lambda _session, job_id: sent.append(job_id))
+    monkeypatch.setattr(service, "_send", lambda _session, queued: sent.append(queued.id))
     assert service.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
     assert service.reap(session, SETTINGS) == []  # fresh heartbeat: left alone
     job.heartbeat_at = datetime.now(UTC) - timedelta(seconds=60)
