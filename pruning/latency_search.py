@@ -28,7 +28,6 @@ from pruning.devices import DeviceProfile, get_profile
 from pruning.errors import PruningError
 from pruning.estimate import estimate
 from pruning.estimate.keras_model import estimate_keras_ms
-from pruning.finetune import finetune
 from pruning.graph import ChannelGraph, Group, analyse, keep_indices
 from pruning.scoring import channel_scores
 from pruning.surgery import remove_channels
@@ -98,6 +97,7 @@ class _Search:
         self.x_fit, self.y_fit, self.x_hold, self.y_hold = hold_out(data, spec.seed)
         self.loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
         self.fraction = 0.0
+        self.min_step = 0.0  # set once the dense estimate is known
 
     def estimate(self, model: keras.Model, channels: Callable[[Any], int] | None = None) -> float:
         return estimate_keras_ms(model, self.profile, self.spec.quantization, channels)
@@ -108,52 +108,68 @@ class _Search:
 
     def evaluate(self, model: keras.Model) -> tuple[float, float]:
         """(headline metric, mean loss) on the search's hold-out."""
-        pred = np.asarray(model.predict(self.x_hold, batch_size=256, verbose=0))
+        # Eager calls: `predict` would trace a graph for every proposal's shapes.
+        pred = np.concatenate(
+            [
+                keras.ops.convert_to_numpy(model(self.x_hold[i : i + 256], training=False))
+                for i in range(0, len(self.x_hold), 256)
+            ]
+        )
         value = metrics.evaluate(pred, self.y_hold, self.task)[self.metric]
         return float(value), float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_hold, pred))))
 
     def proposals(
-        self, model: keras.Model, graph: ChannelGraph, order: dict[int, np.ndarray], goal: float
-    ) -> list[_Proposal]:
-        """Per group, the fewest lowest-scored channels whose removal brings the estimate to `goal`;
-        where no cut of a group reaches it, that group's largest cut that still saves time."""
-        reach, short = [], []
-        for g in graph.prunable():
-            if g.size <= 1:
-                continue
+        self, model: keras.Model, graph: ChannelGraph, order: dict[int, np.ndarray], now_ms: float, step: float
+    ) -> tuple[list[_Proposal], float]:
+        """Per group, the fewest lowest-scored channels whose removal lowers the estimate by `step`, and
+        the step used: halved (down to `MIN_STEP` of the dense latency) while fewer than half of the
+        groups can give it. Where no group gives even that, each group's largest cut that saves time."""
+        groups = [g for g in graph.prunable() if g.size > 1]
 
-            def ms(removed: int, g: Group = g) -> float:
-                return self.estimate(model, _channels(graph, {g.id: set(order[g.id][removed:].tolist())}))
+        def ms(g: Group, removed: int) -> float:
+            return self.estimate(model, _channels(graph, {g.id: set(order[g.id][removed:].tolist())}))
 
-            most = ms(g.size - 1)
-            if most > goal:
-                short.append(_Proposal(g, g.size - 1, most))
-                continue
+        most = {g.id: ms(g, g.size - 1) for g in groups}
+        # A step only one or two groups can give would leave nothing to choose from (and cut those
+        # groups deep): halve it until about half of the groups can compete, or the step is minimal.
+        wanted = max(1, min(len(groups), max(2, len(groups) // 2)))
+        while sum(most[g.id] <= now_ms - step for g in groups) < wanted and step > self.min_step:
+            step = max(self.min_step, step / 2)
+        goal = now_ms - step
+        reach = [g for g in groups if most[g.id] <= goal]
+        if not reach:
+            return [_Proposal(g, g.size - 1, most[g.id]) for g in groups], step
+        out = []
+        for g in reach:
             lo, hi = 1, g.size - 1  # ms(hi) <= goal; find the smallest such cut
             while lo < hi:
                 mid = (lo + hi) // 2
-                if ms(mid) <= goal:
+                if ms(g, mid) <= goal:
                     hi = mid
                 else:
                     lo = mid + 1
-            reach.append(_Proposal(g, hi, ms(hi)))
-        return reach or short
+            out.append(_Proposal(g, hi, ms(g, hi)))
+        return out, step
 
     def short_finetune(self, model: keras.Model, round_index: int) -> None:
+        """One pass over `spec.search_samples` training samples (a different slice each round).
+
+        An eager loop on purpose: for a few batches, tracing `fit`'s graph for every proposal's new
+        shapes costs more than the training itself."""
+        import tensorflow as tf
+
         n = min(self.spec.search_samples, len(self.x_fit))
         start = (round_index * n) % max(1, len(self.x_fit) - n + 1)
-        finetune(
-            model,
-            self.x_fit[start : start + n],
-            self.y_fit[start : start + n],
-            loss=self.loss,
-            epochs=1,
-            batch_size=self.spec.batch_size,
-            learning_rate=self.spec.learning_rate,
-            variables=[],
-            masks={},
-            on_progress=lambda _f: self.progress(self.fraction),
-        )
+        order = start + np.random.default_rng(self.spec.seed + round_index).permutation(n)
+        optimizer = keras.optimizers.Adam(self.spec.learning_rate)
+        batch = max(1, self.spec.batch_size)
+        for first in range(0, n, batch):
+            index = order[first : first + batch]
+            with tf.GradientTape() as tape:
+                value = tf.reduce_mean(self.loss_fn(self.y_fit[index], model(self.x_fit[index], training=True)))
+            grads = tape.gradient(value, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            self.progress(self.fraction)
 
 
 def search_latency(
@@ -178,6 +194,7 @@ def search_latency(
     started = time.perf_counter()
 
     dense_ms = search.estimate(model)
+    search.min_step = MIN_STEP * dense_ms
     dense_exported = (
         float(estimate(dense_tflite, profile)["estimate_ms"]) if dense_tflite else search.exported_ms(model)
     )
@@ -207,9 +224,8 @@ def search_latency(
         graph = analyse(current)
         scores = channel_scores(graph, spec.method, search.x_fit, search.y_fit, loss)
         order = {gid: np.argsort(s, kind="stable") for gid, s in scores.items()}  # lowest score first
-        proposals = [
-            p for p in search.proposals(current, graph, order, current_ms - step) if p.estimate_ms < current_ms
-        ]
+        proposals, step = search.proposals(current, graph, order, current_ms, step)
+        proposals = [p for p in proposals if p.estimate_ms < current_ms]
         if not proposals:
             note = "no channel group can be cut further to lower the estimate"
             break
@@ -244,6 +260,7 @@ def search_latency(
                 "group": group,
                 "channels_removed": best.removed,
                 "channels_left": best.group.size - best.removed,
+                "step_ms": round(step, 4),
                 "estimate_ms": round(current_ms, 4),
                 "accuracy": round(current_value, 6),
                 "proposals": len(proposals),
