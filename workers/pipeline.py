@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from app.db import session_scope
 from app.jobs import repository, service
 from app.settings import get_settings
-from app.storage import ArtifactStore, get_store
+from app.storage import ArtifactStore, StorageUnavailable, get_store
 from app.tables import Artifact, Dataset, Model
 from workers.checkpoints import JobCheckpoint
 from workers.sandbox import EngineFailed, run_engine
@@ -102,6 +102,7 @@ def _summary(kind: str, report: dict[str, Any]) -> dict[str, Any]:
         "baseline_latency": base["latency"],
         "guard": report["guard"],
         "artifacts": artifact_names(kind),
+        "timings_s": report.get("timings_s", {}),
     }
 
 
@@ -236,8 +237,8 @@ def execute(job_id: str) -> None:
             service.fail(session, job_id, exc.code, exc.message)
         checkpoint.delete()
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
-    except OperationalError:
-        raise  # the database, not the job: the task retries, and the job is not marked failed
+    except (OperationalError, StorageUnavailable):
+        raise  # the database or the store, not the job: the task retries, and the job is not marked failed
     except Exception as exc:
         log.exception("job %s crashed", job_id)
         with session_scope() as session:

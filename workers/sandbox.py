@@ -18,7 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+_ENV_KEEP = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OMP_NUM_THREADS",
+    # Set by `shears worker` by the queues it serves: a GPU worker lets TensorFlow grow GPU memory
+    # as needed, a CPU worker hides the GPU.
+    "CUDA_VISIBLE_DEVICES",
+    "TF_FORCE_GPU_ALLOW_GROWTH",
+)
 MAX_OUTPUT_BYTES = 4 * 1024**3
 PR_SET_PDEATHSIG = 1
 
@@ -43,6 +54,23 @@ def _limits(cpu_seconds: int, memory_bytes: int | None) -> Callable[[], None]:
     return apply
 
 
+def engine_env(scratch: Path) -> dict[str, str]:
+    """The engine's whole environment: no credentials, a private HOME and TMPDIR."""
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+    env.update(
+        HOME=str(scratch),
+        TMPDIR=str(scratch),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        TF_ENABLE_ONEDNN_OPTS="0",
+        # No child processes: the engine installs a seccomp filter on itself (pruning.confine).
+        # Only where seccomp is missing may an operator turn that off, knowingly.
+        SHEARS_ENGINE_SECCOMP=os.environ.get("SHEARS_ENGINE_SECCOMP", "true"),
+    )
+    if env.get("TF_FORCE_GPU_ALLOW_GROWTH") != "true":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # only a worker serving a GPU queue lets its engine see the GPU
+    return env
+
+
 def run_engine(
     request: dict[str, Any],
     workdir: Path,
@@ -63,17 +91,7 @@ def run_engine(
     scratch.mkdir(parents=True, exist_ok=True)
     request_path = workdir / "request.json"
     request_path.write_text(json.dumps(request))
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env.update(
-        HOME=str(scratch),
-        TMPDIR=str(scratch),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        CUDA_VISIBLE_DEVICES="",
-        TF_ENABLE_ONEDNN_OPTS="0",
-        # No child processes: the engine installs a seccomp filter on itself (pruning.confine).
-        # Only where seccomp is missing may an operator turn that off, knowingly.
-        SHEARS_ENGINE_SECCOMP=os.environ.get("SHEARS_ENGINE_SECCOMP", "true"),
-    )
+    env = engine_env(scratch)
     stderr_path = workdir / "engine.log"
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(

@@ -118,3 +118,64 @@ def test_a_gpu_worker_runs_one_job_at_a_time(split_queues: Service) -> None:
         time.sleep(0.5)
     # Celery's banner names the pool size it actually runs.
     assert re.search(r"concurrency:\s*1 \(prefork\)", log.read_text()), log.read_text()[-2000:]
+
+
+def test_only_an_engine_of_a_gpu_worker_sees_the_gpu_and_grows_its_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`shears worker` sets TF_FORCE_GPU_ALLOW_GROWTH when it serves a GPU queue; the engine's
+    environment keeps that (and the GPU list) and nothing else of the worker's."""
+    from workers.sandbox import engine_env
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("SHEARS_DATABASE_URL", "postgresql+psycopg://u:pw@db/shears")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    cpu = engine_env(tmp_path)
+    assert cpu["CUDA_VISIBLE_DEVICES"] == ""
+    assert "TF_FORCE_GPU_ALLOW_GROWTH" not in cpu
+
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    gpu = engine_env(tmp_path)
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "0"
+    assert gpu["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    for env in (cpu, gpu):
+        assert not {k for k in env if k.startswith(("AWS_", "SHEARS_DATABASE", "SHEARS_BROKER", "SHEARS_STORAGE"))}
+        assert env["HOME"] == env["TMPDIR"] == str(tmp_path)
+
+
+def test_the_worker_command_turns_a_gpu_queue_into_one_job_at_a_time_and_memory_growth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from click.testing import CliRunner
+
+    import workers.celery_app
+    from app.settings import get_settings
+    from shears.cli import main
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(workers.celery_app.celery_app, "worker_main", lambda argv: seen.update(argv=argv))
+    saved = dict(os.environ)  # the command sets variables for the worker's own process
+    for name in ("TF_FORCE_GPU_ALLOW_GROWTH", "CUDA_VISIBLE_DEVICES", "SHEARS_WORKER_QUEUES"):
+        os.environ.pop(name, None)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["worker", "--queues", "gpu", "--concurrency", "3"])
+        assert result.exit_code == 0, result.output
+        assert "--concurrency=1" in seen["argv"]  # type: ignore[operator]
+        assert "--queues=gpu" in seen["argv"]  # type: ignore[operator]
+        assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+
+        del os.environ["TF_FORCE_GPU_ALLOW_GROWTH"]
+        result = CliRunner().invoke(main, ["worker", "--queues", "cpu,shears", "--concurrency", "3"])
+        assert result.exit_code == 0, result.output
+        assert "--concurrency=3" in seen["argv"]  # type: ignore[operator]
+        assert "--queues=cpu,shears" in seen["argv"]  # type: ignore[operator]
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+        assert "TF_FORCE_GPU_ALLOW_GROWTH" not in os.environ
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
