@@ -3,10 +3,12 @@
 Run by the API in a subprocess with no credentials, so that neither the HDF5 and flatbuffer
 parsers nor LiteRT ever read an untrusted file inside the API process. Keras files are checked
 (`pruning.safety`) and described from their config and weights without TensorFlow; `.tflite`
-files are opened with LiteRT. Exit code 0 with JSON on stdout, or 3 with `{"code", "message"}`.
+files are opened with LiteRT. Exit code 0 with JSON on stdout, or 3 with `{"code", "message"}` (5 when
+the process cannot confine itself: it installs the engine's seccomp filter, `pruning.confine`, first).
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,15 @@ def inspect(path: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    if os.environ.get("SHEARS_ENGINE_SECCOMP", "true").lower() not in ("0", "false", "no", "off"):
+        from pruning.confine import ConfinementUnavailable, confine
+
+        try:
+            confine()  # as the engine does: no child processes, whatever the file makes the parsers do
+        except ConfinementUnavailable as exc:
+            message = f"cannot forbid the model check child processes ({exc}); set SHEARS_ENGINE_SECCOMP=false"
+            sys.stdout.write(json.dumps({"code": "sandbox_unavailable", "message": message}) + "\n")
+            return 5
     try:
         sys.stdout.write(json.dumps(inspect(Path(sys.argv[1]))) + "\n")
         return 0

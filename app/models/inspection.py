@@ -12,14 +12,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, ShearsError
 
 # The child gets no database, broker or storage credentials: only what Python and TF need.
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SHEARS_ENGINE_SECCOMP")
 
 
-class InspectionError(Exception):
-    pass
+class InspectionUnavailable(ShearsError):
+    """The server cannot check models safely now (a setup problem, not the caller's)."""
+
+    status_code = 503
+    code = "sandbox_unavailable"
+    retry_after = 60
 
 
 def _limits() -> None:
@@ -57,10 +61,14 @@ async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
     try:
         payload = json.loads(last[0])
     except json.JSONDecodeError:
-        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise InspectionError(f"model inspection crashed (exit {proc.returncode}): {tail[0][:300]}") from None
+        # The file made a parser crash (or a limit killed it): the file's fault, not a server error.
+        raise InvalidInput(
+            f"the model file could not be read: its reader stopped (exit {proc.returncode})", code="model_load_failed"
+        ) from None
     if proc.returncode == 3:
         raise InvalidInput(payload["message"], code=payload["code"])
+    if proc.returncode == 5:
+        raise InspectionUnavailable(payload["message"])
     if proc.returncode != 0:
-        raise InspectionError(f"model inspection exited {proc.returncode}")
+        raise InvalidInput(f"the model file could not be read (exit {proc.returncode})", code="model_load_failed")
     return dict(payload)

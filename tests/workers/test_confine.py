@@ -141,3 +141,19 @@ def test_microcontroller_ram_is_still_measured_with_tflite_micro_under_the_filte
     (entry,) = report["latency"]
     assert "measured with the tflite-micro interpreter" in entry["basis"], entry["basis"]
     assert entry["ram_bytes"] > 0
+
+
+def test_the_upload_check_runs_under_the_same_filter(digits_model: Path, tmp_path: Path) -> None:
+    """`python -m pruning.inspect` (what the API runs on every uploaded model) confines itself first."""
+    code = (
+        f"import os, sys, json; sys.argv = ['inspect', {str(digits_model)!r}];"
+        "from pruning.inspect import main; rc = main();"
+        "status = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l);"
+        "forked = True\n"
+        "try:\n    os.fork()\nexcept PermissionError:\n    forked = False\n"
+        "print(json.dumps({'rc': rc, 'seccomp': status['Seccomp'].strip(), 'forked': forked}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    described, seen = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+    assert described["params"] > 0, proc.stderr
+    assert seen == {"rc": 0, "seccomp": "2", "forked": False}
