@@ -236,10 +236,10 @@ def search_latency(
             p.score, p.loss = search.evaluate(p.model)
         within = [p for p in proposals if guard is None or search.sign * (dense_value - p.score) <= guard]
         if not within:
-            worst = min(search.sign * (dense_value - p.score) for p in proposals)
+            least = min(search.sign * (dense_value - p.score) for p in proposals)
             note = (
                 f"the budget cannot be met within max drop {guard}: every cut of round {r + 1} loses at least "
-                f"{worst:.4f} {search.metric} on the search's hold-out; returned the best model found"
+                f"{least:.4f} {search.metric} on the search's hold-out; returned the best model found"
             )
             break
 
