@@ -40,6 +40,36 @@ class Progress(keras.callbacks.Callback):
         self.report((self.epoch + (batch + 1) / self.steps) / self.epochs)
 
 
+# BatchNorm statistics are re-estimated after fine-tuning (see recalibrate_batchnorm).
+RECALIBRATE = True
+RECALIBRATION_SAMPLES = 2048
+
+
+def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> int:
+    """Re-estimate every BatchNorm's moving mean and variance as the plain average of its batch
+    statistics over (a sample of) `x`, whatever its momentum; no other weight changes.
+
+    Pruning shifts what each BatchNorm sees, and a few epochs with momentum 0.99 leave the moving
+    statistics far from the new ones. Returns how many BatchNorm layers were recalibrated.
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers or len(x) == 0:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    # Evenly spaced rows, so a split sorted by class still gives every class its share.
+    sample = x[:: max(1, len(x) // RECALIBRATION_SAMPLES)][:RECALIBRATION_SAMPLES]
+    try:
+        for k, start in enumerate(range(0, len(sample), batch_size), start=1):
+            # Momentum (k-1)/k turns the moving update into a running mean over the batches.
+            for layer in layers:
+                layer.momentum = (k - 1) / k
+            model(sample[start : start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
+
+
 def finetune(
     model: keras.Model,
     x: np.ndarray,
@@ -66,6 +96,8 @@ def finetune(
         verbose=0,
         callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, -(-len(x) // batch_size))],
     )
+    if RECALIBRATE:
+        recalibrate_batchnorm(model, x)
     return [float(v) for v in history.history.get("loss", [])]
 
 

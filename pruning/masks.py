@@ -48,15 +48,59 @@ def per_layer_masks(scores: dict[str, np.ndarray], sparsity: float) -> dict[str,
     return {path: threshold_mask(s, sparsity) for path, s in scores.items()}
 
 
+def lamp(scores: np.ndarray) -> np.ndarray:
+    """LAMP (Lee et al. 2021): a weight's squared score over the sum of the squared scores of the
+    weights of its layer that are not below it, so scores of different layers can be compared.
+
+    Every layer's best weight scores 1, so one threshold below 1 never empties a layer.
+    """
+    flat = scores.astype(np.float64).ravel() ** 2
+    order = np.argsort(flat, kind="stable")
+    tail = np.cumsum(flat[order][::-1])[::-1]
+    out = np.empty_like(flat)
+    out[order] = flat[order] / np.maximum(tail, 1e-300)
+    return out.reshape(scores.shape)
+
+
+# How `global_masks` makes the scores of different layers comparable before its one threshold.
+GLOBAL_NORMALISATION = "lamp"
+
+
 def global_masks(scores: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
-    """One threshold over all kernels: layers with low scores lose more."""
+    """One threshold over all kernels, on per-layer normalised (LAMP) scores: layers whose weights
+    matter less lose more, and none is emptied."""
     paths = list(scores)
-    flat = threshold_mask(np.concatenate([scores[p].ravel() for p in paths]), sparsity)
+    norm = {p: lamp(scores[p]) for p in paths} if GLOBAL_NORMALISATION == "lamp" else scores
+    flat = threshold_mask(np.concatenate([norm[p].ravel() for p in paths]), sparsity)
     out, start = {}, 0
     for p in paths:
         size = scores[p].size
         out[p] = flat[start : start + size].reshape(scores[p].shape)
         start += size
+    return out
+
+
+def _blocks(array: np.ndarray, block: int) -> np.ndarray:
+    """Sums over runs of `block` consecutive entries along axis -2 (a kernel's input axis, which is
+    contiguous in the TFLite file): shape (..., out, ceil(in / block))."""
+    moved = np.moveaxis(array, -2, -1)
+    pad = (-moved.shape[-1]) % block
+    padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, pad)])
+    return padded.reshape(*moved.shape[:-1], -1, block).sum(-1)
+
+
+def block_masks(
+    scores: dict[str, np.ndarray], sparsity: float, block: int, scope: str = "per_layer"
+) -> dict[str, np.ndarray]:
+    """Masks that keep or drop runs of `block` consecutive weights along the input axis together,
+    ranked by their mean score; gzip compresses such runs of zeros far better than scattered ones."""
+    means = {p: _blocks(s, block) / _blocks(np.ones_like(s), block) for p, s in scores.items()}
+    picked = global_masks(means, sparsity) if scope == "global" else per_layer_masks(means, sparsity)
+    out = {}
+    for p, s in scores.items():
+        width = s.shape[-2]
+        full = np.repeat(picked[p], block, axis=-1)[..., :width]
+        out[p] = np.moveaxis(full, -1, -2).astype(np.float32)
     return out
 
 

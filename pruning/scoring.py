@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning.graph import SEPARABLE, ChannelGraph
+from pruning.graph import DEPTHWISE, SEPARABLE, ChannelGraph
 
 METHODS = ("magnitude", "gradient", "activation")
 
@@ -58,12 +58,62 @@ def _layer_inputs(model: keras.Model, layers: list[keras.layers.Layer], x: np.nd
     return {n.layer.name: np.abs(o).reshape(-1, o.shape[-1]).mean(0) for n, o in zip(nodes, outputs, strict=True)}
 
 
+# Whether magnitude scores see a kernel through the BatchNorm that follows it (see `folded_scales`).
+FOLD_BATCHNORM = True
+
+
+def folded_scales(model: keras.Model) -> dict[str, np.ndarray]:
+    """Per output channel, |gamma| / sqrt(var + eps) of the BatchNorm that alone consumes a layer's
+    output, keyed by the layer's kernel path (its depthwise kernel's for depthwise convolutions).
+
+    BatchNorm makes a kernel's scale arbitrary; the export folds it into the kernel, and these are
+    the factors it folds in, so magnitudes of different layers become comparable.
+    """
+    from pruning.graph import ordered_nodes
+
+    nodes = ordered_nodes(model)
+    producer = {id(t): n.layer for n in nodes for t in n.outputs}
+    consumers: dict[int, int] = {}
+    for n in nodes:
+        for t in n.inputs:
+            consumers[id(t)] = consumers.get(id(t), 0) + 1
+    out = {}
+    for n in nodes:
+        bn = n.layer
+        if not isinstance(bn, keras.layers.BatchNormalization) or consumers.get(id(n.inputs[0]), 0) != 1:
+            continue
+        if bn.axis not in (-1, len(n.inputs[0].shape) - 1):
+            continue
+        layer = producer.get(id(n.inputs[0]))
+        if isinstance(layer, DEPTHWISE) and layer.depth_multiplier == 1:
+            kernel = layer.kernel  # Keras 3 names a depthwise convolution's kernel `kernel`
+        elif isinstance(layer, SEPARABLE):
+            kernel = layer.pointwise_kernel
+        elif isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Dense):
+            kernel = layer.kernel
+        else:
+            continue
+        gamma = np.asarray(bn.gamma) if bn.scale else np.ones(bn.moving_variance.shape)
+        scale = np.abs(gamma) / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
+        # Broadcast over the kernel: output channels are its last axis, a depthwise kernel's -2.
+        shape = [1] * len(kernel.shape)
+        shape[-2 if isinstance(layer, DEPTHWISE) else -1] = scale.size
+        out[kernel.path] = scale.reshape(shape)
+    return out
+
+
+def _magnitude(model: keras.Model, variables: list[keras.Variable]) -> dict[str, np.ndarray]:
+    """|w|, times the folded BatchNorm scale of each output channel where one follows."""
+    scales = folded_scales(model) if FOLD_BATCHNORM else {}
+    return {v.path: np.abs(np.asarray(v)) * scales.get(v.path, 1.0) for v in variables}
+
+
 def weight_scores(
     method: str, model: keras.Model, variables: list[keras.Variable], x: np.ndarray, y: np.ndarray, loss: Any
 ) -> dict[str, np.ndarray]:
     """A score for every weight of each prunable variable."""
     if method == "magnitude":
-        return {v.path: np.abs(np.asarray(v)) for v in variables}
+        return _magnitude(model, variables)
     if method == "gradient":
         return taylor(model, variables, x, y, loss)
     if method == "activation":
@@ -71,9 +121,9 @@ def weight_scores(
         stats = _layer_inputs(
             model, list({owners[v.path].name: owners[v.path] for v in variables}.values()), _sample(x)[0]
         )
-        scores = {}
+        scores, magnitudes = {}, _magnitude(model, variables)
         for v in variables:
-            w = np.abs(np.asarray(v))
+            w = magnitudes[v.path]
             act = stats[owners[v.path].name]
             # Kernels keep their input channels on axis -2 (Dense: rows; Conv: (..., in, out)).
             scores[v.path] = w * act.reshape(*([1] * (w.ndim - 2)), -1, 1) if w.shape[-2] == act.size else w
@@ -104,6 +154,8 @@ def channel_scores(graph: ChannelGraph, method: str, x: np.ndarray, y: np.ndarra
     if method == "gradient":
         per_weight = taylor(model, list(kernels.values()), x, y, loss)
     elif method == "magnitude":
+        # Raw filter norms: folding BatchNorm in (as for weights) picked worse channels on MobileNetV1
+        # (docs/benchmarks.md, Engine section).
         per_weight = {k.path: np.abs(np.asarray(k)) for k in kernels.values()}
     else:
         raise ValueError(f"unknown scoring method {method!r}")

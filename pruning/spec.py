@@ -30,6 +30,9 @@ class PruneSpec:
     """Latency search: training samples each proposal is fine-tuned on before it is compared."""
     scope: str = "per_layer"
     """Unstructured threshold: `per_layer` (same sparsity everywhere) or `global`."""
+    block: int = 1
+    """Unstructured: weights are kept or dropped in runs of `block` consecutive inputs (contiguous in the
+    TFLite file), which gzip compresses far better than scattered zeros; 1 is plain unstructured."""
     n: int = 2
     m: int = 4
     schedule: str = "one_shot"
@@ -46,6 +49,8 @@ class PruneSpec:
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"unknown granularity {self.granularity!r}")
+        if self.block < 1 or (self.block > 1 and self.granularity != "unstructured"):
+            raise ValueError(f"block must be 1, or > 1 with unstructured granularity, got {self.block}")
         if self.granularity == "n_of_m" and not 0 < self.n < self.m:
             raise ValueError(f"N:M needs 0 < n < m, got {self.n}:{self.m}")
         if self.macs_reduction is not None and self.granularity != "channel":
@@ -88,6 +93,7 @@ class PruneSpec:
             latency_ms=target.get("latency_ms"),
             device=target.get("device"),
             scope=spec.get("scope", cls.scope),
+            block=int(spec.get("block", cls.block)),
             n=int(n_of_m.get("n", cls.n)),
             m=int(n_of_m.get("m", cls.m)),
             schedule=kind,

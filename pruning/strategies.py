@@ -10,8 +10,12 @@ from pruning import masks, scoring
 from pruning.counting import total_macs
 from pruning.datasets import Data
 from pruning.errors import PruningError
+from pruning.finetune import recalibrate_batchnorm
 from pruning.graph import analyse
 from pruning.surgery import remove_channels
+
+# Re-estimate BatchNorm statistics right after each cut, before fine-tuning starts from it.
+RECALIBRATE_AFTER_PRUNE = True
 
 
 @dataclass
@@ -37,9 +41,18 @@ class MaskPruner:
     """Zeros weights and holds them at zero: `unstructured` (per-layer or global) or `n_of_m`."""
 
     def __init__(
-        self, model: keras.Model, data: Data, loss: Any, method: str, granularity: str, scope: str, n: int, m: int
+        self,
+        model: keras.Model,
+        data: Data,
+        loss: Any,
+        method: str,
+        granularity: str,
+        scope: str,
+        n: int,
+        m: int,
+        block: int = 1,
     ) -> None:
-        self.data, self.loss, self.method = data, loss, method
+        self.data, self.loss, self.method, self.block = data, loss, method, block
         self.granularity, self.scope, self.n, self.m = granularity, scope, n, m
         # N:M runs along a kernel's input channels; depthwise kernels have no such axis to thin.
         self.variables = masks.prunable_variables(model, depthwise=granularity != "n_of_m")
@@ -47,7 +60,7 @@ class MaskPruner:
             raise PruningError("nothing_to_prune", "the model has no Dense or convolution kernels to prune")
         self.masks: dict[str, np.ndarray] = {}
         self.notes: dict[str, Any] = (
-            {"scope": scope} if granularity == "unstructured" else {"n": n, "m": m, "axis": "input"}
+            {"scope": scope, "block": block} if granularity == "unstructured" else {"n": n, "m": m, "axis": "input"}
         )
         self.model = model
 
@@ -57,11 +70,15 @@ class MaskPruner:
         )
         if self.granularity == "n_of_m":
             self.masks = {path: masks.n_of_m_mask(s, self.n, self.m) for path, s in scores.items()}
+        elif self.block > 1:
+            self.masks = masks.block_masks(scores, sparsity, self.block, self.scope)
         elif self.scope == "global":
             self.masks = masks.global_masks(scores, sparsity)
         else:
             self.masks = masks.per_layer_masks(scores, sparsity)
         masks.attach(self.variables, self.masks)
+        if RECALIBRATE_AFTER_PRUNE:
+            recalibrate_batchnorm(model, self.data.x_train)
         return model
 
     def snapshot(self, model: keras.Model) -> Any:
@@ -118,7 +135,10 @@ class ChannelPruner:
 
     def prune(self, model: keras.Model, sparsity: float) -> keras.Model:
         graph, scores = self._scored(model)
-        return remove_channels(graph, self._kept(graph, scores, sparsity))
+        pruned = remove_channels(graph, self._kept(graph, scores, sparsity))
+        if RECALIBRATE_AFTER_PRUNE:
+            recalibrate_batchnorm(pruned, self.data.x_train)
+        return pruned
 
     def sparsity_for_macs(self, model: keras.Model, reduction: float) -> float:
         """The smallest channel sparsity whose cut removes at least `reduction` of the MACs."""
@@ -150,4 +170,4 @@ def make_pruner(model: keras.Model, data: Data, loss: Any, spec: Any) -> MaskPru
         raise PruningError("invalid_spec", f"unknown method {spec.method!r}; choose from {', '.join(scoring.METHODS)}")
     if spec.granularity == "channel":
         return ChannelPruner(model, data, loss, spec.method)
-    return MaskPruner(model, data, loss, spec.method, spec.granularity, spec.scope, spec.n, spec.m)
+    return MaskPruner(model, data, loss, spec.method, spec.granularity, spec.scope, spec.n, spec.m, spec.block)

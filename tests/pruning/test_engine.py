@@ -9,6 +9,7 @@ import pytest
 from pruning import masks, schedule
 from pruning.datasets import Data, digits, har
 from pruning.errors import PruningError
+from pruning.finetune import recalibrate_batchnorm
 from pruning.run import run
 from pruning.spec import PruneSpec
 from pruning.tflite_file import constant_tensors
@@ -149,3 +150,25 @@ def test_quantized_exports_keep_zeros_and_accuracy(
     float_bytes = 4 * report["params"]["before"]
     assert report["size"]["tflite_bytes"] < (0.6 if quantization == "float16" else 0.35) * float_bytes
     assert report["size"]["tflite_gzip_bytes"] < report["baseline"]["size"]["tflite_gzip_bytes"]
+
+
+def test_batchnorm_recalibration_changes_statistics_not_weights() -> None:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    bn = keras.layers.BatchNormalization(momentum=0.99, name="bn")
+    x = keras.layers.ReLU()(bn(conv(inputs)))
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    data = np.random.default_rng(0).normal(2.0, 3.0, size=(512, 8, 8, 1)).astype("float32")
+    trainable = [np.asarray(w).copy() for w in model.trainable_weights]
+
+    assert recalibrate_batchnorm(model, data, batch_size=256) == 1
+
+    for before, after in zip(trainable, model.trainable_weights, strict=True):
+        np.testing.assert_array_equal(before, np.asarray(after))
+    # The moving statistics are now the average of the two batches' own, not a 1% step towards them.
+    pre = np.asarray(conv(data)).reshape(2, -1, 4)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), pre.mean(axis=1).mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), pre.var(axis=1).mean(axis=0), rtol=1e-4)
+    assert bn.momentum == 0.99
