@@ -18,6 +18,7 @@ TABLES = {
     "job_events",
     "idempotency_keys",
     "webhook_deliveries",
+    "workers",
     "alembic_version",
 }
 
