@@ -130,3 +130,35 @@ def test_bad_sweeps_are_422(embedded: Service, key: str, digits_model: Path) -> 
             "/v1/jobs", json={**base, "kind": "prune", "target": {"sparsity": 0.5}, "sweep": {"sparsities": [0.5]}}
         )
         assert prune_with_sweep.status_code == 422
+
+
+def test_a_sweep_of_latency_budgets_runs_the_search_for_each(embedded: Service, key: str, digits_model: Path) -> None:
+    device = "cortex-a53-1200mhz"
+    with embedded.client(key) as client:
+        model = _model(client, digits_model)
+        profile = client.post("/v1/jobs", json={"model_id": model, "kind": "profile", "devices": [device]})
+        dense_ms = wait_for_job(client, profile.json()["id"])["result"]["latency"][0]["estimate_ms"]
+        budgets = [round(dense_ms * 0.8, 4), round(dense_ms * 0.6, 4)]
+        sweep = client.post(
+            "/v1/jobs",
+            json={
+                "model_id": model,
+                "dataset_id": "builtin:digits",
+                "kind": "sweep",
+                "granularity": "channel",
+                "sweep": {"latency_ms": budgets, "device": device, "budget_ms": budgets[0]},
+                **FAST,
+            },
+        )
+        assert sweep.status_code == 202, sweep.text
+        done = wait_for_job(client, sweep.json()["id"], timeout=600)
+        assert done["status"] == "succeeded", done
+        for point in done["result"]["points"]:
+            budget = point["target"]["latency_ms"]
+            assert point["target"]["device"] == device
+            report = client.get(f"/v1/jobs/{point['job_id']}/report").json()
+            assert report["latency_search"]["budget_ms"] == budget
+            # The search met each budget on the exported model, as the point's own figures show.
+            assert report["latency_search"]["met"] is True
+            assert point["latency_ms"][device] <= budget
+        assert done["result"]["budget"]["met_by"]  # both points are within the looser budget
