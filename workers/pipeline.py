@@ -54,6 +54,14 @@ class LeaseLost(Exception):
     """Another worker took the job over (this one was thought dead): stop without a word."""
 
 
+def store_artifact(store: ArtifactStore, tenant_id: str, job_id: str, name: str, path: Path) -> Artifact:
+    """Put a file the job produced in the store under the job's own key; the row is added by the caller."""
+    stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{name}", path)
+    return Artifact(
+        tenant_id=tenant_id, job_id=job_id, kind=name, storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
+    )
+
+
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -206,18 +214,7 @@ def execute(job_id: str) -> None:
         out = workdir / "out"
         artifacts = []
         for path in OUTPUTS[request["kind"]]:
-            kind = path.rsplit("/", 1)[-1]
-            stored = store.put_file(f"{tenant_id}/jobs/{job_id}/{kind}", out / path)
-            artifacts.append(
-                Artifact(
-                    tenant_id=tenant_id,
-                    job_id=job_id,
-                    kind=kind,
-                    storage_key=stored.key,
-                    bytes=stored.bytes,
-                    sha256=stored.sha256,
-                )
-            )
+            artifacts.append(store_artifact(store, tenant_id, job_id, path.rsplit("/", 1)[-1], out / path))
         report = json.loads((out / "report.json").read_text())
         with session_scope() as session:
             for artifact in artifacts:

@@ -16,8 +16,9 @@ from app.db import session_scope
 from app.jobs import repository, service
 from app.settings import get_settings
 from app.storage import get_store
-from app.tables import TERMINAL, Artifact, Job
+from app.tables import TERMINAL, Job
 from pruning.plots import pareto_front, tradeoff
+from workers.pipeline import store_artifact
 
 log = logging.getLogger("shears.worker")
 
@@ -123,7 +124,6 @@ def collect(sweep_id: str) -> None:
     sweep_spec = spec.get("sweep") or {}
     folder = Path(tempfile.mkdtemp(prefix=f"shears-{sweep_id}-"))
     store = get_store(get_settings())
-    artifacts = []
     try:
         files = {"report.json": folder / "report.json"}
         if summary["succeeded"]:
@@ -135,27 +135,15 @@ def collect(sweep_id: str) -> None:
                 files[name] = folder / name
         summary["artifacts"] = list(files)
         files["report.json"].write_text(json.dumps(summary, indent=2))
-        for name, path in files.items():
-            stored = store.put_file(f"{tenant_id}/jobs/{sweep_id}/{name}", path)
-            artifacts.append((name, stored))
+        artifacts = [store_artifact(store, tenant_id, sweep_id, name, path) for name, path in files.items()]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     with session_scope() as session:
         sweep = repository.get_for_worker(session, sweep_id, lock=True)
         if sweep is None or sweep.status in TERMINAL:
             return  # another point's collection got here first
-        for name, stored in artifacts:
-            repository.add_artifact(
-                session,
-                Artifact(
-                    tenant_id=tenant_id,
-                    job_id=sweep_id,
-                    kind=name,
-                    storage_key=stored.key,
-                    bytes=stored.bytes,
-                    sha256=stored.sha256,
-                ),
-            )
+        for artifact in artifacts:
+            repository.add_artifact(session, artifact)
         if cancelled:
             service.mark_cancelled(session, sweep_id)
         elif summary["succeeded"]:
