@@ -247,6 +247,9 @@ def examples(name: str, out: Path) -> None:
 )
 @click.option("--device", default=None, help="The device profile of --latency-ms (see `shears devices`).")
 @click.option("--scope", type=click.Choice(["per_layer", "global"]), default="per_layer", show_default=True)
+@click.option(
+    "--block", type=int, default=1, show_default=True, help="Unstructured: drop weights in runs of this many inputs."
+)
 @click.option("--n", "n", type=int, default=2, show_default=True, help="N of N:M.")
 @click.option("--m", "m", type=int, default=4, show_default=True, help="M of N:M.")
 @click.option("--schedule", type=click.Choice(["one_shot", "polynomial"]), default="one_shot", show_default=True)

@@ -80,6 +80,8 @@ def _check_supported(spec: JobSpec) -> None:
             raise InvalidInput(f"unknown device {spec.target.device!r}; known devices: {names}", code="unknown_device")
     elif spec.target.macs_reduction is not None and spec.granularity != "channel":
         raise InvalidInput("a macs_reduction target needs granularity channel", code="invalid_spec")
+    if spec.block > 1 and spec.granularity != "unstructured":
+        raise InvalidInput("block needs granularity unstructured", code="invalid_spec")
     if spec.n_of_m is not None and spec.granularity != "n_of_m":
         raise InvalidInput("n_of_m settings need granularity n_of_m", code="invalid_spec")
     known = device_names()

@@ -37,6 +37,8 @@ def _spec(model_id: str, **changes: Any) -> dict[str, Any]:
         ({"granularity": "n_of_m", "n_of_m": {"n": 4, "m": 4}}, "invalid_request"),
         ({"kind": "sweep"}, "invalid_spec"),
         ({"kind": "mystery"}, "invalid_request"),
+        ({"granularity": "channel", "target": {"sparsity": 0.5}, "block": 4}, "invalid_spec"),
+        ({"block": 0}, "invalid_request"),
         ({"target": {"latency_ms": 5, "device": "host"}}, "invalid_spec"),
         ({"granularity": "n_of_m", "target": {"latency_ms": 5, "device": "host"}}, "invalid_spec"),
         ({"granularity": "channel", "target": {"latency_ms": 5, "device": "toaster-9000"}}, "unknown_device"),
@@ -74,6 +76,20 @@ def test_latency_job_runs_to_its_budget(embedded: Service, key: str, model_id: s
     assert found["met"] is True
     assert found["reached_estimate_ms"] <= 0.25 < found["dense_estimate_ms"]
     assert found["rounds"]
+
+
+def test_blocks_of_zeros_reach_the_downloaded_model(embedded: Service, key: str, model_id: str) -> None:
+    from pruning.tflite_file import zero_fraction
+
+    spec = _spec(model_id, target={"sparsity": 0.75}, block=4, finetune={"epochs": 0})
+    with embedded.client(key) as c:
+        done = wait_for_job(c, _submit(c, spec)["id"])
+        assert done["status"] == "succeeded", done["error"]
+        report = c.get(f"/v1/jobs/{done['id']}/report").json()
+        tflite = c.get(f"/v1/jobs/{done['id']}/model.tflite").content
+    assert report["pruning"]["block"] == 4
+    assert report["sparsity"]["overall"] == pytest.approx(0.75, abs=0.02)
+    assert zero_fraction(tflite) >= 0.7
 
 
 def test_unknown_ids_are_404(embedded: Service, key: str, model_id: str) -> None:
