@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -90,10 +90,11 @@ def create_app() -> FastAPI:
         response.headers["Retry-After"] = "5"
         return response
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal_error", "an internal error occurred; it has been logged")
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (a NUL character in a string, say): the caller's input.
+        log.info("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return _error(422, "invalid_request", "the request holds a value that cannot be stored (e.g. a NUL character)")
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Any) -> Response:
@@ -101,7 +102,11 @@ def create_app() -> FastAPI:
         start = time.perf_counter()
         request_id = logs.request_id_from(request.headers.get("x-request-id"))
         with logs.bound(request_id=request_id):
-            response: Response = await call_next(request)
+            try:
+                response: Response = await call_next(request)
+            except Exception:  # a bug: logged, counted and answered here, with the request's id
+                log.exception("unhandled error on %s %s", request.method, request.url.path)
+                response = _error(500, "internal_error", "an internal error occurred; it has been logged")
             route = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - start

@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Infinity and NaN are valid JSON numbers to Python but not to PostgreSQL's json type.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Target(Strict):
@@ -77,6 +78,7 @@ class Sweep(Strict):
 class JobSpec(Strict):
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [{"model_id": "mdl_...", "dataset_id": "builtin:digits", "target": {"sparsity": 0.5}}]
         },

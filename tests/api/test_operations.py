@@ -179,3 +179,40 @@ def test_the_worker_command_turns_a_gpu_queue_into_one_job_at_a_time_and_memory_
         os.environ.clear()
         os.environ.update(saved)
         get_settings.cache_clear()
+
+
+def test_a_bug_is_a_json_500_with_the_request_id_and_counted() -> None:
+    from fastapi.testclient import TestClient
+
+    from app.api.main import create_app
+
+    app = create_app()
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "bug-1"})
+        assert response.status_code == 500
+        assert response.json()["error"]["code"] == "internal_error"
+        assert "a bug" not in response.text  # the details go to the log, not to the caller
+        assert response.headers["X-Request-ID"] == "bug-1"
+        metrics = client.get("/metrics").text
+        assert (_metric(metrics, "shears_http_requests_total", route="/boom", status="500") or 0) >= 1
+
+
+def test_values_the_database_cannot_store_are_422_not_500(production: Service, digits_model: Path) -> None:
+    with production.client(production.new_key()) as client:
+        model = _upload(client, digits_model)
+        for body in (
+            f'{{"model_id": "{model}", "dataset_id": "builtin:digits", "kind": "sweep", '
+            '"sweep": {"sparsities": [0.5], "budget_ms": 1e999}}',
+            f'{{"model_id": "{model}", "dataset_id": "builtin:digits", "granularity": "channel", '
+            '"target": {"latency_ms": NaN, "device": "host"}}',
+        ):
+            response = client.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 422, response.text
+        listed = client.get("/v1/jobs", params={"parent_id": "job_\x00"})
+        assert listed.status_code in (200, 422), listed.text
+        assert client.get("/v1/jobs/job_%00").status_code in (404, 422)
