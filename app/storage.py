@@ -113,10 +113,9 @@ def _copy_in(writer: ArtifactWriter, key: str, path: Path) -> Stored:
         with path.open("rb") as src:
             while chunk := src.read(CHUNK):
                 writer.write(chunk)
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.commit(key)
+        return writer.commit(key)
+    finally:
+        writer.abort()  # a no-op after a commit; drops the spooled copy when the store refused it
 
 
 class LocalArtifactStore:
