@@ -6,13 +6,12 @@ no matter which worker (on which host) did the work.
 """
 
 import logging
-import statistics
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -27,9 +26,10 @@ REQUESTS = Counter("shears_http_requests_total", "HTTP requests", ["route", "met
 LATENCY = Histogram("shears_http_request_seconds", "HTTP request latency", ["route", "method"])
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-# Stage durations are read off the most recent finished jobs.
+# Stage durations are read off the most recent finished jobs: a histogram of that window (a gauge
+# histogram: it can shrink as old jobs leave the window).
 RECENT_JOBS = 500
-QUANTILES = (0.5, 0.9, 0.99)
+BUCKETS_S = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 def queue_depths(queues: list[str]) -> dict[str, int]:
@@ -46,20 +46,25 @@ def queue_depths(queues: list[str]) -> dict[str, int]:
     return depths
 
 
-def _quantile(values: list[float], q: float) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+def _buckets(values: list[float]) -> list[tuple[str, float]]:
+    """Cumulative counts per upper bound, ending with +Inf."""
+    out = [(str(bound), float(sum(v <= bound for v in values))) for bound in BUCKETS_S]
+    return [*out, ("+Inf", float(len(values)))]
 
 
 class ClusterCollector(Collector):
+    def describe(self) -> Iterator[Any]:
+        return iter(())  # nothing to query when the collector is registered
+
     def collect(self) -> Iterator[Any]:
         settings = get_settings()
-        jobs = GaugeMetricFamily("shears_jobs", "Jobs by status", labels=["status"])
-        stages = GaugeMetricFamily(
+        jobs = GaugeMetricFamily(
+            "shears_jobs", "Jobs by status (prune and profile jobs; a sweep is its points)", labels=["status"]
+        )
+        stages = GaugeHistogramMetricFamily(
             "shears_stage_duration_seconds",
             f"Duration of each pipeline stage over the last {RECENT_JOBS} succeeded jobs",
-            labels=["stage", "quantile"],
+            labels=["stage"],
         )
         heartbeat = GaugeMetricFamily(
             "shears_worker_heartbeat_age_seconds",
@@ -68,7 +73,8 @@ class ClusterCollector(Collector):
         )
         try:
             with session_scope() as session:
-                counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+                by_status = select(Job.status, func.count()).where(Job.kind != "sweep").group_by(Job.status)
+                counts = dict(session.execute(by_status).all())
                 results = session.scalars(
                     select(Job.result)
                     .where(Job.status == "succeeded", Job.kind != "sweep")
@@ -90,8 +96,7 @@ class ClusterCollector(Collector):
             for stage, seconds in ((result or {}).get("timings_s") or {}).items():
                 durations.setdefault(stage, []).append(float(seconds))
         for stage, values in sorted(durations.items()):
-            for q in QUANTILES:
-                stages.add_metric([stage, str(q)], _quantile(values, q))
+            stages.add_metric([stage], _buckets(values), gsum_value=sum(values))
         yield jobs
         yield stages
         yield heartbeat

@@ -234,8 +234,14 @@ def execute(job_id: str) -> None:
             service.fail(session, job_id, exc.code, exc.message)
         checkpoint.delete()
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
-    except (OperationalError, StorageUnavailable):
-        raise  # the database or the store, not the job: the task retries, and the job is not marked failed
+    except OperationalError:
+        raise  # the database, not the job: the task retries, and the job is not marked failed
+    except StorageUnavailable:
+        # The store, not the job: hand the job back to the queue without costing it an attempt,
+        # and let the task's retry take it again.
+        with session_scope() as session:
+            service.release(session, job_id, owner, "the artifact store is unreachable")
+        raise
     except Exception as exc:
         log.exception("job %s crashed", job_id)
         with session_scope() as session:

@@ -9,13 +9,14 @@ import json
 import logging
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app.db import session_scope
 from app.jobs import repository, service
 from app.settings import get_settings
-from app.storage import get_store
+from app.storage import StorageUnavailable, get_store
 from app.tables import TERMINAL, Job
 from pruning.plots import pareto_front, tradeoff
 from workers.pipeline import store_artifact
@@ -109,6 +110,10 @@ def summarize(spec: dict[str, Any], jobs: list[Job]) -> dict[str, Any]:
     return summary
 
 
+COLLECTING_FOR_S = 300
+"""A collection that started this recently is left to finish; an older one is taken to have died."""
+
+
 def collect(sweep_id: str) -> None:
     with session_scope() as session:
         sweep = repository.get_for_worker(session, sweep_id, lock=True)
@@ -119,9 +124,48 @@ def collect(sweep_id: str) -> None:
         sweep.progress = len(finished) / max(len(points), 1)
         if len(finished) < len(points):
             return
+        now = datetime.now(UTC)
+        if (
+            sweep.stage == "collecting"
+            and sweep.heartbeat_at
+            and (now - sweep.heartbeat_at).total_seconds() < COLLECTING_FOR_S
+        ):
+            return  # another worker is collecting it right now
+        sweep.stage, sweep.heartbeat_at = "collecting", now
         spec, tenant_id, cancelled = dict(sweep.spec), sweep.tenant_id, sweep.cancel_requested_at is not None
         summary = summarize(spec, points)
-    sweep_spec = spec.get("sweep") or {}
+    if cancelled:  # a cancelled job leaves no files
+        with session_scope() as session:
+            service.mark_cancelled(session, sweep_id)
+        return
+    try:
+        artifacts = _write_and_store(sweep_id, tenant_id, spec.get("sweep") or {}, summary)
+    except StorageUnavailable:
+        with session_scope() as session:  # let the retry (or the reaper) collect it again at once
+            if (sweep := repository.get_for_worker(session, sweep_id, lock=True)) is not None:
+                sweep.heartbeat_at = None
+        raise
+    except Exception as exc:
+        log.exception("collecting sweep %s failed", sweep_id)
+        with session_scope() as session:
+            service.fail(session, sweep_id, "collect_failed", f"{type(exc).__name__}: {str(exc)[:500]}")
+        return
+    with session_scope() as session:
+        sweep = repository.get_for_worker(session, sweep_id, lock=True)
+        if sweep is None or sweep.status in TERMINAL:
+            return
+        for artifact in artifacts:
+            repository.add_artifact(session, artifact)
+        if summary["succeeded"]:
+            service.succeed(session, sweep_id, summary)
+        else:
+            reason = f"no point of the sweep succeeded; see GET /v1/jobs?parent_id={sweep_id}"
+            service.fail(session, sweep_id, "sweep_failed", reason)
+    log.info("sweep %s collected: %s of %s points succeeded", sweep_id, summary["succeeded"], len(summary["points"]))
+
+
+def _write_and_store(sweep_id: str, tenant_id: str, sweep_spec: dict[str, Any], summary: dict[str, Any]) -> list[Any]:
+    """The sweep's report.json and trade-off plots, in the store under the sweep's own key."""
     folder = Path(tempfile.mkdtemp(prefix=f"shears-{sweep_id}-"))
     store = get_store(get_settings())
     try:
@@ -135,20 +179,6 @@ def collect(sweep_id: str) -> None:
                 files[name] = folder / name
         summary["artifacts"] = list(files)
         files["report.json"].write_text(json.dumps(summary, indent=2))
-        artifacts = [store_artifact(store, tenant_id, sweep_id, name, path) for name, path in files.items()]
+        return [store_artifact(store, tenant_id, sweep_id, name, path) for name, path in files.items()]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    with session_scope() as session:
-        sweep = repository.get_for_worker(session, sweep_id, lock=True)
-        if sweep is None or sweep.status in TERMINAL:
-            return  # another point's collection got here first
-        for artifact in artifacts:
-            repository.add_artifact(session, artifact)
-        if cancelled:
-            service.mark_cancelled(session, sweep_id)
-        elif summary["succeeded"]:
-            service.succeed(session, sweep_id, summary)
-        else:
-            reason = f"no point of the sweep succeeded; see GET /v1/jobs?parent_id={sweep_id}"
-            service.fail(session, sweep_id, "sweep_failed", reason)
-    log.info("sweep %s collected: %s of %s points succeeded", sweep_id, summary["succeeded"], len(summary["points"]))

@@ -42,5 +42,5 @@ def collect_sweep(self: Any, sweep_id: str) -> None:
     """End a sweep whose points are all done (a no-op while some still run)."""
     try:
         collect(sweep_id)
-    except OperationalError as exc:
+    except (OperationalError, StorageUnavailable) as exc:
         raise self.retry(countdown=DB_RETRY_S) from exc

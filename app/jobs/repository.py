@@ -14,8 +14,9 @@ def add(session: Session, job: Job) -> Job:
     return job
 
 
-def get(session: Session, tenant_id: str, job_id: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+def get(session: Session, tenant_id: str, job_id: str, lock: bool = False) -> Job | None:
+    query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def get_for_worker(session: Session, job_id: str, lock: bool = False) -> Job | None:
@@ -80,9 +81,10 @@ def lock_tenant_of(session: Session, job_id: str) -> None:
     session.execute(update(Tenant).where(Tenant.id == owner).values(name=Tenant.name))
 
 
-def children(session: Session, parent_id: str) -> Sequence[Job]:
-    """The points of a sweep, in the order they were submitted."""
-    return session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.created_at, Job.id)).all()
+def children(session: Session, parent_id: str, lock: bool = False) -> Sequence[Job]:
+    """The points of a sweep, in the order they were submitted (locked for update with `lock`)."""
+    query = select(Job).where(Job.parent_id == parent_id).order_by(Job.created_at, Job.id)
+    return session.scalars(query.with_for_update() if lock else query).all()
 
 
 def open_sweeps(session: Session) -> Sequence[Job]:

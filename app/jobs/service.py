@@ -187,8 +187,8 @@ def _create_sweep(session: Session, tenant_id: str, spec: JobSpec) -> Job:
     return sweep
 
 
-def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
-    job = repository.get(session, tenant_id, job_id)
+def get_job(session: Session, tenant_id: str, job_id: str, lock: bool = False) -> Job:
+    job = repository.get(session, tenant_id, job_id, lock=lock)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job
@@ -197,14 +197,14 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
 def request_cancel(session: Session, tenant_id: str, job_id: str) -> Job:
     """A queued job is cancelled now; a running one stops at its next step; a sweep cancels its
     points and ends once they have."""
-    job = get_job(session, tenant_id, job_id)
+    job = get_job(session, tenant_id, job_id, lock=True)  # a worker may be starting it right now
     if job.status in TERMINAL:
         raise Conflict(f"job {job_id} has already {job.status}", code="job_finished")
     job.cancel_requested_at = datetime.now(UTC)
     if job.status == "queued":
         _finish(session, job, "cancelled")
     if job.kind == "sweep":
-        for point in repository.children(session, job.id):
+        for point in repository.children(session, job.id, lock=True):
             if point.status not in TERMINAL:
                 point.cancel_requested_at = job.cancel_requested_at
                 if point.status == "queued":
@@ -250,8 +250,12 @@ def _finish(session: Session, job: Job, status: str) -> None:
 
 
 def _collect(session: Session, sweep_id: str) -> None:
-    """Have a worker look at the sweep once this transaction is in: done when all its points are."""
-    after_commit(session, lambda: enqueue(COLLECT_SWEEP, sweep_id))
+    """Have a worker look at the sweep once this transaction is in: done when all its points are.
+    One message per sweep and transaction, however many of its points this transaction ended."""
+    pending: set[str] = session.info.setdefault("shears_collect", set())
+    if sweep_id not in pending:
+        pending.add(sweep_id)
+        after_commit(session, lambda: enqueue(COLLECT_SWEEP, sweep_id))
 
 
 def _lease_lost(job: Job, settings: Settings) -> bool:
@@ -302,6 +306,18 @@ def start(session: Session, job_id: str, settings: Settings, owner: str) -> Lite
     events.record(session, job.id, "status", {"status": "running", "attempt": job.attempts})
     events.record(session, job.id, "progress", {"stage": "loading", "progress": 0.0})
     return "run"
+
+
+def release(session: Session, job_id: str, owner: str, reason: str) -> None:
+    """Give a running job back to the queue, as if this attempt had not been made (its worker hit
+    an outage that is not the job's fault); its task is retried by the caller."""
+    job = repository.get_for_worker(session, job_id, lock=True)
+    if job is None or job.status != "running" or job.owner != owner:
+        return
+    job.status, job.stage, job.owner = "queued", None, None
+    job.attempts = max(job.attempts - 1, 0)
+    job.enqueued_at = datetime.now(UTC)
+    events.record(session, job.id, "status", {"status": "queued", "reason": reason})
 
 
 def heartbeat(session: Session, job_id: str, owner: str) -> bool:
@@ -363,8 +379,8 @@ def log(session: Session, job_id: str, message: str) -> None:
 
 
 def succeed(session: Session, job_id: str, result: dict[str, Any]) -> None:
-    job = repository.get_for_worker(session, job_id)
-    if job is not None:
+    job = repository.get_for_worker(session, job_id, lock=True)
+    if job is not None and job.status == "running":  # not one cancelled (or finished) meanwhile
         job.result, job.progress = result, 1.0
         _finish(session, job, "succeeded")
 

@@ -76,7 +76,10 @@ def test_each_kind_of_work_goes_to_its_queue_and_workers_serve_what_they_are_tol
         assert {re.search(r'queues="([^"]*)"', line).group(1) for line in workers} == {"cpu", "gpu"}  # type: ignore[union-attr]
         assert all(float(line.rsplit(" ", 1)[1]) < 60 for line in workers)
         for stage in ("loading", "finetuning", "converting", "profiling"):
-            assert (_metric(metrics, "shears_stage_duration_seconds", stage=stage, quantile="0.5") or 0) > 0
+            # A gauge histogram over recent jobs: the prune job's stages (the profile job has none).
+            assert _metric(metrics, "shears_stage_duration_seconds_gcount", stage=stage) == 1
+            assert (_metric(metrics, "shears_stage_duration_seconds_gsum", stage=stage) or 0) > 0
+            assert _metric(metrics, "shears_stage_duration_seconds_bucket", stage=stage, le="+Inf") == 1
         assert _metric(metrics, "shears_http_requests_total", route="/v1/jobs", method="POST", status="202") == 2
         assert _metric(metrics, "shears_http_request_seconds_count", route="/v1/jobs/{job_id}", method="GET")
 

@@ -78,3 +78,22 @@ def test_reaper_requeues_stale_jobs_and_resends_old_messages(
     assert service.reap(session, SETTINGS) == [job.id]
     assert sent == [job.id, job.id]
     assert job.status == "queued"
+
+
+def test_an_outage_hands_the_job_back_without_costing_an_attempt(session: Session, job: Job) -> None:
+    assert service.start(session, job.id, SETTINGS, "here:1") == "run"
+    assert job.attempts == 1
+    service.release(session, job.id, "someone-else:2", "the artifact store is unreachable")
+    assert job.status == "running"  # only the worker holding the lease can hand it back
+    service.release(session, job.id, "here:1", "the artifact store is unreachable")
+    assert (job.status, job.owner, job.attempts) == ("queued", None, 0)
+    assert service.start(session, job.id, SETTINGS, "here:3") == "run"
+    assert job.attempts == 1
+
+
+def test_a_job_cancelled_while_it_ran_is_not_turned_into_a_success(session: Session, job: Job) -> None:
+    assert service.start(session, job.id, SETTINGS, "here:1") == "run"
+    service.mark_cancelled(session, job.id)
+    service.succeed(session, job.id, {"accuracy": 1.0})
+    assert job.status == "cancelled"
+    assert job.result is None
