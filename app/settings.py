@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Let `callback_url` reach loopback and private addresses (never link-local or metadata ones)."""
     webhook_attempts: int = 5
+    secret_key: str = ""
+    """Signs the dashboard's session cookies (with the API key's hash, so revoking a key ends its
+    sessions). Set it in production, the same on every API replica: empty means a random secret per
+    process, so sessions end when the API restarts and work only on the replica that opened them."""
     log_level: str = "info"
     log_format: str = "text"
     """`json` for one JSON object per log line (with request and job ids), `text` for people."""

@@ -1,12 +1,19 @@
 """Browser sessions of the dashboard: a signed cookie that names the API key it was opened with.
 
-The cookie is `<key id>.<expiry>.<signature>`, signed with HMAC-SHA256 keyed by the key's stored
-hash: it never carries the key, cannot be forged without the hash (which never leaves the server),
-and stops working when its key is revoked or it expires.
+The cookie is `<key id>.<expiry>.<signature>`, an HMAC-SHA256 keyed by the server's secret
+(`SHEARS_SECRET_KEY`) followed by the key's stored hash. It never carries the key; it cannot be
+forged from the database alone (the hash is there, the secret is not) nor without the key's row;
+and it stops working when its key is revoked or it expires.
+
+Without `SHEARS_SECRET_KEY` each API process draws a random secret: its sessions end when it
+restarts and are refused by other replicas. A warning says so once.
 """
 
 import hashlib
 import hmac
+import logging
+import re
+import secrets
 import time
 
 from sqlalchemy import select
@@ -14,18 +21,47 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import authenticate, hash_key
 from app.errors import Unauthorized
+from app.settings import get_settings
 from app.tables import ApiKey, Tenant
 
 SESSION_TTL_S = 12 * 3600
+# ASCII only: `str.isdigit()` also accepts characters such as '²' that `int()` refuses.
+TOKEN = re.compile(r"(key_[0-9a-f]{1,36})\.([0-9]{1,12})\.([0-9a-f]{64})")
+
+log = logging.getLogger("shears.api")
+_process_secret = secrets.token_bytes(32)
+_warned = False
+
+
+def _secret() -> bytes:
+    global _warned
+    configured = get_settings().secret_key
+    if configured:
+        return configured.encode()
+    if not _warned:
+        _warned = True
+        log.warning(
+            "SHEARS_SECRET_KEY is not set: dashboard sessions are signed with a random secret of this "
+            "process, so they end when it restarts and only this replica accepts them; set it in production"
+        )
+    return _process_secret
 
 
 def _signature(key_hash: str, payload: str) -> str:
-    return hmac.new(bytes.fromhex(key_hash), b"shears-ui-session:" + payload.encode(), hashlib.sha256).hexdigest()
+    mac_key = _secret() + bytes.fromhex(key_hash)
+    return hmac.new(mac_key, b"shears-ui-session:" + payload.encode(), hashlib.sha256).hexdigest()
+
+
+def usable_key(key: str) -> bool:
+    """Whether `key` can be an API key at all: printable ASCII (no NUL for the database to refuse)."""
+    return key.isascii() and key.isprintable()
 
 
 def open_session(session: Session, key: str) -> tuple[Tenant, str]:
     """Check `key` exactly as the API does; return its tenant and a session token (not the key)."""
     key = key.strip()
+    if not usable_key(key):
+        raise Unauthorized("unknown or revoked API key")
     tenant = authenticate(session, f"Bearer {key}")
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
     assert api_key is not None  # authenticate() found it a moment ago
@@ -34,18 +70,19 @@ def open_session(session: Session, key: str) -> tuple[Tenant, str]:
 
 
 def session_tenant(session: Session, token: str | None) -> Tenant:
-    """The tenant of a live session token; Unauthorized for a missing, forged, expired or revoked one."""
-    key_id, _, rest = (token or "").partition(".")
-    expires, _, signature = rest.partition(".")
-    if not expires.isdigit() or int(expires) < time.time():
+    """The tenant of a live session token; Unauthorized for a missing, malformed, forged, expired or
+    revoked one."""
+    match = TOKEN.fullmatch(token or "")
+    if match is None or int(match[2]) < time.time():
         raise Unauthorized("no session, or it has expired: log in again")
+    key_id, expires, signature = match.groups()
     row = session.execute(
         select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.id == key_id)
     ).first()
     if row is None:
         raise Unauthorized("unknown session: log in again")
     api_key, tenant = row
-    if not hmac.compare_digest(signature, _signature(api_key.key_hash, f"{key_id}.{expires}")):
+    if not hmac.compare_digest(signature.encode(), _signature(api_key.key_hash, f"{key_id}.{expires}").encode()):
         raise Unauthorized("unknown session: log in again")
     if api_key.revoked_at is not None:
         raise Unauthorized("the key of this session has been revoked")

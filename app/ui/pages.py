@@ -98,15 +98,33 @@ FeedViewer = Annotated[Tenant, Depends(session_viewer)]
 
 
 def _same_origin(request: Request) -> bool:
-    """Browsers send `Origin` with every form POST; a request from another site is refused."""
+    """Browsers send `Origin` with every form POST; a request from another site is refused.
+
+    The site is the host the browser asked for: `X-Forwarded-Host` when a proxy in front sets it
+    (it may rewrite `Host`), else `Host`."""
     origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+    host = request.headers.get("x-forwarded-host", "").split(",")[0].strip() or request.headers.get("host")
+    return origin is None or urlsplit(origin).netloc == host
+
+
+def _over_tls(request: Request) -> bool:
+    """Whether the browser reached us over HTTPS, here or at a TLS-terminating proxy. The header is
+    trusted only to make the cookie `Secure`, which a liar can only use to lose it over plain HTTP."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 def _form_token(request: Request) -> str:
     """The token a state-changing form must echo: only a page of this site can read it."""
     session_token = request.cookies.get(COOKIE, "")
     return hmac.new(session_token.encode(), b"shears-ui-form", hashlib.sha256).hexdigest()
+
+
+def _checked(*names: str) -> None:
+    """Ids and file names with NUL or other control characters name nothing: 404 before any query."""
+    for name in names:
+        if not name.isprintable():
+            raise NotFound("no such job or file")
 
 
 def _report(job: Job, session: Session, store: ArtifactStore) -> dict[str, Any] | None:
@@ -145,7 +163,7 @@ def login(request: Request, session: SessionDep, key: Annotated[str, Form()] = "
         path="/ui",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_over_tls(request),
     )
     return response
 
@@ -168,6 +186,7 @@ def jobs_page(request: Request, session: SessionDep, tenant: Viewer, cursor: str
 
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, job_id: str, session: SessionDep, tenant: Viewer, store: StoreDep) -> Response:
+    _checked(job_id)
     job = service.get_job(session, tenant.id, job_id)
     files = [a.kind for a in repository.artifacts(session, job.id)] if job.status == "succeeded" else []
     context = {
@@ -188,8 +207,10 @@ def cancel_job(
     request: Request, job_id: str, session: SessionDep, tenant: Viewer, form_token: Annotated[str, Form()] = ""
 ) -> Response:
     """The job page's cancel button: the same rule as `POST /v1/jobs/{id}/cancel`."""
+    _checked(job_id)
     service.get_job(session, tenant.id, job_id)  # another tenant's job is a 404, whatever the form says
-    if not (_same_origin(request) and hmac.compare_digest(form_token, _form_token(request))):
+    sent = form_token.encode(errors="replace")  # bytes: compare_digest refuses non-ASCII str
+    if not (_same_origin(request) and hmac.compare_digest(sent, _form_token(request).encode())):
         return _error_page(request, 403, "this form can only be sent from this site")
     service.request_cancel(session, tenant.id, job_id)
     return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
@@ -198,6 +219,7 @@ def cancel_job(
 @router.get("/jobs/{job_id}/progress.json")
 def job_progress(job_id: str, session: SessionDep, tenant: FeedViewer) -> Response:
     """What the pages poll to move their progress bars (the JSON API wants an API key)."""
+    _checked(job_id)
     out = service.to_out(service.get_job(session, tenant.id, job_id))
     return JSONResponse({k: out[k] for k in ("id", "status", "stage", "progress", "error")})
 
@@ -205,6 +227,7 @@ def job_progress(job_id: str, session: SessionDep, tenant: FeedViewer) -> Respon
 @router.get("/jobs/{job_id}/files/{name}")
 def job_file(job_id: str, name: str, session: SessionDep, tenant: Viewer, store: StoreDep) -> Response:
     """A file the job produced (model, report, plot), served by the JSON API's own route."""
+    _checked(job_id, name)
     response = download_artifact(job_id, name, session, tenant, store)
     if response.media_type and response.media_type.startswith("image/"):
         response.headers["Content-Disposition"] = f'inline; filename="{name}"'
