@@ -6,6 +6,13 @@ through only when it makes a thread (`CLONE_THREAD`), and answers `clone3` with 
 glibc falls back to `clone` (clone3 passes its flags in memory, which a filter cannot read).
 A system call of another architecture (32-bit calls on x86_64, the x32 ABI) is refused too.
 The filter is inherited by every thread and cannot be removed (`no_new_privs` is set first).
+
+Nor may it reach into another process: `ptrace`, `process_vm_readv`, `process_vm_writev` and
+`pidfd_getfd` get EPERM too, and the process drops every capability first (so that, even as root,
+it has no CAP_SYS_PTRACE to open another process's `/proc/PID/mem`, and no CAP_DAC_OVERRIDE).
+It keeps its user id, so the files it owns (its private folder, the venv of the same user) stay
+readable. The processes it started before (the TFLite Micro measuring server, `pruning.micro`)
+make themselves non-dumpable, which without CAP_SYS_PTRACE puts their memory out of its reach.
 """
 
 import ctypes
@@ -16,15 +23,42 @@ import struct
 
 # <linux/audit.h>, <linux/seccomp.h>, <linux/filter.h>, <linux/sched.h>
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+# <asm/unistd_64.h> on x86_64, <asm-generic/unistd.h> on aarch64 (which has no fork or vfork)
 SYSCALLS = {
-    "x86_64": {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "clone": 56, "clone3": 435, "seccomp": 317},
-    "aarch64": {"execve": 221, "execveat": 281, "clone": 220, "clone3": 435, "seccomp": 277},
+    "x86_64": {
+        "fork": 57,
+        "vfork": 58,
+        "execve": 59,
+        "execveat": 322,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "pidfd_getfd": 438,
+        "clone": 56,
+        "clone3": 435,
+        "seccomp": 317,
+        "capset": 126,
+    },
+    "aarch64": {
+        "execve": 221,
+        "execveat": 281,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "pidfd_getfd": 438,
+        "clone": 220,
+        "clone3": 435,
+        "seccomp": 277,
+        "capset": 91,
+    },
 }
+DENIED = ("fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd")
 X32_SYSCALL_BIT = 0x40000000
 CLONE_THREAD = 0x00010000
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522  # <linux/capability.h>: two 32-bit data structs
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
 RET_KILL_PROCESS = 0x80000000
@@ -40,7 +74,7 @@ class ConfinementUnavailable(Exception):
 def _program(machine: str) -> list[tuple[int, int, int, int]]:
     """The filter for `machine`, as (code, jt, jf, k) instructions."""
     nr = SYSCALLS[machine]
-    deny = [nr[name] for name in ("fork", "vfork", "execve", "execveat") if name in nr]
+    deny = [nr[name] for name in DENIED if name in nr]
     # Written with labels; jumps are resolved to relative offsets below.
     code: list[tuple[int, str | int, str | int, int]] = [
         (LD_W_ABS, 0, 0, OFF_ARCH),
@@ -77,12 +111,44 @@ def _program(machine: str) -> list[tuple[int, int, int, int]]:
     return out
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities(libc: ctypes.CDLL, machine: str) -> None:
+    """Empty the calling thread's effective, permitted and inheritable capability sets.
+
+    Capabilities belong to threads, and capset(2) changes only the caller's (threads started later
+    inherit them): so this fails if another thread of the process still holds any, which the
+    callers avoid by confining before they start threads (or import NumPy, whose OpenBLAS does).
+    """
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()  # all zero
+    libc.syscall.restype = ctypes.c_long
+    if libc.syscall(ctypes.c_long(SYSCALLS[machine]["capset"]), ctypes.byref(header), ctypes.byref(data)) != 0:
+        raise ConfinementUnavailable(f"capset: {os.strerror(ctypes.get_errno())}")
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/status") as fh:
+                held = [line.split()[1] for line in fh if line.startswith(("CapEff:", "CapPrm:"))]
+        except FileNotFoundError:  # the thread has ended
+            continue
+        if any(int(mask, 16) for mask in held):
+            raise ConfinementUnavailable(f"thread {task} keeps its capabilities (confine before starting threads)")
+
+
 def confine() -> None:
-    """Forbid this process (all its threads, now and later) to start programs or child processes."""
+    """Forbid this process (all its threads, now and later) to start programs or child processes,
+    to trace or read other processes, and to use any capability."""
     machine = platform.machine()
     if os.uname().sysname != "Linux" or machine not in SYSCALLS:
         raise ConfinementUnavailable(f"no seccomp filter for {os.uname().sysname}/{machine}")
     libc = ctypes.CDLL(None, use_errno=True)
+    _drop_capabilities(libc, machine)
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise ConfinementUnavailable(f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(ctypes.get_errno())}")
     program = _program(machine)

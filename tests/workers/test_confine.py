@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,133 @@ def test_the_upload_check_runs_under_the_same_filter(digits_model: Path, tmp_pat
     described, seen = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
     assert described["params"] > 0, proc.stderr
     assert seen == {"rc": 0, "seccomp": "2", "forked": False}
+
+
+REACH = """
+import ctypes, json, os, subprocess
+target = subprocess.Popen(["sleep", "60"])  # started before the filter, as the engine starts its measuring server
+from pruning.confine import confine
+confine()
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.restype = ctypes.c_long
+seen = {"ptrace": libc.ptrace(ctypes.c_long(16), ctypes.c_long(target.pid), None, None)}  # PTRACE_ATTACH
+seen["ptrace_errno"] = ctypes.get_errno()
+class Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+buf = ctypes.create_string_buffer(8)
+local, remote = Iovec(ctypes.addressof(buf), 8), Iovec(ctypes.addressof(buf), 8)
+libc.process_vm_readv.restype = ctypes.c_ssize_t
+seen["vm_read"] = libc.process_vm_readv(target.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+seen["vm_read_errno"] = ctypes.get_errno()
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+seen["caps"] = {k: status[k].strip() for k in ("CapEff", "CapPrm", "CapInh")}
+target.kill()
+print(json.dumps(seen))
+"""
+
+
+def test_confined_process_cannot_trace_or_read_a_process_it_started_and_has_no_capabilities() -> None:
+    out = subprocess.run([sys.executable, "-c", REACH], capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(out.stdout)
+    assert (seen["ptrace"], seen["ptrace_errno"]) == (-1, 1), seen  # EPERM
+    assert (seen["vm_read"], seen["vm_read_errno"]) == (-1, 1), seen
+    assert seen["caps"] == {"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapInh": "0000000000000000"}
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    code = (
+        "import sys, keras, tensorflow as tf\n"
+        "m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])\n"
+        "open(sys.argv[1], 'wb').write(tf.lite.TFLiteConverter.from_keras_model(m).convert())\n"
+    )
+    path = tmp_path_factory.mktemp("micro") / "tiny.tflite"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, timeout=120, env=env)
+    return path
+
+
+def test_the_tflite_micro_process_confines_itself_before_reading_the_model(tiny_tflite: Path) -> None:
+    """What `python -m pruning.micro MODEL ARENA` runs (`_main`), then a look at the process it leaves."""
+    pytest.importorskip("tflite_micro")
+    code = (
+        f"import os, sys, json; from pruning import micro; rc = micro._main({str(tiny_tflite)!r}, 65536);"
+        "status = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l);"
+        "forked = True\n"
+        "try:\n    os.fork()\nexcept PermissionError:\n    forked = False\n"
+        "print(json.dumps({'rc': rc, 'seccomp': status['Seccomp'].strip(), 'cap': status['CapEff'].strip(),"
+        " 'forked': forked}))"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("SHEARS_ENGINE_SECCOMP", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert "Arena allocation total" in proc.stdout + proc.stderr, proc.stdout + proc.stderr  # TFLM prints to stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen == {"rc": 0, "seccomp": "2", "cap": "0000000000000000", "forked": False}
+
+    # Where it cannot confine itself, the measurement fails (and the estimate falls back) ...
+    pretend = (
+        "import platform, sys; platform.machine = lambda: 'mips64'; from pruning import micro;"
+        f"sys.exit(micro._main({str(tiny_tflite)!r}, 65536))"
+    )
+    proc = subprocess.run([sys.executable, "-c", pretend], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "error: cannot confine the measuring process" in proc.stdout
+    assert "Arena allocation" not in proc.stdout + proc.stderr
+    # ... unless SHEARS_ENGINE_SECCOMP=false says to run without.
+    env["SHEARS_ENGINE_SECCOMP"] = "false"
+    proc = subprocess.run([sys.executable, "-c", pretend], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Arena allocation total" in proc.stdout + proc.stderr
+
+
+SERVER = """
+import ctypes, json, os, sys
+from pruning import micro
+micro.start_server()
+from pruning.confine import confine
+confine()
+server = micro._server
+try:
+    open(f"/proc/{server.pid}/mem", "rb").close()
+    mem = "opened"
+except OSError as exc:
+    mem = exc.errno
+usage = micro.arena_usage(open(sys.argv[1], "rb").read())
+print(json.dumps({"mem": mem, "usage": usage, "server_alive": server.poll() is None}))
+"""
+
+
+def test_the_confined_engine_cannot_open_the_measuring_servers_memory_and_still_gets_measurements(
+    tiny_tflite: Path,
+) -> None:
+    pytest.importorskip("tflite_micro")
+    env = {k: v for k, v in os.environ.items() if k != "SHEARS_ENGINE_SECCOMP"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVER, str(tiny_tflite)], capture_output=True, text=True, timeout=120, env=env
+    )
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["mem"] == 13, seen  # EACCES: non-dumpable, and the engine has no CAP_SYS_PTRACE
+    assert seen["usage"] is not None, proc.stderr
+    assert seen["usage"]["total"] > 0
+    assert seen["server_alive"]
+
+
+def test_a_measuring_server_that_does_not_answer_in_time_is_stopped_not_read_later(tiny_tflite: Path) -> None:
+    """A late answer would be taken for the next request's: after a timeout the server is killed."""
+    pytest.importorskip("tflite_micro")
+    from pruning import micro
+
+    micro.start_server()
+    server = micro._server
+    assert server is not None
+    os.kill(server.pid, signal.SIGSTOP)  # a server that takes too long
+    timeout = micro.TIMEOUT_S
+    micro.TIMEOUT_S = -9  # the wait is TIMEOUT_S + 10 seconds
+    try:
+        assert micro._ask_server(str(tiny_tflite), 65536) is None
+    finally:
+        micro.TIMEOUT_S = timeout
+    assert micro._server is None
+    assert server.poll() is not None  # killed
+    assert micro._ask_server(str(tiny_tflite), 65536) is None  # later measurements fall back to `_run`
