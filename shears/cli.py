@@ -34,6 +34,13 @@ def main() -> None:
     """Shears: pruning as a service for on-device AI."""
 
 
+def _die_with_parent() -> None:
+    """In the embedded worker's process: get SIGTERM (a warm shutdown) if `shears serve` dies."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -48,7 +55,10 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     ensure_embedded_schema()
     worker = None
     if not no_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"])
+        worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"], preexec_fn=_die_with_parent)
+    # uvicorn shuts down on SIGTERM, then raises the signal again: make that an exit that runs
+    # the `finally` below (which stops the worker) instead of killing this process on the spot.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("app.api.main:app", host=host, port=port, log_level=get_settings().log_level, access_log=False)
     finally:
