@@ -18,6 +18,7 @@ from app import idempotency, quotas
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.settings import Settings
 from app.storage import ArtifactStore, ArtifactWriter
+from app.tables import Artifact
 
 # Headroom for the multipart framing around the file itself.
 FRAMING_BYTES = 64 * 1024
@@ -31,6 +32,13 @@ class Upload:
     @property
     def path(self) -> Path:
         return self.writer.tmp
+
+    async def store(self, tenant_id: str, kind: str, key: str) -> Artifact:
+        """Publish the checked bytes under `key` (off the event loop: on S3 a network upload)."""
+        stored = await run_in_threadpool(self.writer.commit, key)
+        return Artifact(
+            tenant_id=tenant_id, kind=kind, storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
+        )
 
 
 @dataclass

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import markdown, write_section  # noqa: E402
-from tests.services import Service, shared_services, wait_for_job  # noqa: E402
+from tests.services import Service, shared_services, upload_model, wait_for_job  # noqa: E402
 
 SPEC = {
     "dataset_id": "builtin:digits",
@@ -43,8 +43,7 @@ def one_round(workers: int, jobs: int, model: Path, root: Path) -> tuple[float, 
                 (root / f"host-{n}").mkdir()
                 service.start_worker(env={"SHEARS_DATA_DIR": str(root / f"host-{n}")})
             with service.client(service.new_key()) as client:
-                with model.open("rb") as f:
-                    model_id = client.post("/v1/models", files={"file": ("model.keras", f)}).json()["id"]
+                model_id = upload_model(client, model)
                 time.sleep(5)  # let every worker finish starting before the clock runs
                 start = time.perf_counter()
                 ids = [client.post("/v1/jobs", json={**SPEC, "model_id": model_id}).json()["id"] for _ in range(jobs)]

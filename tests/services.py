@@ -188,6 +188,23 @@ class Service:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
 
+def upload_model(client: httpx.Client, path: Path) -> str:
+    """Upload a model file through the API; its id (200: the same bytes were uploaded before)."""
+    with path.open("rb") as f:
+        response = client.post("/v1/models", files={"file": ("model.keras", f)})
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
+@contextmanager
+def ui_session(service: "Service", key: str) -> Iterator[httpx.Client]:
+    """An HTTP client logged in to the dashboard through its form, as a browser would be."""
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        response = client.post("/ui/login", data={"key": key})
+        assert response.status_code == 303, response.text
+        yield client
+
+
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,7 +13,7 @@ from app.datasets.schemas import DatasetOut
 from app.errors import InvalidInput, NotFound, UnsupportedMediaType, rejected
 from app.settings import Settings
 from app.storage import ArtifactStore
-from app.tables import Artifact, Dataset, new_id
+from app.tables import Dataset, new_id
 from app.uploads import Upload, store_upload
 from pruning.datasets import BUILTIN, describe_npz, infer_task
 from pruning.errors import PruningError
@@ -39,17 +39,13 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
         raise UnsupportedMediaType("a dataset must be an .npz file (numpy.savez) with x_train, y_train, x_val, y_val")
     arrays, task = await run_in_threadpool(_describe, upload.path, 4 * settings.max_upload_bytes)
     dataset_id = new_id("ds")
-    # Off the event loop: on S3 this is a network upload.
-    stored = await run_in_threadpool(upload.writer.commit, f"{tenant_id}/datasets/{dataset_id}/data.npz")
-    artifact = Artifact(
-        tenant_id=tenant_id, kind="dataset", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
-    )
+    artifact = await upload.store(tenant_id, "dataset", f"{tenant_id}/datasets/{dataset_id}/data.npz")
     dataset = Dataset(
         id=dataset_id,
         tenant_id=tenant_id,
         filename=upload.filename,
-        sha256=stored.sha256,
-        bytes=stored.bytes,
+        sha256=artifact.sha256,
+        bytes=artifact.bytes,
         arrays=arrays,
         task=task,
     )

@@ -19,7 +19,7 @@ from app.models.inspection import inspect_model
 from app.models.schemas import ModelOut
 from app.settings import Settings
 from app.storage import ArtifactStore
-from app.tables import Artifact, Model, new_id
+from app.tables import Model, new_id
 from app.uploads import Upload, store_upload
 from pruning.errors import PruningError
 from pruning.safety import check_archive
@@ -59,18 +59,14 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
         named.symlink_to(upload.path)
         info = await inspect_model(named, settings.inspect_timeout_s)
     model_id = new_id("mdl")
-    # Off the event loop: on S3 this is a network upload.
-    stored = await run_in_threadpool(upload.writer.commit, f"{tenant_id}/models/{model_id}/model.{fmt}")
-    artifact = Artifact(
-        tenant_id=tenant_id, kind="model", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
-    )
+    artifact = await upload.store(tenant_id, "model", f"{tenant_id}/models/{model_id}/model.{fmt}")
     model = Model(
         id=model_id,
         tenant_id=tenant_id,
         filename=upload.filename,
         format=fmt,
-        sha256=stored.sha256,
-        bytes=stored.bytes,
+        sha256=artifact.sha256,
+        bytes=artifact.bytes,
         params=info.get("params"),
         input_shape=info.get("input_shape"),
         output_shape=info.get("output_shape"),

@@ -6,10 +6,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.services import Service, wait_for_job
+from tests.services import Service, upload_model, wait_for_job
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
@@ -20,13 +19,6 @@ def _metric(text: str, name: str, **labels: str) -> float | None:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
-
-
-def _upload(client: httpx.Client, model: Path) -> str:
-    with model.open("rb") as f:
-        response = client.post("/v1/models", files={"file": ("model.keras", f)})
-    assert response.status_code in (200, 201), response.text
-    return str(response.json()["id"])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +36,7 @@ def test_each_kind_of_work_goes_to_its_queue_and_workers_serve_what_they_are_tol
     service = split_queues
     cpu_log = service.start_worker("--queues", "cpu")
     with service.client(service.new_key()) as client:
-        model = _upload(client, digits_model)
+        model = upload_model(client, digits_model)
         prune = client.post(
             "/v1/jobs",
             json={"model_id": model, "dataset_id": "builtin:digits", "target": {"sparsity": 0.5}},
@@ -207,7 +199,7 @@ def test_a_bug_is_a_json_500_with_the_request_id_and_counted() -> None:
 
 def test_values_the_database_cannot_store_are_422_not_500(production: Service, digits_model: Path) -> None:
     with production.client(production.new_key()) as client:
-        model = _upload(client, digits_model)
+        model = upload_model(client, digits_model)
         for body in (
             f'{{"model_id": "{model}", "dataset_id": "builtin:digits", "kind": "sweep", '
             '"sweep": {"sparsities": [0.5], "budget_ms": 1e999}}',

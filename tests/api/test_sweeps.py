@@ -2,25 +2,16 @@
 
 from pathlib import Path
 
-import httpx
-
-from tests.services import Service, wait_for_job
+from tests.services import Service, upload_model, wait_for_job
 
 FAST = {"finetune": {"epochs": 1}}
-
-
-def _model(client: httpx.Client, path: Path) -> str:
-    with path.open("rb") as f:
-        response = client.post("/v1/models", files={"file": ("model.keras", f)})
-    assert response.status_code in (200, 201), response.text
-    return str(response.json()["id"])
 
 
 def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
     embedded: Service, key: str, digits_model: Path
 ) -> None:
     with embedded.client(key) as client:
-        model = _model(client, digits_model)
+        model = upload_model(client, digits_model)
         submitted = client.post(
             "/v1/jobs",
             json={
@@ -89,7 +80,7 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
 
 def test_cancelling_a_sweep_cancels_its_points(embedded: Service, digits_model: Path) -> None:
     with embedded.client(embedded.new_key()) as client:
-        model = _model(client, digits_model)
+        model = upload_model(client, digits_model)
         sweep = client.post(
             "/v1/jobs",
             json={
@@ -110,7 +101,7 @@ def test_cancelling_a_sweep_cancels_its_points(embedded: Service, digits_model: 
 
 def test_bad_sweeps_are_422(embedded: Service, key: str, digits_model: Path) -> None:
     with embedded.client(key) as client:
-        model = _model(client, digits_model)
+        model = upload_model(client, digits_model)
         base = {"model_id": model, "dataset_id": "builtin:digits", "kind": "sweep"}
         cases = [
             ({}, "invalid_spec"),
@@ -135,7 +126,7 @@ def test_bad_sweeps_are_422(embedded: Service, key: str, digits_model: Path) -> 
 def test_a_sweep_of_latency_budgets_runs_the_search_for_each(embedded: Service, key: str, digits_model: Path) -> None:
     device = "cortex-a53-1200mhz"
     with embedded.client(key) as client:
-        model = _model(client, digits_model)
+        model = upload_model(client, digits_model)
         profile = client.post("/v1/jobs", json={"model_id": model, "kind": "profile", "devices": [device]})
         dense_ms = wait_for_job(client, profile.json()["id"])["result"]["latency"][0]["estimate_ms"]
         budgets = [round(dense_ms * 0.8, 4), round(dense_ms * 0.6, 4)]

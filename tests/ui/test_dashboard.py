@@ -5,14 +5,13 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.services import REQUIRE_SERVICES, Service, wait_for_job
+from tests.services import REQUIRE_SERVICES, Service, ui_session, upload_model, wait_for_job
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -73,22 +72,6 @@ def _log_in(driver: Any, key: str) -> None:
     field.clear()
     field.send_keys(key)
     field.submit()
-
-
-@contextmanager
-def _session(service: Service, key: str) -> Iterator[httpx.Client]:
-    """An HTTP client logged in to the dashboard through its form, as a browser would be."""
-    with httpx.Client(base_url=service.url, timeout=30) as client:
-        response = client.post("/ui/login", data={"key": key})
-        assert response.status_code == 303, response.text
-        yield client
-
-
-def _upload(client: httpx.Client, model: Path) -> str:
-    with model.open("rb") as f:
-        response = client.post("/v1/models", files={"file": ("model.keras", f)})
-    assert response.status_code in (200, 201), response.text  # 200: the same file again
-    return str(response.json()["id"])
 
 
 # What the page must show: the report's figures, written as a person reads them -----------
@@ -207,7 +190,7 @@ def test_log_in_follow_a_sweep_live_and_read_its_reports(
 
     with embedded.client(key) as api:
         spec = {
-            "model_id": _upload(api, digits_model),
+            "model_id": upload_model(api, digits_model),
             "dataset_id": "builtin:digits",
             "kind": "sweep",
             "sweep": {"sparsities": [0.5, 0.8], "device": DEVICES[1]},
@@ -296,7 +279,7 @@ def test_pages_need_a_live_session(embedded: Service) -> None:
             assert response.history[-1].status_code == 303
         assert anonymous.get("/ui/jobs/job_x/progress.json").status_code == 401
 
-    with _session(embedded, key) as client:
+    with ui_session(embedded, key) as client:
         token = client.cookies["shears_session"]
         assert key not in token
         assert client.get("/ui/jobs").status_code == 200
@@ -337,14 +320,14 @@ def test_the_session_cookie_is_locked_down(embedded: Service) -> None:
 def _waiting_job(service: Service, key: str, model: Path) -> str:
     """A job of `key`'s tenant that has not finished: a profile job, just submitted."""
     with service.client(key) as api:
-        submitted = api.post("/v1/jobs", json={"model_id": _upload(api, model), "kind": "profile"})
+        submitted = api.post("/v1/jobs", json={"model_id": upload_model(api, model), "kind": "profile"})
         assert submitted.status_code == 202, submitted.text
         return str(submitted.json()["id"])
 
 
 def test_another_tenants_job_is_not_found(embedded: Service, key: str, digits_model: Path) -> None:
     job_id = _waiting_job(embedded, key, digits_model)
-    with _session(embedded, key) as owner, _session(embedded, embedded.new_key()) as stranger:
+    with ui_session(embedded, key) as owner, ui_session(embedded, embedded.new_key()) as stranger:
         assert owner.get(f"/ui/jobs/{job_id}").status_code == 200
         assert owner.get(f"/ui/jobs/{job_id}/progress.json").json()["id"] == job_id
         page = stranger.get(f"/ui/jobs/{job_id}")
@@ -358,7 +341,7 @@ def test_another_tenants_job_is_not_found(embedded: Service, key: str, digits_mo
 
 def test_the_cancel_button_works_only_from_the_job_page(embedded: Service, key: str, digits_model: Path) -> None:
     job_id = _waiting_job(embedded, key, digits_model)
-    with _session(embedded, key) as owner, embedded.client(key) as api:
+    with ui_session(embedded, key) as owner, embedded.client(key) as api:
         page = owner.get(f"/ui/jobs/{job_id}").text
         assert 'id="cancel"' in page
         match = re.search(r'name="form_token" value="([0-9a-f]+)"', page)

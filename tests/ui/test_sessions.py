@@ -6,13 +6,12 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.services import Service, postgres_database
+from tests.services import Service, postgres_database, ui_session, upload_model
 
 SECRET = "test-secret-of-this-module"
 NOT_LOGGED_IN = 303  # a page without a live session sends the browser to the login form
@@ -39,14 +38,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator
     service.stop()
 
 
-@contextmanager
-def _session(service: Service, key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=30) as client:
-        response = client.post("/ui/login", data={"key": key})
-        assert response.status_code == 303, response.text
-        yield client
-
-
 def _sign(mac_key: bytes, key_id: str, expires: str) -> str:
     payload = f"{key_id}.{expires}"
     return f"{payload}.{hmac.new(mac_key, b'shears-ui-session:' + payload.encode(), hashlib.sha256).hexdigest()}"
@@ -61,7 +52,7 @@ def _status(service: Service, cookie: str | bytes) -> int:
 def test_a_database_dump_is_not_enough_to_mint_a_session(secured: Service) -> None:
     key = secured.new_key()
     key_hash = bytes.fromhex(hashlib.sha256(key.encode()).hexdigest())  # what the database holds
-    with _session(secured, key) as client:
+    with ui_session(secured, key) as client:
         key_id, expires, _ = client.cookies["shears_session"].split(".")
         assert client.get("/ui/jobs").status_code == 200
         # Signed as before, with the stored hash alone: refused.
@@ -82,14 +73,14 @@ def test_replicas_share_sessions_only_through_the_secret_key(
     replica = _api(tmp_path_factory, database, SECRET)
     unset = _api(tmp_path_factory, database, None)
     try:
-        with _session(secured, key) as client:
+        with ui_session(secured, key) as client:
             token = client.cookies["shears_session"]
             assert _status(replica, token) == 200
             assert _status(unset, token) == NOT_LOGGED_IN
         # Without a secret, a process signs with its own random one: its sessions work there only,
         # and it says so once in its log.
         for _ in range(2):
-            with _session(unset, key) as client:
+            with ui_session(unset, key) as client:
                 assert client.get("/ui/jobs").status_code == 200
                 assert _status(secured, client.cookies["shears_session"]) == NOT_LOGGED_IN
     finally:
@@ -122,7 +113,7 @@ def test_behind_a_tls_proxy_the_cookie_is_secure_and_the_forwarded_host_is_the_o
 
 def test_hostile_session_cookies_mean_not_logged_in(secured: Service) -> None:
     key = secured.new_key()
-    with _session(secured, key) as client:
+    with ui_session(secured, key) as client:
         key_id, expires, signature = client.cookies["shears_session"].split(".")
     for cookie in (
         b"k.\xb2\xb2",  # '²' passes str.isdigit(), int() refuses it
@@ -151,12 +142,12 @@ def test_hostile_logins_show_the_form_with_an_error(secured: Service) -> None:
 
 def test_hostile_ids_and_form_tokens_are_refused_not_failed(secured: Service, digits_model: Path) -> None:
     key = secured.new_key()
-    with secured.client(key) as api, digits_model.open("rb") as f:
-        model_id = api.post("/v1/models", files={"file": ("model.keras", f)}).json()["id"]
+    with secured.client(key) as api:
+        model_id = upload_model(api, digits_model)
         submitted = api.post("/v1/jobs", json={"model_id": model_id, "kind": "profile"})
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["id"]
-    with _session(secured, key) as client:
+    with ui_session(secured, key) as client:
         for path in (
             "/ui/jobs/%00",
             "/ui/jobs/job_%00x",

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 
 from app.tables import Job
-from tests.services import Service, shared_services, wait_for_job
+from tests.services import Service, shared_services, upload_model, wait_for_job
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -24,8 +24,7 @@ def test_two_workers_with_nothing_shared_but_broker_database_and_store(tmp_path:
         try:
             logs = [host_a / "worker1.log", service.start_worker(env={"SHEARS_DATA_DIR": str(host_b)})]
             with service.client(service.new_key()) as client:
-                with digits_model.open("rb") as f:
-                    model = client.post("/v1/models", files={"file": ("model.keras", f)}).json()["id"]
+                model = upload_model(client, digits_model)
                 sweep = client.post(
                     "/v1/jobs",
                     json={
