@@ -63,7 +63,7 @@ SEED = 0
 L = keras.layers
 
 # The settings of each row kind (chosen once up front; see the module docstring).
-CHANNEL = {"granularity": "channel", "sparsity": 0.5, "schedule": "one_shot", "steps": 1, "epochs": 5}
+CHANNEL = {"granularity": "channel", "sparsity": 0.5, "schedule": "one_shot", "steps": 1, "epochs": 15}
 UNSTRUCTURED = {
     "granularity": "unstructured",
     "sparsity": 0.8,
@@ -116,7 +116,16 @@ FOCUSED = (
     "dropped (on har_cnn it was worth 1.1 -> 0.9 pts, one sample); recalibration and 3e-3 were kept. "
     "These are single runs of one seed; 1 validation sample is 0.2-0.4 pts, and the dense models' own "
     "training differs slightly between processes (HAR 88.4-88.7% val), so a row can move by a sample or two "
-    "between this table and the focused runs."
+    "between this table and the focused runs. For this run, channel fine-tuning budgets "
+    "(`.venv/bin/python bench/engine_variants.py vww_mobilenet_v1:channel:-:engine:3e-3:one_shot:1:none:5 "
+    "vww_mobilenet_v1:channel:-:engine:3e-3:one_shot:1:none:15 "
+    "vww_mobilenet_v1:channel:-:engine:3e-3:polynomial:1:none:15 "
+    "vww_mobilenet_v1:channel:-:engine:3e-3:one_shot:1:none:25 digits_cnn:channel:-:engine:3e-3:one_shot:1:none:5 "
+    "digits_cnn:channel:-:engine:3e-3:one_shot:1:none:15 digits_cnn:channel:-:engine:3e-3:polynomial:1:none:15`): "
+    "50% of vww_mobilenet_v1's channels in one shot lost 13.8 pts with 5 epochs of fine-tuning, and gained "
+    "1.9 with 15 and 5.9 with 25; 15 epochs over a 5-round polynomial schedule gained 9.7; on digits_cnn "
+    "all three budgets gained 0.4 (one earlier polynomial try on a dense digits_cnn trained in another "
+    "process lost 1.9). So the channel rows keep the one-shot cut and fine-tune for 15 epochs."
 )
 # Filled in after the full run above (and `--latency-only` right after it): what the table says.
 READING = (
@@ -305,14 +314,81 @@ MODELS: dict[str, tuple[Callable[[], tuple[keras.Model, Data, str]], tuple[str, 
 # Measuring
 
 
-def interleaved_latency(dense: bytes, pruned: bytes) -> dict[str, float]:
-    """Median of the per-round medians, dense and pruned alternating (1 thread, LiteRT/XNNPACK)."""
-    d, p = [], []
+def interleaved_latency(dense: bytes, pruned: bytes, floor: bytes | None = None) -> dict[str, float]:
+    """Median of the per-round medians, dense and pruned (and `floor`) alternating (1 thread,
+    LiteRT/XNNPACK)."""
+    d, p, f = [], [], []
     for _ in range(LATENCY_ROUNDS):
         d.append(measure_latency(dense, runs=LATENCY_RUNS)["measured_ms"])
         p.append(measure_latency(pruned, runs=LATENCY_RUNS)["measured_ms"])
+        if floor is not None:
+            f.append(measure_latency(floor, runs=LATENCY_RUNS)["measured_ms"])
+    dense_ms, pruned_ms = float(np.median(d)), float(np.median(p))
+    out = {"dense_ms": dense_ms, "pruned_ms": pruned_ms, "speedup": dense_ms / pruned_ms}
+    if f:
+        out["floor_ms"] = float(np.median(f))
+        out["max_speedup"] = dense_ms / out["floor_ms"]
+    return out
+
+
+def floor_model(path: Path, data: Data) -> bytes:
+    """The dense architecture with one channel left in every prunable group, exported: what no channel
+    cut can go below on this runtime (the fixed cost of the graph's ops and of an invoke)."""
+    from pruning.loading import resolve_loss
+    from pruning.strategies import ChannelPruner
+
+    model = load_model(path)
+    loss = resolve_loss(model, data.y_train, data.task, model.predict(data.x_train[:32], verbose=0))[0]
+    return export.to_tflite(ChannelPruner(model, data, loss, "magnitude").prune(model, 1.0))
+
+
+MICRO_ROUNDS, MICRO_RUNS = 5, 30
+
+
+def micro_timing(dense_path: Path, pruned_path: Path) -> dict[str, float]:
+    """The child side of `micro_latency` (runs in its own process: TFLite Micro aborts the process on
+    some models). Median of the per-round medians, dense and pruned alternating."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    def median_ms(path: Path) -> float:
+        interp = runtime.Interpreter.from_bytes(path.read_bytes())
+        details = interp.get_input_details(0)
+        interp.set_input(np.zeros(details["shape"], dtype=details["dtype"]), 0)
+        interp.invoke()  # warm-up
+        times = []
+        for _ in range(MICRO_RUNS):
+            start = time.perf_counter()
+            interp.invoke()
+            times.append((time.perf_counter() - start) * 1000)
+        return float(np.median(times))
+
+    d, p = [], []
+    for _ in range(MICRO_ROUNDS):
+        d.append(median_ms(dense_path))
+        p.append(median_ms(pruned_path))
     dense_ms, pruned_ms = float(np.median(d)), float(np.median(p))
     return {"dense_ms": dense_ms, "pruned_ms": pruned_ms, "speedup": dense_ms / pruned_ms}
+
+
+def micro_latency(dense: bytes, pruned: bytes) -> dict[str, float] | None:
+    """Host latency with TFLite Micro's interpreter (LiteRT for Microcontrollers: the reference kernels
+    that watch- and band-class MCUs run, without XNNPACK's fixed cost per invoke), in a child process;
+    None if it cannot run the model."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="shears-bench-micro-") as tmp:
+        paths = [Path(tmp) / "dense.tflite", Path(tmp) / "pruned.tflite"]
+        paths[0].write_bytes(dense)
+        paths[1].write_bytes(pruned)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--micro-timing", *map(str, paths)]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            return None
+        if out.returncode != 0:
+            print(f"  (TFLite Micro could not time this model: exit {out.returncode})", flush=True)
+            return None
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def latency_only(names: list[str], rounds: int = 9) -> None:
@@ -349,6 +425,7 @@ def bench_model(name: str, workdir: Path, kinds: tuple[str, ...] = ROW_KINDS) ->
     path = workdir / f"{name}.keras"
     model.save(path)
     dense_float = export.to_tflite(load_model(path), "none")
+    floor = floor_model(path, data) if "channel" in kinds else None
     task = data.task
     print(f"\n== {name}: {what} (trained in {train_s:.0f} s, task {task})", flush=True)
     rows = []
@@ -400,7 +477,8 @@ def bench_model(name: str, workdir: Path, kinds: tuple[str, ...] = ROW_KINDS) ->
             row["val_drop"] = sign * (row["val_before"] - row["val_after"])
             row["test_drop"] = sign * (row["test_before"] - row["test_after"])
         if granularity == "channel":
-            row["interleaved"] = interleaved_latency(dense_float, result.tflite_path.read_bytes())
+            row["interleaved"] = interleaved_latency(dense_float, result.tflite_path.read_bytes(), floor)
+            row["micro"] = micro_latency(dense_float, result.tflite_path.read_bytes())
         rows.append(row)
         print("  " + _line(row), flush=True)
     return {"model": name, "what": what, "task": task, "train_s": train_s, "rows": rows}
@@ -410,6 +488,8 @@ def _line(r: dict[str, Any]) -> str:
     extra = ""
     if "interleaved" in r:
         extra = f" speedup engine {r['engine_speedup']:.2f}x interleaved {r['interleaved']['speedup']:.2f}x"
+        if r.get("micro"):
+            extra += f" tflite-micro {r['micro']['speedup']:.2f}x"
     return (
         f"{r['granularity']:12s} {r['scope'] or '':9s} {r['method']:10s} {r['quantization']:5s} {r['metric']} "
         f"{r['val_before']:.4f}->{r['val_after']:.4f} (test {r['test_before']:.4f}->{r['test_after']:.4f}) "
@@ -435,7 +515,9 @@ def _kb(n: int) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     head = (
         "| model | row | score | dense val | pruned val | drop val / test (pts) | MACs kept | "
-        "host ms dense -> pruned (interleaved) | speedup interleaved / engine | gzip KB dense -> pruned | "
+        "host ms dense -> pruned (interleaved) | speedup interleaved / engine | "
+        "host ms with 1 channel per group (most any cut could give) | "
+        "TFLite Micro ms dense -> pruned (speedup) | gzip KB dense -> pruned | "
         "smaller (gzip) | wall s |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
@@ -453,6 +535,10 @@ def table(results: list[dict[str, Any]]) -> str:
                 speed = f"**{r['interleaved']['speedup']:.2f}x** / {r['engine_speedup']:.2f}x"
             else:
                 lat, speed = "", f"({r['engine_speedup']:.2f}x)"
+            inter = r.get("interleaved", {})
+            floor = f"{inter['floor_ms']:.4f} ({inter['max_speedup']:.2f}x)" if "floor_ms" in inter else ""
+            micro = r.get("micro")
+            mcu = f"{micro['dense_ms']:.3f} -> {micro['pruned_ms']:.3f} ({micro['speedup']:.2f}x)" if micro else ""
             ratio = r["gzip_dense"] / r["gzip_pruned"]
             if r["quantization"] == "none":
                 smaller = f"{ratio:.2f}x"
@@ -466,7 +552,7 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {m['model']} | {row} | {r['method']} | {pct.format(r['val_before'])} | "
                 f"{pct.format(r['val_after'])} | {_drop(r, 'val')} / {_drop(r, 'test')} | {macs:.0%} | {lat} | "
-                f"{speed} | {gz} | {smaller} | {r['wall_s']:.1f} |"
+                f"{speed} | {floor} | {mcu} | {gz} | {smaller} | {r['wall_s']:.1f} |"
             )
     return "\n".join(lines)
 
@@ -510,10 +596,16 @@ def verdicts(results: list[dict[str, Any]]) -> list[str]:
             continue
         ok = r["interleaved"]["speedup"] >= 2 and r["val_drop"] <= 0.01
         all_ok &= ok
-        parts.append(f"{m['model']} {r['interleaved']['speedup']:.2f}x / {100 * r['val_drop']:+.1f} pts {_ok(ok)}")
+        micro = f", TFLite Micro {r['micro']['speedup']:.2f}x" if r.get("micro") else ""
+        most = r["interleaved"].get("max_speedup")
+        bound = f" (1 channel per group: {most:.2f}x)" if most else ""
+        parts.append(
+            f"{m['model']} {r['interleaved']['speedup']:.2f}x{bound} / {100 * r['val_drop']:+.1f} pts {_ok(ok)}{micro}"
+        )
     if parts:
         out.append(
-            f"- **channel 50%: >= 2x faster, <= 1 point lost** ({_ok(all_ok)} overall): " + "; ".join(parts) + "."
+            f"- **channel 50%: >= 2x faster (LiteRT/XNNPACK on the host), <= 1 point lost** ({_ok(all_ok)} "
+            "overall): " + "; ".join(parts) + "."
         )
     for scope in (main, "per_layer" if main == "global" else "global"):
         parts, all_ok = [], True
@@ -528,7 +620,8 @@ def verdicts(results: list[dict[str, Any]]) -> list[str]:
         if not parts:
             continue
         out.append(
-            f"- **unstructured 80% float, {scope} threshold: <= 1 point lost, >= 3x smaller gzipped** "
+            f"- **unstructured 80% float, {scope} threshold, on every classifier: <= 1 point lost, >= 3x smaller "
+            "gzipped** "
             f"({_ok(all_ok)} overall): " + "; ".join(parts) + "."
         )
     for block in (1, BLOCK):
@@ -547,8 +640,8 @@ def verdicts(results: list[dict[str, Any]]) -> list[str]:
         if parts:
             runs = "" if block == 1 else f", in runs of {block}"
             out.append(
-                f"- **unstructured 80% int8{runs}, {main} threshold: <= 1 point lost, >= 10x smaller gzipped than "
-                f"float dense** ({_ok(all_ok)} overall): " + "; ".join(parts) + "."
+                f"- **unstructured 80% int8{runs}, {main} threshold, on every classifier: <= 1 point lost, >= 10x "
+                f"smaller gzipped than float dense** ({_ok(all_ok)} overall): " + "; ".join(parts) + "."
             )
     anchor = next((m for m in cls if m["model"] == "digits16_cnn"), None)
     if anchor:
@@ -566,6 +659,20 @@ def verdicts(results: list[dict[str, Any]]) -> list[str]:
             + "; ".join(figures)
             + "."
         )
+        flt = pick(anchor, "unstructured")
+        q8 = [q for q in (pick(anchor, "unstructured", quant="int8", block=b) for b in (1, BLOCK)) if q]
+        if flt and q8:
+            best = max(q8, key=lambda q: q["gzip_dense_float"] / q["gzip_pruned"] if q["val_drop"] <= 0.01 else 0)
+            ok_float = flt["val_drop"] <= 0.01 and flt["gzip_dense"] / flt["gzip_pruned"] >= 3
+            ok_int8 = best["val_drop"] <= 0.01 and best["gzip_dense_float"] / best["gzip_pruned"] >= 10
+            runs = f" in runs of {best['block']}" if best.get("block", 1) > 1 else ""
+            out.append(
+                "- **the unstructured target, on the anchor's model and budget** (<= 1 point lost, >= 3x smaller "
+                f"gzipped in float, >= 10x with int8; {_ok(ok_float and ok_int8)}): float "
+                f"{100 * flt['val_drop']:+.1f} pts, {flt['gzip_dense'] / flt['gzip_pruned']:.2f}x {_ok(ok_float)}; "
+                f"int8{runs} {100 * best['val_drop']:+.1f} pts, "
+                f"{best['gzip_dense_float'] / best['gzip_pruned']:.1f}x vs float dense {_ok(ok_int8)}."
+            )
     for task in ("classification", "regression"):
         full = [m for m in results if m["task"] == task and len({r["method"] for r in m["rows"]}) == len(SCORES)]
         same = [r for m in full for r in m["rows"] if r["scope"] in (None, main)]
@@ -618,8 +725,9 @@ def write_docs(results: list[dict[str, Any]], cmd: str, total_s: float, load: tu
             "",
             models,
             "",
-            "Settings: `channel` removes 50% of the channels of every prunable group in one shot, then 5 "
-            f"epochs of fine-tuning. `unstructured` zeroes 80% of the kernels' weights with one "
+            "Settings: `channel` removes 50% of the channels of every prunable group in one shot, then "
+            f"{CHANNEL['epochs']} epochs of fine-tuning (5 in the previous run of this table). `unstructured` "
+            "zeroes 80% of the kernels' weights with one "
             f"{UNSTRUCTURED['scope']} threshold over a 5-round polynomial (cubic) schedule with 1 epoch of "
             "fine-tuning per round (5 epochs in all, the anchor's budget); the per-layer row is beside it. "
             f"Fine-tuning: Adam {FINETUNE['learning_rate']:g}, batch 64. The engine, since the previous run of "
@@ -637,7 +745,13 @@ def write_docs(results: list[dict[str, Any]], cmd: str, total_s: float, load: tu
             "of the int8 `.tflite` itself. Latency: LiteRT (XNNPACK) on the host, 1 thread; 'interleaved' is "
             f"our re-measurement, {LATENCY_ROUNDS} rounds of {LATENCY_RUNS} runs, dense and pruned alternating, "
             "median of the medians; the engine's own figure (median of 50 runs each) is beside it, and in "
-            "brackets for unstructured rows, which a dense runtime does not speed up. Sizes are the gzipped "
+            "brackets for unstructured rows, which a dense runtime does not speed up. 'TFLite Micro' times the "
+            "same two files with TFLite Micro's interpreter (LiteRT for Microcontrollers, its reference kernels, "
+            f"the runtime of the watch- and band-class targets) on the host, {MICRO_ROUNDS} rounds of "
+            f"{MICRO_RUNS} runs, alternating, median of the medians, in a child process. Every export "
+            "rewrites EXPAND_DIMS as RESHAPE (`pruning.export.expand_dims_as_reshape`): XNNPACK does not take "
+            "EXPAND_DIMS, so each 1D layer split the graph into another delegate partition with a builtin op "
+            "between them (dense and pruned are exported the same way). Sizes are the gzipped "
             "`.tflite` (level 9); the int8 rows compare against the float dense model and the int8 dense model. "
             "Wall time is the whole `run()` (scoring, pruning, fine-tuning, evaluation, two exports, two latency "
             "measurements). The three scores are compared on the three small classifiers; the MLPerf Tiny "
@@ -657,8 +771,8 @@ def write_docs(results: list[dict[str, Any]], cmd: str, total_s: float, load: tu
             "compared raw kernel magnitudes across layers; on the DS-CNN its 80% cut kept 1 of the 2,560 "
             "weights of the first convolution and 0-6 of the 576 of each depthwise kernel, which is why its "
             "global rows fell to chance; LAMP scores keep every layer's best weights. The `runs of 4` int8 "
-            "rows keep or drop 4 consecutive input weights of a kernel together (`block: 4`, an engine option "
-            "not yet in the API schema): in TFLite's layout those are adjacent bytes, and gzip compresses "
+            "rows keep or drop 4 consecutive input weights of a kernel together (`block: 4` in the job spec, "
+            "`shears prune --block 4`): in TFLite's layout those are adjacent bytes, and gzip compresses "
             "runs of zeros far better than scattered ones (80% scattered zeros cost about 0.6 bit per weight "
             "for their positions, and DEFLATE does worse than that).",
             "",
@@ -706,7 +820,11 @@ def main() -> int:
     parser.add_argument(
         "--rows", nargs="+", choices=ROW_KINDS, default=list(ROW_KINDS), help="which kinds of rows to run"
     )
+    parser.add_argument("--micro-timing", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.micro_timing:
+        print(json.dumps(micro_timing(*args.micro_timing)))
+        return 0
     UNSTRUCTURED["scope"] = args.scope
     if args.latency_only:
         latency_only(args.models)

@@ -3,13 +3,13 @@
     .venv/bin/python bench/engine_variants.py har_cnn:unstructured:global:lamp:3e-3 har_cnn:unstructured:global:raw
     .venv/bin/python bench/engine_variants.py vww_mobilenet_v1:channel:-:engine:3e-3:polynomial
 
-Each argument is MODEL:GRANULARITY:SCOPE:VARIANT[:LR[:SCHEDULE[:BLOCK[:QUANTIZATION]]]] (magnitude score,
-bench/engine.py's settings otherwise). Variants: `engine` (as shipped), `raw` (global threshold on raw
-scores, no BatchNorm folding, no recalibration: the engine before issue 3's tuning), `lamp` (LAMP only),
-`fold` (LAMP + folding, no recalibration), `nofold` (LAMP + recalibration); a `+kd` suffix fine-tunes on
-the dense model's soft targets mixed 50/50 with the labels (distillation; not part of the engine). One
-JSON line per row. The cosine learning-rate figures in docs/benchmarks.md came from a version of
-pruning/finetune.py that had it (since dropped).
+Each argument is MODEL:GRANULARITY:SCOPE:VARIANT[:LR[:SCHEDULE[:BLOCK[:QUANTIZATION[:EPOCHS]]]]] (magnitude
+score, bench/engine.py's settings otherwise; SCHEDULE `polynomial` is 5 rounds, `one_shot` one). Variants:
+`engine` (as shipped), `raw` (global threshold on raw scores, no BatchNorm folding, no recalibration: the
+engine before issue 3's tuning), `lamp` (LAMP only), `fold` (LAMP + folding, no recalibration), `nofold`
+(LAMP + recalibration); a `+kd` suffix fine-tunes on the dense model's soft targets mixed 50/50 with the
+labels (distillation; not part of the engine). One JSON line per row. The cosine learning-rate figures in
+docs/benchmarks.md came from a version of pruning/finetune.py that had it (since dropped).
 """
 
 from __future__ import annotations
@@ -73,11 +73,13 @@ def main() -> int:
             teacher = load_model(path).predict(data.x_train, verbose=0) if variant.endswith("+kd") else None
             TEACHER["probs"] = teacher
             settings = dict(be.CHANNEL if granularity == "channel" else {**be.UNSTRUCTURED, "scope": scope})
-            if len(rest) > 1 and rest[1] == "polynomial":
-                settings.update(schedule="polynomial", steps=5)
-            if len(rest) > 2:
+            if len(rest) > 1 and rest[1]:
+                settings.update(schedule=rest[1], steps=5 if rest[1] == "polynomial" else 1)
+            if len(rest) > 2 and int(rest[2]) > 1:
                 settings["block"] = int(rest[2])
             quant = rest[3] if len(rest) > 3 else "none"
+            if len(rest) > 4:
+                settings["epochs"] = int(rest[4])
             spec = PruneSpec(method="magnitude", quantization=quant, **{**settings, **be.FINETUNE, "learning_rate": lr})
             start = time.perf_counter()
             result = run(path, data, spec, Path(tmp) / arg.replace(":", "-"))

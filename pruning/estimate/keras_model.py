@@ -1,8 +1,8 @@
 """The per-op latency estimate of a Keras model without a TFLite round-trip.
 
-Each Keras layer is mapped to the TFLite operators the converter makes of it (BatchNormalization
+Each Keras layer is mapped to the TFLite operators the export makes of it (BatchNormalization
 folded into the convolution before it, ReLU/ReLU6 fused into the op that produces its input, Conv1D
-as EXPAND_DIMS + CONV_2D + RESHAPE, Flatten as four view ops, Dropout gone), with the same `OpCost`
+as RESHAPE + CONV_2D + RESHAPE, Flatten as four view ops, Dropout gone), with the same `OpCost`
 fields `costs.analyse` reads off a `.tflite` file; the time of each op is then `costs.op_time_us`,
 the same cost model `estimator.estimate` uses. The latency search calls this for every proposal, and
 `channels` lets it ask "what if these channels were gone" without rebuilding the model.
@@ -152,7 +152,7 @@ class _Builder:
             taps = int(math.prod(layer.kernel_size))
             pixels = self.elements(t_out) // max(cout, 1)
             if one_d:
-                self.view("EXPAND_DIMS")
+                self.view("RESHAPE")
             self.mac_op(
                 "DEPTHWISE_CONV_2D", "depthwise", [t_in], t_in, pixels * cin * taps, (pixels, cin, taps), taps * cin, 0
             )
@@ -166,7 +166,7 @@ class _Builder:
             taps = int(math.prod(layer.kernel_size))
             pixels = self.elements(t_out) // max(ch, 1)
             if one_d:
-                self.view("EXPAND_DIMS")
+                self.view("RESHAPE")
             bias = ch if layer.use_bias or self._folds_bn(t_out) or self.quantization == "int8" else 0
             self.mac_op(
                 "DEPTHWISE_CONV_2D", "depthwise", [t_in], t_out, pixels * ch * taps, (pixels, ch, taps), taps * ch, bias
@@ -179,7 +179,7 @@ class _Builder:
             taps = int(math.prod(layer.kernel_size))
             pixels = self.elements(t_out) // max(cout, 1)
             if one_d:
-                self.view("EXPAND_DIMS")
+                self.view("RESHAPE")
             bias = cout if layer.use_bias or self._folds_bn(t_out) or self.quantization == "int8" else 0
             cls = "conv1x1" if taps == 1 else "conv"
             self.mac_op(
@@ -227,7 +227,7 @@ class _Builder:
         elif isinstance(layer, _POOLS):
             window = int(math.prod(layer.pool_size))
             if one_d:
-                self.view("EXPAND_DIMS")
+                self.view("RESHAPE")
             op = "MAX_POOL_2D" if "Max" in type(layer).__name__ else "AVERAGE_POOL_2D"
             self.emit(op, "pool", work=self.elements(t_out) * window, act_bytes=self.nbytes(t_in) + self.nbytes(t_out))
             if one_d:

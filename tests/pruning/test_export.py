@@ -1,0 +1,109 @@
+"""The export's graph rewrite: 1D layers become one XNNPACK partition, with the same outputs."""
+
+import keras
+import numpy as np
+import pytest
+
+from pruning.export import expand_dims_as_reshape, interpreter, predict, to_tflite
+
+L = keras.layers
+
+
+def _conv1d() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((32, 3)),
+            L.Conv1D(8, 5, strides=2, padding="same", activation="relu"),
+            L.MaxPooling1D(),
+            L.SeparableConv1D(8, 3, padding="same", activation="relu"),
+            L.Conv1D(8, 3, padding="same", activation="relu"),
+            L.GlobalAveragePooling1D(),
+            L.Dense(4, activation="softmax"),
+        ]
+    )
+
+
+def _ops(tflite: bytes) -> list[str]:
+    interp = interpreter(tflite)
+    interp.allocate_tensors()  # applies the XNNPACK delegate: its partitions show up as DELEGATE nodes
+    return [op["op_name"] for op in interp._get_ops_details()]
+
+
+def _converter_output(model: keras.Model) -> bytes:
+    import tensorflow as tf
+
+    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+def test_conv1d_model_exports_as_one_xnnpack_partition_with_the_same_outputs() -> None:
+    model = _conv1d()
+    x = np.random.default_rng(0).normal(size=(64, 32, 3)).astype(np.float32)
+    raw = _converter_output(model)
+    assert "EXPAND_DIMS" in _ops(raw)
+    assert _ops(raw).count("DELEGATE") > 1  # what the rewrite is for: every EXPAND_DIMS splits the graph
+
+    exported = to_tflite(model)
+    ops = _ops(exported)
+    assert "EXPAND_DIMS" not in ops
+    assert ops.count("DELEGATE") == 1
+    np.testing.assert_array_equal(predict(exported, x), predict(raw, x))
+    np.testing.assert_allclose(predict(exported, x), model.predict(x, verbose=0), atol=1e-5)
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    micro = runtime.Interpreter.from_bytes(exported)
+    micro.set_input(x[:1], 0)
+    micro.invoke()
+    np.testing.assert_allclose(micro.get_output(0), predict(raw, x[:1]), atol=1e-6)
+
+
+def test_int8_conv1d_export_is_rewritten_too() -> None:
+    model = _conv1d()
+    x = np.random.default_rng(1).normal(size=(64, 32, 3)).astype(np.float32)
+    exported = to_tflite(model, "int8", representative=x)
+    ops = _ops(exported)
+    assert "EXPAND_DIMS" not in ops
+    assert ops.count("DELEGATE") == 1
+    agree = (predict(exported, x).argmax(1) == model.predict(x, verbose=0).argmax(1)).mean()
+    assert agree >= 0.9
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8"])
+def test_models_without_expand_dims_are_left_byte_for_byte(quantization: str) -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3), L.Flatten(), L.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype(np.float32)
+    exported = to_tflite(model, quantization, representative=x)
+    assert expand_dims_as_reshape(exported) == exported
+
+
+def test_pruned_zeros_are_exported_as_positive_zeros() -> None:
+    """Masked weights and BatchNorm folding with a negative scale make -0.0; the file has only +0.0,
+    computes the same, and compresses better for it."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 4)), L.Conv2D(16, 3), L.BatchNormalization(), L.ReLU(), L.Flatten()])
+    model.layers[1].set_weights([np.array([-1.0, 2.0] * 8, np.float32), *model.layers[1].get_weights()[1:]])
+    kernel, bias = model.layers[0].get_weights()
+    mask = np.random.default_rng(0).random(kernel.shape) < 0.2
+    model.layers[0].set_weights([kernel * mask, bias])  # negative weights times 0 are -0.0
+
+    import tensorflow as tf
+
+    raw = bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    exported = to_tflite(model)
+
+    def zeros(tflite: bytes) -> tuple[int, int]:
+        from pruning.tflite_file import constant_tensors
+
+        values = np.concatenate([v for _, v in constant_tensors(tflite) if v.dtype == np.float32])
+        return int(((values == 0) & np.signbit(values)).sum()), int(((values == 0) & ~np.signbit(values)).sum())
+
+    negative, positive = zeros(raw)
+    assert negative > 100 and positive > 100  # what the converter writes
+    assert zeros(exported) == (0, negative + positive)
+    x = np.random.default_rng(1).normal(size=(32, 8, 8, 4)).astype(np.float32)
+    np.testing.assert_array_equal(predict(exported, x), predict(raw, x))
+    from pruning.export import gzip_bytes
+
+    assert gzip_bytes(exported) < 0.97 * gzip_bytes(raw)
