@@ -100,7 +100,8 @@ def test_pruned_zeros_are_exported_as_positive_zeros() -> None:
         return int(((values == 0) & np.signbit(values)).sum()), int(((values == 0) & ~np.signbit(values)).sum())
 
     negative, positive = zeros(raw)
-    assert negative > 100 and positive > 100  # what the converter writes
+    assert negative > 100  # what the converter writes
+    assert positive > 100
     assert zeros(exported) == (0, negative + positive)
     x = np.random.default_rng(1).normal(size=(32, 8, 8, 4)).astype(np.float32)
     np.testing.assert_array_equal(predict(exported, x), predict(raw, x))
