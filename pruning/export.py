@@ -108,8 +108,8 @@ def expand_dims_as_reshape(tflite: bytes) -> bytes:
             axis, out = graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
             signature = out.shapeSignature if out.shapeSignature is not None and len(out.shapeSignature) else None
             shape = [int(d) for d in (signature if signature is not None else out.shape)]
-            if model.buffers[axis.buffer].data is None or sum(d < 0 for d in shape) > 1:
-                continue  # a computed axis, or more than one unknown dimension: leave it
+            if model.buffers[axis.buffer].data is None or not shape or sum(d < 0 for d in shape) > 1:
+                continue  # a computed axis, an unknown rank or more than one unknown dimension: leave it
             model.buffers.append(schema.BufferT(data=np.frombuffer(np.asarray(shape, np.int32).tobytes(), np.uint8)))
             tensor = schema.TensorT()
             tensor.shape, tensor.type, tensor.buffer = [len(shape)], _INT32, len(model.buffers) - 1
