@@ -64,7 +64,7 @@ from tests.services import REDIS_URL, Service, postgres_database  # noqa: E402
 
 JOB_SPEC: dict[str, Any] = {"dataset_id": "builtin:digits", "target": {"sparsity": 0.3}, "finetune": {"epochs": 2}}
 QUOTA = "10000"
-# tests.services.redis_broker() picks 7..14: stay clear of it.
+# tests.services.redis_broker() takes 7..14 (and keeps its claims in 15): stay clear of them.
 OWN_REDIS_DBS = (5, 6, 4, 3)
 
 REDIS_CLI = ["redis-cli", "-h", "127.0.0.1", "-p", "6379"]

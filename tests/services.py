@@ -54,21 +54,42 @@ def postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Redis database numbers the tests may take (bench/faults.py stays below them), and where claims live.
+REDIS_TEST_DBS = range(7, 15)
+REDIS_CLAIMS_DB = 15
+REDIS_CLAIM_TTL_S = 4 * 3600  # a claim left by a killed run lapses
+
+
 @contextmanager
 def redis_broker() -> Iterator[str]:
-    """A Redis database number of its own, emptied before and after."""
+    """A Redis database number of its own, emptied before and after.
+
+    The number is claimed with SET NX in REDIS_CLAIMS_DB, so two services of one test session (the
+    session-wide deployment and a test's own) or two test runs on one Redis never share a queue: a
+    worker on a shared database takes the other's tasks and loses them."""
     import redis
 
-    url = f"{REDIS_URL}/{7 + secrets.randbelow(8)}"
+    token = secrets.token_hex(8)
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.flushdb()
+        claims = redis.Redis.from_url(f"{REDIS_URL}/{REDIS_CLAIMS_DB}", socket_connect_timeout=3)
+        key = ""
+        for number in REDIS_TEST_DBS:
+            if claims.set(f"shears-test:redis-db:{number}", token, nx=True, ex=REDIS_CLAIM_TTL_S):
+                key = f"shears-test:redis-db:{number}"
+                break
     except Exception as exc:  # noqa: BLE001
         service_missing("Redis", exc)
+    if not key:
+        pytest.fail(f"every test Redis database ({REDIS_TEST_DBS.start}-{REDIS_TEST_DBS.stop - 1}) is claimed")
+    url = f"{REDIS_URL}/{number}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    client.flushdb()
     try:
         yield url
     finally:
         client.flushdb()
+        if claims.get(key) == token.encode():
+            claims.delete(key)
 
 
 @contextmanager
