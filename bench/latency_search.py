@@ -136,26 +136,22 @@ def bench_model(name: str, workdir: Path) -> dict[str, Any]:
     print("  " + json.dumps({k: v for k, v in rows[-1].items() if k != "path"}), flush=True)
 
     start = time.perf_counter()
-    fraction, per_layer_ms = uniform_fraction(load_model(path), data, budget)
-    spec = PruneSpec(sparsity=fraction, epochs=EPOCHS, devices=("host", DEVICE), **COMMON)
-    with contextlib.redirect_stdout(io.StringIO()):
-        rep = run(path, data, spec, workdir / f"{name}-uniform")
-    extra = {"fraction": fraction, "met": None, "search_samples": 0, "epochs": EPOCHS}
-    rows.append(_row(name, "uniform", rep.report, time.perf_counter() - start, extra))
-    rows[-1]["met"] = rows[-1]["estimate_ms"] <= budget
-    print("  " + json.dumps(rows[-1]), flush=True)
-
-    # A control: the uniform cut given as much training as the search used in all (its proposals' short
-    # fine-tunes included), so the comparison is not only "more training wins".
-    epochs = EPOCHS + math.ceil(search_extra["search_samples"] / len(data.x_train))
-    start = time.perf_counter()
-    spec = PruneSpec(sparsity=fraction, epochs=epochs, devices=("host", DEVICE), **COMMON)
-    with contextlib.redirect_stdout(io.StringIO()):
-        rep = run(path, data, spec, workdir / f"{name}-uniform-matched")
-    extra = {"fraction": fraction, "met": None, "search_samples": 0, "epochs": epochs}
-    rows.append(_row(name, "uniform, matched training", rep.report, time.perf_counter() - start, extra))
-    rows[-1]["met"] = rows[-1]["estimate_ms"] <= budget
-    print("  " + json.dumps(rows[-1]), flush=True)
+    fraction, _ = uniform_fraction(load_model(path), data, budget)
+    # Then a control: the uniform cut given as much training as the search used in all (its proposals'
+    # short fine-tunes included), so the comparison is not only "more training wins".
+    matched = EPOCHS + math.ceil(search_extra["search_samples"] / len(data.x_train))
+    for label, epochs, folder in (
+        ("uniform", EPOCHS, "uniform"),
+        ("uniform, matched training", matched, "uniform-matched"),
+    ):
+        spec = PruneSpec(sparsity=fraction, epochs=epochs, devices=("host", DEVICE), **COMMON)
+        with contextlib.redirect_stdout(io.StringIO()):
+            rep = run(path, data, spec, workdir / f"{name}-{folder}")
+        extra = {"fraction": fraction, "met": None, "search_samples": 0, "epochs": epochs}
+        rows.append(_row(name, label, rep.report, time.perf_counter() - start, extra))
+        rows[-1]["met"] = rows[-1]["estimate_ms"] <= budget
+        print("  " + json.dumps(rows[-1]), flush=True)
+        start = time.perf_counter()
     return {"model": name, "what": what, "train_s": train_s, "dense_ms": dense_ms, "budget_ms": budget, "rows": rows}
 
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from pruning.errors import PruningError
+from pruning.tflite_file import stored_tensors
 
 REPRESENTATIVE_SAMPLES = 200
 
@@ -56,29 +57,16 @@ def positive_zeros(tflite: bytes) -> bytes:
     then about half the zeros of a pruned kernel differ from the other half, and gzip compresses those
     interleaved runs far worse (a DS-CNN with 80% of its weights pruned: 13% larger gzipped).
     """
-    from ai_edge_litert import schema_py_generated as schema
-
     data = bytearray(tflite)
-    model = schema.Model.GetRootAs(data, 0)
     done: set[int] = set()
-    for s in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(s)
-        for t in range(graph.TensorsLength()):
-            tensor = graph.Tensors(t)
-            width = _FLOAT_WIDTHS.get(tensor.Type())
-            buffer = model.Buffers(tensor.Buffer())
-            if width is None or buffer is None or tensor.Buffer() in done:
-                continue
-            done.add(tensor.Buffer())
-            if buffer.DataLength() > 0:
-                raw = buffer.DataAsNumpy()  # a view into `data`
-            elif buffer.Offset() > 1:  # large models keep buffers after the flatbuffer
-                raw = np.frombuffer(memoryview(data)[buffer.Offset() : buffer.Offset() + buffer.Size()], np.uint8)
-            else:
-                continue
-            words = raw[: raw.size // width * width].reshape(-1, width)
-            negative_zero = (words[:, -1] == 0x80) & ~words[:, :-1].any(axis=1)
-            words[negative_zero, -1] = 0
+    for tensor, raw in stored_tensors(data):
+        width = _FLOAT_WIDTHS.get(tensor.Type())
+        if width is None or tensor.Buffer() in done:
+            continue
+        done.add(tensor.Buffer())
+        words = raw[: raw.size // width * width].reshape(-1, width)
+        negative_zero = (words[:, -1] == 0x80) & ~words[:, :-1].any(axis=1)
+        words[negative_zero, -1] = 0
     return bytes(data)
 
 

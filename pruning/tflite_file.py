@@ -1,5 +1,6 @@
 """Reading a `.tflite` flatbuffer: its constant tensors (weights) and how many are zero."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -7,29 +8,35 @@ import numpy as np
 _TYPES: dict[int, Any] = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8, 7: np.int16}
 
 
-def constant_tensors(tflite: bytes) -> list[tuple[str, np.ndarray]]:
-    """(name, values) of every tensor stored in the file's buffers (weights, biases)."""
+def stored_tensors(data: bytes | bytearray) -> Iterator[tuple[Any, np.ndarray]]:
+    """(tensor, its stored bytes) for every tensor with data in the file's buffers. The bytes are a
+    uint8 view into `data`, so writing them edits a `bytearray` in place."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.Model.GetRootAsModel(tflite, 0)
-    out: list[tuple[str, np.ndarray]] = []
+    model = schema.Model.GetRootAsModel(data, 0)
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
         for t in range(graph.TensorsLength()):
             tensor = graph.Tensors(t)
             buffer = model.Buffers(tensor.Buffer())
-            dtype = _TYPES.get(tensor.Type())
-            if dtype is None or buffer is None:
+            if buffer is None:
                 continue
             if buffer.DataLength() > 0:
-                raw = buffer.DataAsNumpy().tobytes()
+                yield tensor, buffer.DataAsNumpy()
             elif buffer.Offset() > 1:  # large models keep buffers after the flatbuffer
-                raw = tflite[buffer.Offset() : buffer.Offset() + buffer.Size()]
-            else:
-                continue
-            values = np.frombuffer(raw, dtype=dtype)
-            out.append((tensor.Name().decode(), values))
-    return out
+                yield (
+                    tensor,
+                    np.frombuffer(memoryview(data)[buffer.Offset() : buffer.Offset() + buffer.Size()], np.uint8),
+                )
+
+
+def constant_tensors(tflite: bytes) -> list[tuple[str, np.ndarray]]:
+    """(name, values) of every tensor stored in the file's buffers (weights, biases)."""
+    return [
+        (tensor.Name().decode(), np.frombuffer(raw.tobytes(), dtype=_TYPES[tensor.Type()]))
+        for tensor, raw in stored_tensors(tflite)
+        if tensor.Type() in _TYPES
+    ]
 
 
 def constant_elements(tflite: bytes) -> int:
