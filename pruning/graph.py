@@ -44,6 +44,13 @@ PASS_THROUGH = (
     keras.layers.Identity,
     keras.layers.GaussianNoise,
 )
+# keras.ops operations of a functional graph (`x + 3.0`, `x * (1 / 6)` in MobileNetV3's hard sigmoid):
+# elementwise, so with one tensor input they keep its channels, and with two they join them like `Add`.
+ELEMENTWISE_OPS = {
+    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum",
+    "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "HardSwish", "Silu", "Swish", "Tanh", "Gelu", "Elu",
+    "LeakyRelu", "Softplus", "Negative", "Abs", "Square", "Sqrt", "Exp",
+}  # fmt: skip
 PRODUCERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense)
 SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
@@ -107,6 +114,19 @@ def ordered_nodes(model: keras.Model) -> list[Node]:
     return nodes
 
 
+def _is_op(operation: Any) -> bool:
+    """An elementwise keras.ops operation (not a layer) of the graph."""
+    return not isinstance(operation, keras.layers.Layer) and type(operation).__name__ in ELEMENTWISE_OPS
+
+
+def _keeps_last_axis(layer: Any, node: Node) -> bool:
+    """A Reshape that leaves the channel axis as it is (only the spatial axes change)."""
+    if not isinstance(layer, keras.layers.Reshape) or len(node.inputs) != 1:
+        return False
+    before, after = node.inputs[0].shape, node.outputs[0].shape
+    return before[-1] is not None and before[-1] == after[-1]
+
+
 def _whole(chan: Chan, graph: ChannelGraph) -> int | None:
     """The group id if `chan` is one whole group in order, else None."""
     if not chan:
@@ -151,9 +171,11 @@ def analyse(model: keras.Model) -> ChannelGraph:
             out = ins[0]
         elif isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (-1, len(node.inputs[0].shape) - 1):
             out = ins[0]
-        elif isinstance(layer, PASS_THROUGH):
+        elif isinstance(layer, PASS_THROUGH) or (_is_op(layer) and len(ins) == 1):
             out = ins[0]
-        elif isinstance(
+        elif _keeps_last_axis(layer, node) and ins[0] is not None:
+            out = ins[0]  # squeeze-excite's Reshape of a pooled vector to (1, 1, C)
+        elif _is_op(layer) or isinstance(
             layer,
             keras.layers.Add
             | keras.layers.Subtract

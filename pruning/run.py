@@ -20,6 +20,7 @@ from pruning.estimate import profile_tflite
 from pruning.finetune import finetune, write_tensorboard
 from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
+from pruning.nesting import flatten
 from pruning.report import agreement, sizes, sparsity_block
 from pruning.spec import PruneSpec
 from pruning.strategies import ChannelPruner, Snapshot, make_pruner
@@ -129,7 +130,7 @@ def run(
     stages.enter("loading")
     keras.utils.set_random_seed(spec.seed)
     tf.config.experimental.enable_op_determinism()
-    model = load_model(model_path)
+    model, inlined = flatten(load_model(model_path))
     _check_data(model, data)
     task = data.task
     loss, loss_name, loss_source = resolve_loss(model, data.y_train, task, _predict(model, data.x_train[:32]))
@@ -215,6 +216,12 @@ def run(
         say(f"{mine['device']}: {mine[figure]:.4f} ms ({figure}; dense {dense[figure]:.4f} ms)")
 
     layers_after = count_layers(model)
+    if not broke_guard and sum(c.nonzero for c in layers_after) >= sum(c.nonzero for c in layers_before.values()):
+        raise PruningError(
+            "nothing_to_prune",
+            f"the cut removed no weight at sparsity {kept.sparsity:.3f}"
+            + (" (every prunable channel group is too small to lose one)" if spec.granularity == "channel" else ""),
+        )
     headline = metrics.headline(task)
     report: dict[str, Any] = {
         "task": task,
@@ -249,6 +256,7 @@ def run(
             "note": (
                 f"step {len(rounds)} broke the guard; returned the model of step {kept.step} "
                 f"at sparsity {kept.sparsity:.3f}"
+                + (": NOTHING WAS PRUNED, the dense model is returned" if kept.step == 0 and searched is None else "")
                 if broke_guard
                 else None
             ),
@@ -263,6 +271,12 @@ def run(
             "latency": latency_baseline,
         },
     }
+    if inlined:
+        report["nested"] = {
+            "inlined": inlined,
+            "note": f"{len(inlined)} nested model(s) were pruned as part of the one graph and trained again; "
+            "the returned model is flat (the same TFLite operations)",
+        }
     if resumed:
         report["resumed_from"] = {"stage": "finetuning", "step": resumed.step}
     if searched is not None:
@@ -294,7 +308,7 @@ def profile(model_path: Path, spec: PruneSpec, workdir: Path, data: Data | None 
             raise PruningError("model_load_failed", f"not a loadable TFLite model: {str(exc)[:300]}") from exc
         keras_bytes = None
     else:
-        model = load_model(model_path)
+        model, _ = flatten(load_model(model_path))
         if spec.quantization == "int8" and data is None:
             raise PruningError("missing_data", "int8 export needs a dataset to calibrate on (give dataset_id)")
         tflite = export.to_tflite(model, spec.quantization, None if data is None else data.x_train)

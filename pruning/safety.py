@@ -28,9 +28,14 @@ ALLOWED_MODULES = {
     "keras.src.models.functional",
     "keras.src.models.sequential",
     "keras.src.models.model",
+    # The operations a functional graph records for plain arithmetic on tensors (`x + 3.0` in
+    # MobileNetV3's hard sigmoid): Keras's own stateless math, configured by numbers only.
+    "keras.src.ops.numpy",
+    "keras.src.ops.nn",
+    "keras.src.ops.math",
 }
 # Keras classes that run code from outside the archive's config: refused even from Keras itself.
-REFUSED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "TFOpLambda"}
+REFUSED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "TFOpLambda", "Vectorize"}
 
 MAX_MEMBERS = 10_000
 MAX_TOTAL_BYTES = 8 * 1024**3

@@ -25,6 +25,8 @@ def _sliced_weights(
     if isinstance(layer, DEPTHWISE):
         kernel, *bias = old
         return [_take(kernel, -2, keep_in), *[_take(b, 0, keep_in) for b in bias]]
+    if getattr(layer, "groups", 1) != 1:
+        return old  # grouped convolutions are frozen by the analysis: their channels stay
     if isinstance(layer, keras.layers.BatchNormalization):
         return [_take(w, 0, keep_in) for w in old]
     if isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Dense):
@@ -52,12 +54,18 @@ def remove_channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> keras.Mod
         elif keep_out is not None and isinstance(layer, keras.layers.Dense):
             new_sizes[layer.name] = len(keep_out)
 
+        elif keep_out is not None and isinstance(layer, keras.layers.Reshape):
+            new_sizes[layer.name] = len(keep_out)  # a target shape that spells out the channels
+
     config: dict[str, Any] = model.get_config()
     for entry in config["layers"]:
         # Shapes come from calling the layers on the new, narrower tensors.
         entry.pop("build_config", None)
         cfg = entry["config"]
         if cfg.get("name") in new_sizes:
+            if entry["class_name"] == "Reshape":
+                cfg["target_shape"] = [*cfg["target_shape"][:-1], new_sizes[cfg["name"]]]
+                continue
             key = "units" if entry["class_name"] == "Dense" else "filters"
             cfg[key] = new_sizes[cfg["name"]]
     rebuilt = type(model).from_config(config)
