@@ -70,6 +70,48 @@ def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 2
     return len(layers)
 
 
+class Distilled(keras.losses.Loss):
+    """The task loss mixed with the dense teacher's (Hinton et al. 2015), from targets packed as
+    `[labels..., teacher logits...]` so that `fit` needs no custom training step."""
+
+    def __init__(self, task_loss: Any, classes: int, weight: float, temperature: float, from_logits: bool) -> None:
+        super().__init__(name="distilled")
+        self.task_loss = keras.losses.get(task_loss) if isinstance(task_loss, str) else task_loss
+        self.classes, self.weight, self.temperature, self.from_logits = classes, weight, temperature, from_logits
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        ops = keras.ops
+        labels, teacher = y_true[:, : -self.classes], y_true[:, -self.classes :]
+        if self.classes > 1 and labels.shape[-1] == 1:
+            labels = labels[:, 0]
+        task = self.task_loss(labels, y_pred)
+        student = y_pred if self.from_logits else ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        t = self.temperature
+        soft_teacher = ops.softmax(teacher / t, axis=-1)
+        kd = ops.sum(soft_teacher * (ops.log_softmax(teacher / t, axis=-1) - ops.log_softmax(student / t, axis=-1)), -1)
+        return (1 - self.weight) * task + self.weight * t * t * kd
+
+
+def teacher_targets(y: np.ndarray, teacher: np.ndarray, from_logits: bool) -> np.ndarray:
+    """Labels and the teacher's logits side by side, as `Distilled` reads them."""
+    logits = teacher if from_logits else np.log(np.clip(teacher, 1e-7, 1.0))
+    labels = y.reshape(len(y), -1).astype("float32")
+    return np.concatenate([labels, logits.astype("float32")], axis=1)
+
+
+class EarlyStop(keras.callbacks.Callback):
+    """Stops once `done(model)` says the validation metric is back; remembers the epoch."""
+
+    def __init__(self, done: Callable[[keras.Model], bool]) -> None:
+        super().__init__()
+        self.done, self.stopped_after = done, None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.done(self.model):
+            self.stopped_after = epoch + 1
+            self.model.stop_training = True
+
+
 def finetune(
     model: keras.Model,
     x: np.ndarray,
@@ -78,15 +120,22 @@ def finetune(
     loss: Any,
     epochs: int,
     batch_size: int,
-    learning_rate: float,
+    optimizer: Callable[[int], keras.optimizers.Optimizer],
     variables: list[keras.Variable],
     masks: dict[str, np.ndarray],
     on_progress: Callable[[float], None],
-) -> list[float]:
-    """Train `epochs` epochs with the masks attached; returns the training loss per epoch."""
+    stop: Callable[[keras.Model], bool] | None = None,
+) -> tuple[list[float], int | None]:
+    """Train up to `epochs` epochs with the masks attached, with `optimizer(total_steps)`.
+
+    Returns the training loss per epoch and the epoch it stopped early after (None: it ran them all).
+    A `Distilled` loss is swapped for its task loss afterwards, so the saved model names only Keras's own.
+    """
     if epochs <= 0:
-        return []
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        return [], None
+    steps = -(-len(x) // batch_size)
+    model.compile(optimizer=optimizer(steps * epochs), loss=loss)
+    early = EarlyStop(stop) if stop is not None else None
     history = model.fit(
         x,
         y,
@@ -94,11 +143,13 @@ def finetune(
         batch_size=batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, -(-len(x) // batch_size))],
+        callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, steps), *([early] if early else [])],
     )
+    if isinstance(loss, Distilled):
+        model.compile(optimizer=keras.optimizers.Adam(), loss=loss.task_loss)
     if RECALIBRATE:
         recalibrate_batchnorm(model, x)
-    return [float(v) for v in history.history.get("loss", [])]
+    return [float(v) for v in history.history.get("loss", [])], early.stopped_after if early else None
 
 
 def write_tensorboard(rounds: list[dict[str, Any]], metric: str, workdir: Path) -> str:

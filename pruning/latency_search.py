@@ -161,7 +161,7 @@ class _Search:
         n = min(self.spec.search_samples, len(self.x_fit))
         start = (round_index * n) % max(1, len(self.x_fit) - n + 1)
         order = start + np.random.default_rng(self.spec.seed + round_index).permutation(n)
-        optimizer = keras.optimizers.Adam(self.spec.learning_rate)
+        optimizer = keras.optimizers.Adam(self.spec.learning_rate or SEARCH_LEARNING_RATE)
         batch = max(1, self.spec.batch_size)
         for first in range(0, n, batch):
             index = order[first : first + batch]
@@ -170,6 +170,10 @@ class _Search:
             grads = tape.gradient(value, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             self.progress(self.fraction)
+
+
+SEARCH_LEARNING_RATE = 1e-3
+"""The short fine-tunes that compare proposals, when the job sets no learning rate."""
 
 
 def search_latency(

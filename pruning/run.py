@@ -17,10 +17,11 @@ from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
 from pruning.errors import PruningError
 from pruning.estimate import profile_tflite
-from pruning.finetune import finetune, write_tensorboard
+from pruning.finetune import Distilled, finetune, teacher_targets, write_tensorboard
 from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
 from pruning.nesting import flatten
+from pruning.recipe import DISTILL_TEMPERATURE, choose
 from pruning.report import agreement, sizes, sparsity_block
 from pruning.spec import PruneSpec
 from pruning.strategies import ChannelPruner, Snapshot, make_pruner
@@ -149,8 +150,10 @@ def run(
     if spec.macs_reduction is not None and isinstance(pruner, ChannelPruner):
         target = pruner.sparsity_for_macs(model, spec.macs_reduction)
     plan = schedule.make_schedule(spec.schedule if spec.granularity != "n_of_m" else "one_shot", target, spec.steps)
-    epochs_per_step = math.ceil(spec.epochs / plan.steps) if spec.epochs else 0
     guard = spec.max_accuracy_drop if task == "classification" else spec.max_error_increase
+    headline = metrics.headline(task)
+    classes = int(model.outputs[0].shape[-1])
+    dense_train = _predict(model, data.x_train) if task == "classification" and classes > 1 else None
     kept = Snapshot(0, 0.0, before, pruner.snapshot(model))
     rounds: list[dict[str, Any]] = []
     broke_guard = False
@@ -159,6 +162,17 @@ def run(
         found = search_latency(model, data, loss, spec, baseline_tflite, say, lambda f: stages.enter("pruning", f))
         model, searched = found.model, found.report
         kept = Snapshot(0, 0.0, _evaluate(model, data, loss), pruner.snapshot(model))
+    cut = target or 1 - total_macs(model) / max(macs_before, 1)
+    recipe = choose(model, data, loss, spec, task, cut, guard, before["val"][headline])
+    if dense_train is None:
+        recipe.distill = 0.0
+    epochs_per_step = math.ceil(recipe.epochs / plan.steps) if recipe.epochs else 0
+    train_loss, train_y = loss, data.y_train
+    if recipe.distill and dense_train is not None:
+        from_logits = bool(getattr(loss, "from_logits", False))
+        train_loss = Distilled(loss, classes, recipe.distill, DISTILL_TEMPERATURE, from_logits)
+        train_y = teacher_targets(data.y_train, dense_train, from_logits)
+    say(f"fine-tuning: {recipe.to_dict()['why']}")
     resumed = checkpoints.resume(pruner) if checkpoints else None
     if resumed:  # a retried job: rounds 1..resumed.step finished in an earlier attempt
         model, kept, rounds = resumed.model, resumed.kept, list(resumed.rounds)
@@ -169,23 +183,27 @@ def run(
         stages.enter("pruning", (step - 1) / plan.steps)
         model = pruner.prune(model, sparsity)
         stages.enter("finetuning", (step - 1) / plan.steps)
-        losses = finetune(
+        within = recipe.early_stop if step == plan.steps else None  # the last round may stop early
+        losses, stopped = finetune(
             model,
             data.x_train,
-            data.y_train,
-            loss=loss,
+            train_y,
+            loss=train_loss,
             epochs=epochs_per_step,
             batch_size=spec.batch_size,
-            learning_rate=spec.learning_rate,
+            optimizer=recipe.make_optimizer,
             variables=pruner.variables,
             masks=pruner.masks,
             on_progress=lambda f, s=step: stages.enter("finetuning", (s - 1 + f) / plan.steps),
+            stop=None if within is None else lambda m, w=within: _drop(before, _evaluate(m, data, loss), task) <= w,
         )
         after_step = _evaluate(model, data, loss)
         drop = _drop(before, after_step, task)
         rounds.append(
             {"step": step, "sparsity": round(sparsity, 6), "train_loss": losses, "val": after_step["val"], "drop": drop}
         )
+        if stopped is not None:
+            rounds[-1]["stopped_early_after_epoch"] = stopped
         say(f"round {step}/{plan.steps}: sparsity {sparsity:.3f}, val {metrics.headline(task)} drop {drop:+.4f}")
         if guard is not None and drop > guard:
             broke_guard = True
@@ -222,7 +240,6 @@ def run(
             f"the cut removed no weight at sparsity {kept.sparsity:.3f}"
             + (" (every prunable channel group is too small to lose one)" if spec.granularity == "channel" else ""),
         )
-    headline = metrics.headline(task)
     report: dict[str, Any] = {
         "task": task,
         "dataset": data.name,
@@ -248,6 +265,7 @@ def run(
         "sparsity": sparsity_block(layers_before, layers_after, pruner.masks, spec.sparsity, kept.sparsity),
         "pruning": {"method": spec.method, "granularity": spec.granularity, **pruner.notes},
         "schedule": {**plan.get_config(), "epochs_per_step": epochs_per_step, "rounds": rounds},
+        "finetune": recipe.to_dict(),
         "guard": {
             "metric": headline,
             "max_drop": guard,

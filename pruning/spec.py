@@ -37,9 +37,13 @@ class PruneSpec:
     m: int = 4
     schedule: str = "one_shot"
     steps: int = 1
-    epochs: int = 2
+    epochs: int | None = None
+    """Total fine-tuning epochs; None: chosen from the data and the cut (pruning.recipe), stopping early."""
     batch_size: int = 64
-    learning_rate: float = 1e-4
+    learning_rate: float | None = None
+    """None: the model's own compiled optimizer, else a range test (pruning.recipe)."""
+    distill: bool | None = None
+    """Fine-tune against the dense model's outputs as well as the labels; None: on for classification."""
     max_accuracy_drop: float | None = None
     max_error_increase: float | None = None
     quantization: str = "none"
@@ -98,9 +102,10 @@ class PruneSpec:
             m=int(n_of_m.get("m", cls.m)),
             schedule=kind,
             steps=int(schedule.get("steps") or (1 if kind == "one_shot" else 5)),
-            epochs=int(finetune.get("epochs", cls.epochs)),
-            batch_size=int(finetune.get("batch_size", cls.batch_size)),
-            learning_rate=float(finetune.get("learning_rate", cls.learning_rate)),
+            epochs=None if finetune.get("epochs") is None else int(finetune["epochs"]),
+            batch_size=int(finetune.get("batch_size") or cls.batch_size),
+            learning_rate=None if finetune.get("learning_rate") is None else float(finetune["learning_rate"]),
+            distill=finetune.get("distill"),
             max_accuracy_drop=spec.get("max_accuracy_drop"),
             max_error_increase=spec.get("max_error_increase"),
             quantization=spec.get("quantization", cls.quantization),

@@ -264,9 +264,12 @@ def examples(name: str, out: Path) -> None:
 @click.option("--m", "m", type=int, default=4, show_default=True, help="M of N:M.")
 @click.option("--schedule", type=click.Choice(["one_shot", "polynomial"]), default="one_shot", show_default=True)
 @click.option("--steps", type=int, default=None)
-@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [chosen from the data and the cut].")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--learning-rate", type=float, default=1e-4, show_default=True)
+@click.option(
+    "--learning-rate", type=float, default=None, help="[the model's own optimizer's rate, else a range test]."
+)
+@click.option("--distill/--no-distill", default=None, help="Learn from the dense model too [on for classification].")
 @click.option("--max-accuracy-drop", type=float, default=None)
 @click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
 @click.option("--seed", type=int, default=0, show_default=True)

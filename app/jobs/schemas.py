@@ -33,9 +33,25 @@ class Schedule(Strict):
 
 
 class Finetune(Strict):
-    epochs: int = Field(2, ge=0, le=200, description="total fine-tuning epochs, spread over the rounds")
+    epochs: int | None = Field(
+        None,
+        ge=0,
+        le=200,
+        description="total fine-tuning epochs, spread over the rounds; unset: chosen from the data size and the "
+        "cut, stopping early once the validation metric is back within the guard (the report says why)",
+    )
     batch_size: int = Field(64, ge=1, le=4096)
-    learning_rate: float = Field(1e-4, gt=0, le=1)
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="unset: the model's own compiled optimizer and rate, else a short range test; "
+        "with a warm-up and cosine decay",
+    )
+    distill: bool | None = Field(
+        None,
+        description="fine-tune against the dense model's outputs as well as the labels; unset: on for classification",
+    )
 
 
 class NofM(Strict):

@@ -220,7 +220,7 @@ def test_submit_without_wait_spec_file_under_flags_and_cancel(cli: Cli, model_id
         job = wait_for_job(client, job_id, timeout=120)
     assert job["status"] == "cancelled"
     assert job["spec"]["target"] == {"sparsity": 0.3}
-    assert job["spec"]["finetune"] == {"epochs": 0, "batch_size": 32, "learning_rate": 0.0001}
+    assert job["spec"]["finetune"] == {"epochs": 0, "batch_size": 32}
     assert job["spec"]["schedule"] == {"kind": "polynomial", "steps": 2}
     assert job["spec"]["seed"] == 3
 

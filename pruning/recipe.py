@@ -1,0 +1,157 @@
+"""How to fine-tune after a cut when the job does not say: learning rate, schedule, epochs, teacher.
+
+Explicit `finetune` settings always win. Otherwise:
+- the learning rate is the one the uploaded model was compiled with (its own optimizer, rebuilt fresh:
+  "learning-rate rewinding", Renda et al. 2020), or, for a model saved without one, the result of a short
+  learning-rate range test on the training split (Smith 2017: a tenth of the rate of lowest loss);
+- the schedule is a linear warm-up over the first 5% of the steps, then cosine decay to 1% of the rate;
+- the number of epochs follows the cut and the data: a step budget that grows with the share removed
+  (channels cost more than scattered weights), spread over the training split, at least `MIN_EPOCHS`
+  and at most `MAX_EPOCHS`; training stops early once the validation metric is back within the guard
+  (or within `EARLY_STOP_TOLERANCE` of the dense model when the job sets no guard);
+- for classification, the dense model is the teacher: its outputs on the training split are mixed with
+  the labels (Hinton et al. 2015), weight `DISTILL_WEIGHT`, temperature `DISTILL_TEMPERATURE`.
+
+These constants were set before the held-out benchmark (bench/heldout.py) was run, which reports them.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+# Optimizer steps of fine-tuning per unit of cut: removing all of a model would get this many.
+STEPS_PER_CUT = {"channel": 3000, "unstructured": 1200, "n_of_m": 1200}
+MIN_EPOCHS, MAX_EPOCHS = 2, 60
+WARMUP_SHARE = 0.05
+EARLY_STOP_TOLERANCE = {"classification": 0.005, "regression": 0.02}
+"""Without a guard: classification stops within half a point of the dense accuracy; regression within 2%
+(relative) of the dense error."""
+DISTILL_WEIGHT, DISTILL_TEMPERATURE = 0.5, 2.0
+RANGE_TEST_STEPS, RANGE_TEST_LOW, RANGE_TEST_HIGH = 60, 1e-5, 1.0
+
+
+@dataclass
+class Recipe:
+    epochs: int
+    learning_rate: float
+    optimizer: str
+    optimizer_config: dict[str, Any]
+    schedule: str
+    early_stop: float | None
+    """Stop once the validation drop is at most this (the headline metric's units); None runs every epoch."""
+    distill: float
+    why: dict[str, str] = field(default_factory=dict)
+
+    def make_optimizer(self, steps: int) -> keras.optimizers.Optimizer:
+        """A fresh optimizer for a fine-tuning of `steps` steps."""
+        rate: Any = self.learning_rate
+        if self.schedule == "cosine":
+            warmup = max(1, int(WARMUP_SHARE * steps))
+            rate = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=self.learning_rate * 0.01,
+                decay_steps=max(1, steps - warmup),
+                alpha=0.01,
+                warmup_target=self.learning_rate,
+                warmup_steps=warmup,
+            )
+        cls = getattr(keras.optimizers, self.optimizer, keras.optimizers.Adam)
+        return cls.from_config({**self.optimizer_config, "learning_rate": rate})  # type: ignore[no-any-return]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "learning_rate": self.learning_rate,
+            "optimizer": self.optimizer,
+            "schedule": self.schedule,
+            "early_stop_within": self.early_stop,
+            "distillation": {"weight": self.distill, "temperature": DISTILL_TEMPERATURE} if self.distill else None,
+            "why": self.why,
+        }
+
+
+def compiled_optimizer(model: keras.Model) -> tuple[str, dict[str, Any], float] | None:
+    """(class name, config, initial learning rate) of the optimizer the model was saved with, if any."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not hasattr(keras.optimizers, type(optimizer).__name__):
+        return None
+    config = optimizer.get_config()
+    rate = config.get("learning_rate")
+    if isinstance(rate, dict):  # a schedule: start where it started
+        rate = (rate.get("config") or {}).get("initial_learning_rate")
+    if not isinstance(rate, int | float) or not 0 < rate <= 10:
+        return None
+    config = {k: v for k, v in config.items() if k not in ("learning_rate", "name", "iterations")}
+    return type(optimizer).__name__, config, float(rate)
+
+
+def range_test(model: keras.Model, x: Any, y: Any, loss: Any, batch_size: int, seed: int) -> float:
+    """A tenth of the learning rate at which a short exponential sweep's smoothed loss was lowest.
+
+    Runs on `model` and puts its weights back afterwards.
+    """
+    weights = model.get_weights()
+    rng = np.random.default_rng(seed)
+    rates = np.geomspace(RANGE_TEST_LOW, RANGE_TEST_HIGH, RANGE_TEST_STEPS)
+    optimizer = keras.optimizers.Adam(float(rates[0]))
+    model.compile(optimizer=optimizer, loss=loss)
+    smoothed, best, best_rate = None, math.inf, 1e-3
+    try:
+        for step, rate in enumerate(rates):
+            optimizer.learning_rate = float(rate)
+            index = np.sort(rng.choice(len(x), min(batch_size, len(x)), replace=False))
+            value = float(model.train_on_batch(x[index], y[index]))
+            if not math.isfinite(value):
+                break
+            smoothed = value if smoothed is None else 0.8 * smoothed + 0.2 * value
+            debiased = smoothed / (1 - 0.8 ** (step + 1))
+            if debiased < best:
+                best, best_rate = debiased, float(rate)
+            elif debiased > 4 * best and step > 10:
+                break  # diverged
+    finally:
+        model.set_weights(weights)
+    return float(np.clip(best_rate / 10, 1e-5, 1e-2))
+
+
+def choose(
+    model: keras.Model, data: Any, loss: Any, spec: Any, task: str, cut: float, guard: float | None, dense: float
+) -> Recipe:
+    """The fine-tuning recipe for `model` (already cut by `cut` of its channels or weights)."""
+    why: dict[str, str] = {}
+    steps_per_epoch = max(1, -(-len(data.x_train) // spec.batch_size))
+    if spec.epochs is not None:
+        epochs, why["epochs"] = spec.epochs, "set in the job"
+    else:
+        budget = STEPS_PER_CUT.get(spec.granularity, 1200) * max(cut, 0.05)
+        epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(budget / steps_per_epoch))))
+        why["epochs"] = (
+            f"{budget:.0f} steps for a {cut:.0%} {spec.granularity} cut at {steps_per_epoch} steps per epoch, "
+            f"between {MIN_EPOCHS} and {MAX_EPOCHS}; stops early once back within the guard"
+        )
+    saved = compiled_optimizer(model)
+    if spec.learning_rate is not None:
+        name, config, rate, schedule = "Adam", {}, spec.learning_rate, "constant"
+        why["learning_rate"] = "set in the job (Adam, constant)"
+    elif saved is not None:
+        (name, config, rate), schedule = saved, "cosine"
+        why["learning_rate"] = f"the model's own compiled optimizer ({name}, {rate:g}), rewound"
+    else:
+        name, config, schedule = "Adam", {}, "cosine"
+        rate = range_test(model, data.x_train, data.y_train, loss, spec.batch_size, spec.seed)
+        why["learning_rate"] = (
+            f"the model has no compiled optimizer: a {RANGE_TEST_STEPS}-step range test chose {rate:.2g}"
+        )
+    if schedule == "cosine":
+        why["schedule"] = f"linear warm-up over {WARMUP_SHARE:.0%} of the steps, then cosine decay to 1%"
+    early = None
+    if spec.epochs is None:
+        tolerance = EARLY_STOP_TOLERANCE[task] * (abs(dense) if task == "regression" else 1.0)
+        early = guard if guard is not None else tolerance
+    distill = 0.0
+    if task == "classification" and getattr(spec, "distill", None) is not False:
+        distill = DISTILL_WEIGHT
+        why["distillation"] = "the dense model teaches: its outputs mixed with the labels"
+    return Recipe(epochs, float(rate), name, config, schedule, early, distill, why)

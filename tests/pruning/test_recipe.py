@@ -1,0 +1,60 @@
+"""Fine-tuning defaults: with no `finetune` settings the engine chooses them and says why."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pruning.datasets import Data, digits
+from pruning.recipe import MAX_EPOCHS, compiled_optimizer, range_test
+from pruning.run import run
+from pruning.spec import PruneSpec
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    d = digits()
+    return Data(d.x_train[:600], d.y_train[:600], d.x_val, d.y_val)
+
+
+def test_defaults_rewind_the_models_own_optimizer_and_stop_once_recovered(
+    digits_model: Path, data: Data, tmp_path: Path
+) -> None:
+    report = run(digits_model, data, PruneSpec(granularity="channel", sparsity=0.5), tmp_path).report
+    chosen = report["finetune"]
+    assert chosen["optimizer"] == "Adam"
+    assert chosen["learning_rate"] == pytest.approx(3e-3)  # what digits_cnn was compiled with
+    assert "compiled optimizer" in chosen["why"]["learning_rate"]
+    assert chosen["schedule"] == "cosine"
+    assert 2 <= chosen["epochs"] <= MAX_EPOCHS
+    assert "steps" in chosen["why"]["epochs"]
+    assert chosen["distillation"]["weight"] > 0
+    assert chosen["early_stop_within"] == pytest.approx(0.005)
+    (last,) = report["schedule"]["rounds"]
+    drop = report["accuracy"]["before"] - report["accuracy"]["after"]
+    # Either it recovered to within half a point and stopped, or it used every epoch trying.
+    if "stopped_early_after_epoch" in last:
+        assert drop <= 0.005
+        assert last["stopped_early_after_epoch"] < chosen["epochs"]
+    assert drop < 0.03
+
+
+def test_explicit_settings_win(digits_model: Path, data: Data, tmp_path: Path) -> None:
+    spec = PruneSpec(sparsity=0.5, epochs=1, learning_rate=5e-4, distill=False)
+    chosen = run(digits_model, data, spec, tmp_path).report["finetune"]
+    assert (chosen["epochs"], chosen["learning_rate"], chosen["schedule"]) == (1, 5e-4, "constant")
+    assert chosen["distillation"] is None
+    assert chosen["early_stop_within"] is None
+
+
+def test_a_model_saved_without_an_optimizer_gets_a_range_test(data: Data) -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    assert compiled_optimizer(model) is None
+    before = [w.copy() for w in model.get_weights()]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rate = range_test(model, data.x_train, data.y_train, loss, batch_size=32, seed=0)
+    assert 1e-5 <= rate <= 1e-2
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the test leaves the weights as they were
