@@ -21,8 +21,47 @@ def _shape(tensor: object) -> tuple[int, ...]:
     return tuple(int(d) for d in getattr(tensor, "shape")[1:])  # noqa: B009 - symbolic tensors
 
 
+# Weight matrices per recurrent step: one per gate (LSTM: input, forget, cell, output; GRU: update, reset, new).
+RECURRENT_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def _recurrent_macs(layer: keras.layers.Layer, inputs: tuple[int, ...]) -> int:
+    """Per step, each gate multiplies the input and the previous state by its kernels; times the steps."""
+    cell = getattr(layer, "cell", None)
+    gates = RECURRENT_GATES.get(type(layer).__name__, 0)
+    if cell is None or not gates:
+        return 0
+    steps, features = inputs[-2:]
+    units = int(cell.units)
+    return steps * gates * units * (features + units)
+
+
+def _attention_macs(layer: keras.layers.MultiHeadAttention) -> int:
+    """Query, key and value projections, the scores, the weighted sum and the output projection."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return 0
+    tensors = list(nodes[0].input_tensors)
+    query, value = _shape(tensors[0]), _shape(tensors[1] if len(tensors) > 1 else tensors[0])
+    key = _shape(tensors[2]) if len(tensors) > 2 else value
+    q_len, v_len = prod(query[:-1]), prod(value[:-1])
+    heads, key_dim = int(layer._num_heads), int(layer._key_dim)
+    value_dim = int(layer._value_dim or key_dim)
+    out_dim = _shape(nodes[0].output_tensors[0])[-1]
+    projections = heads * (q_len * query[-1] * key_dim + v_len * key[-1] * key_dim + v_len * value[-1] * value_dim)
+    attention = heads * q_len * v_len * (key_dim + value_dim)
+    return projections + attention + q_len * heads * value_dim * out_dim
+
+
 def layer_macs(layer: keras.layers.Layer) -> int:
     """MACs of a layer's main op; layers without multiplies (pooling, activations) count 0."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        inputs = _shape(layer.input)
+        return _recurrent_macs(layer.forward_layer, inputs) + _recurrent_macs(layer.backward_layer, inputs)
+    if isinstance(layer, keras.layers.RNN):
+        return _recurrent_macs(layer, _shape(layer.input))
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return _attention_macs(layer)
     if isinstance(layer, keras.layers.Dense):
         return prod(_shape(layer.input)[:-1] or (1,)) * int(layer.kernel.shape[0]) * layer.units
     if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):

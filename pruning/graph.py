@@ -54,6 +54,13 @@ ELEMENTWISE_OPS = {
 PRODUCERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense)
 SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+# Recurrent layers whose units are pruned as groups: a unit's gates (kernel and recurrent kernel
+# columns, recurrent kernel row) go together.
+RECURRENT = (keras.layers.SimpleRNN, keras.layers.GRU, keras.layers.LSTM)
+
+
+def recurrent_gates(layer: keras.layers.Layer) -> int:
+    return {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}[type(layer).__name__]
 
 
 @dataclass
@@ -167,6 +174,12 @@ def analyse(model: keras.Model) -> ChannelGraph:
             if isinstance(layer, SEPARABLE) and layer.depth_multiplier != 1:
                 freeze(ins[0], f"{layer.name} has depth_multiplier {layer.depth_multiplier}")
             out = new_group(layer, int(node.outputs[0].shape[-1]), node.outputs[0])
+        elif isinstance(layer, RECURRENT):
+            if len(node.outputs) == 1 and not layer.stateful:
+                out = new_group(layer, int(layer.units), node.outputs[0])
+            else:
+                freeze(ins[0], f"{layer.name} returns its states or is stateful")
+                graph.skipped.append({"layer": layer.name, "reason": f"{name} returning states is not pruned"})
         elif isinstance(layer, DEPTHWISE) and layer.depth_multiplier == 1:
             out = ins[0]
         elif isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (-1, len(node.inputs[0].shape) - 1):

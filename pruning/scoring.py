@@ -132,6 +132,8 @@ def weight_scores(
 
 
 def _filter_kernel(layer: keras.layers.Layer) -> keras.Variable:
+    if isinstance(layer, keras.layers.RNN):
+        return layer.cell.kernel  # (inputs, gates * units), gate by gate
     return layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel
 
 
@@ -165,6 +167,7 @@ def channel_scores(graph: ChannelGraph, method: str, x: np.ndarray, y: np.ndarra
         for name in g.producers:
             k = per_weight[kernels[name].path]
             filt = k.reshape(-1, k.shape[-1]).sum(0)
+            filt = filt.reshape(-1, g.size).sum(0)  # a recurrent unit's gates count as one channel
             # Residual members can differ in fan-in: normalise so each producer counts alike.
             total += filt / (filt.mean() + 1e-12)
         scores[g.id] = total

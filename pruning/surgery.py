@@ -5,7 +5,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning.graph import DEPTHWISE, SEPARABLE, ChannelGraph, keep_indices
+from pruning.graph import DEPTHWISE, RECURRENT, SEPARABLE, ChannelGraph, keep_indices, recurrent_gates
 
 
 def _take(array: np.ndarray, axis: int, index: list[int] | None) -> np.ndarray:
@@ -25,6 +25,15 @@ def _sliced_weights(
     if isinstance(layer, DEPTHWISE):
         kernel, *bias = old
         return [_take(kernel, -2, keep_in), *[_take(b, 0, keep_in) for b in bias]]
+    if isinstance(layer, RECURRENT):
+        kernel, recurrent, *bias = old
+        units = recurrent.shape[0]
+        cols = None if keep_out is None else [g * units + k for g in range(recurrent_gates(layer)) for k in keep_out]
+        return [
+            _take(_take(kernel, 0, keep_in), 1, cols),
+            _take(_take(recurrent, 0, keep_out), 1, cols),
+            *[_take(b, b.ndim - 1, cols) for b in bias],
+        ]
     if getattr(layer, "groups", 1) != 1:
         return old  # grouped convolutions are frozen by the analysis: their channels stay
     if isinstance(layer, keras.layers.BatchNormalization):
@@ -51,7 +60,7 @@ def remove_channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> keras.Mod
             and not isinstance(layer, DEPTHWISE)
         ):
             new_sizes[layer.name] = len(keep_out)
-        elif keep_out is not None and isinstance(layer, keras.layers.Dense):
+        elif keep_out is not None and isinstance(layer, (keras.layers.Dense, *RECURRENT)):
             new_sizes[layer.name] = len(keep_out)
 
         elif keep_out is not None and isinstance(layer, keras.layers.Reshape):
@@ -66,7 +75,7 @@ def remove_channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> keras.Mod
             if entry["class_name"] == "Reshape":
                 cfg["target_shape"] = [*cfg["target_shape"][:-1], new_sizes[cfg["name"]]]
                 continue
-            key = "units" if entry["class_name"] == "Dense" else "filters"
+            key = "units" if entry["class_name"] in ("Dense", "SimpleRNN", "GRU", "LSTM") else "filters"
             cfg[key] = new_sizes[cfg["name"]]
     rebuilt = type(model).from_config(config)
     for layer in rebuilt.layers:

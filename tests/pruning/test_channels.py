@@ -11,7 +11,7 @@ from pruning.architectures import ic_resnet8, kws_dscnn
 from pruning.counting import total_macs
 from pruning.datasets import Data, digits, har
 from pruning.errors import PruningError
-from pruning.graph import DEPTHWISE, SEPARABLE, analyse, keep_indices
+from pruning.graph import DEPTHWISE, RECURRENT, SEPARABLE, analyse, keep_indices
 from pruning.run import run
 from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
@@ -34,7 +34,13 @@ def _zero_removed_inputs(model: keras.Model, kept: dict[int, set[int]]) -> keras
     reference.set_weights(model.get_weights())
     for node in graph.nodes:
         layer = node.layer
-        consumer = isinstance(layer, SEPARABLE) or (
+        units = keep_indices(graph.chan(node.outputs[0]), kept)
+        if isinstance(layer, RECURRENT) and units is not None:
+            # A removed unit no longer feeds the kept ones through the recurrent kernel.
+            weights = reference.get_layer(layer.name).get_weights()
+            weights[1][sorted(set(range(layer.units)) - set(units)), :] = 0
+            reference.get_layer(layer.name).set_weights(weights)
+        consumer = isinstance(layer, (*SEPARABLE, *RECURRENT)) or (
             isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Dense)
             and not isinstance(layer, DEPTHWISE)
         )
@@ -78,7 +84,18 @@ def _conv1d() -> keras.Model:
     )
 
 
+def _recurrent() -> keras.Model:
+    """A wrist-sensor stack: Conv1D into GRU (sequences) into LSTM, and a SimpleRNN beside it."""
+    inputs = keras.Input((20, 3))
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.GRU(12, return_sequences=True)(x)
+    a = keras.layers.LSTM(10)(x)
+    b = keras.layers.SimpleRNN(6)(x)
+    return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Concatenate()([a, b])))
+
+
 CASES = {
+    "recurrent": (_recurrent, (20, 3)),
     "branchy": (_branchy, (12, 12, 3)),
     "conv1d": (_conv1d, (32, 3)),
     "resnet8": (lambda: ic_resnet8(size=16), (16, 16, 3)),
