@@ -76,7 +76,10 @@ class Distilled(keras.losses.Loss):
 
     def __init__(self, task_loss: Any, classes: int, weight: float, temperature: float, from_logits: bool) -> None:
         super().__init__(name="distilled")
-        self.task_loss = keras.losses.get(task_loss) if isinstance(task_loss, str) else task_loss
+        # Kept as given (a name or a Keras loss object): the model is recompiled with it after fitting,
+        # and a checkpoint's compile config must name only what the upload check accepts.
+        self.task_loss = task_loss
+        self._task = keras.losses.get(task_loss) if isinstance(task_loss, str) else task_loss
         self.classes, self.weight, self.temperature, self.from_logits = classes, weight, temperature, from_logits
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
@@ -84,7 +87,7 @@ class Distilled(keras.losses.Loss):
         labels, teacher = y_true[:, : -self.classes], y_true[:, -self.classes :]
         if self.classes > 1 and labels.shape[-1] == 1:
             labels = labels[:, 0]
-        task = self.task_loss(labels, y_pred)
+        task = self._task(labels, y_pred)
         student = y_pred if self.from_logits else ops.log(ops.clip(y_pred, 1e-7, 1.0))
         t = self.temperature
         soft_teacher = ops.softmax(teacher / t, axis=-1)

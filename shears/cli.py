@@ -306,6 +306,12 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
         f"{out}: {acc['metric']} {acc['before']:.4f} -> {acc['after']:.4f}, "
         f"sparsity {sparsity['overall']:.3f}, {size['tflite_gzip_bytes']} bytes gzipped"
     )
+    chosen = result.report.get("finetune") or {}
+    if chosen:
+        click.echo(
+            f"fine-tuning: {chosen['epochs']} epochs, {chosen['optimizer']} {chosen['learning_rate']:.2g} "
+            f"({chosen['schedule']}); " + "; ".join(f"{k}: {v}" for k, v in chosen["why"].items())
+        )
     if "latency_search" in result.report:
         found = result.report["latency_search"]
         click.echo(
