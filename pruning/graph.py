@@ -225,8 +225,13 @@ def analyse(model: keras.Model) -> ChannelGraph:
             spatial = prod(int(d) for d in node.inputs[0].shape[1:-1])
             out = list(ins[0]) * spatial
         else:
+            why = (
+                "attention heads are not pruned yet"
+                if isinstance(layer, keras.layers.MultiHeadAttention)
+                else "is not supported by channel pruning"
+            )
             for chan in ins:
-                freeze(chan, f"{name} {layer.name} is not supported by channel pruning")
+                freeze(chan, f"{name} {layer.name} {why}")
             if any(chan for chan in ins):
                 graph.skipped.append({"layer": layer.name, "reason": f"{name} is not supported by channel pruning"})
         if out is not None and len(node.outputs) == 1:

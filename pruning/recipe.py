@@ -9,8 +9,10 @@ Explicit `finetune` settings always win. Otherwise:
   (channels cost more than scattered weights), spread over the training split, at least `MIN_EPOCHS`
   and at most `MAX_EPOCHS`; training stops early once the validation metric is back within the guard
   (or within `EARLY_STOP_TOLERANCE` of the dense model when the job sets no guard);
-- for classification, the dense model is the teacher: its outputs on the training split are mixed with
-  the labels (Hinton et al. 2015), weight `DISTILL_WEIGHT`, temperature `DISTILL_TEMPERATURE`.
+- distillation from the dense model (Hinton et al. 2015: its outputs on the training split mixed with
+  the labels, weight `DISTILL_WEIGHT`, temperature `DISTILL_TEMPERATURE`) is available with
+  `finetune.distill: true` but off by default: on the three tuning models of bench/recovery.py it lost
+  1-2 points against labels only at 3 epochs (docs/benchmarks.md, "Recovery recipes").
 
 These constants were set before the held-out benchmark (bench/heldout.py) was run, which reports them.
 """
@@ -151,7 +153,7 @@ def choose(
         tolerance = EARLY_STOP_TOLERANCE[task] * (abs(dense) if task == "regression" else 1.0)
         early = guard if guard is not None else tolerance
     distill = 0.0
-    if task == "classification" and getattr(spec, "distill", None) is not False:
+    if task == "classification" and getattr(spec, "distill", None):
         distill = DISTILL_WEIGHT
-        why["distillation"] = "the dense model teaches: its outputs mixed with the labels"
+        why["distillation"] = "set in the job: the dense model's outputs mixed with the labels"
     return Recipe(epochs, float(rate), name, config, schedule, early, distill, why)

@@ -43,7 +43,7 @@ class PruneSpec:
     learning_rate: float | None = None
     """None: the model's own compiled optimizer, else a range test (pruning.recipe)."""
     distill: bool | None = None
-    """Fine-tune against the dense model's outputs as well as the labels; None: on for classification."""
+    """Fine-tune against the dense model's outputs as well as the labels (classification); None: off."""
     max_accuracy_drop: float | None = None
     max_error_increase: float | None = None
     quantization: str = "none"

@@ -50,7 +50,7 @@ class Finetune(Strict):
     )
     distill: bool | None = Field(
         None,
-        description="fine-tune against the dense model's outputs as well as the labels; unset: on for classification",
+        description="fine-tune against the dense model's outputs too (classification); unset: off",
     )
 
 
