@@ -11,8 +11,9 @@ The data lives in `pruning/profiles/`:
   without multiply-accumulates). Each table says where it comes from.
 - `devices.json`: one entry per device (clock, RAM, flash, bandwidth, overheads, ...), each number
   with its source in `sources`.
-- `host.json`: this machine, written by `python -m pruning.estimate calibrate-host` from single-op
-  micro-benchmarks (never fitted to whole models).
+- `host.json`: the fallback host tables (another machine's calibration). The `host` profile uses the
+  tables calibrated on this CPU when the cache has them (`pruning.host_tables`), written by
+  `python -m pruning.estimate calibrate-host` from single-op micro-benchmarks (never fitted to whole models).
 
 Naming: `<core>-<clock>mhz` runs on one thread; a `-2t` / `-4t` suffix is the same core with two /
 four threads (LiteRT + XNNPACK only; TFLite Micro is single-threaded).
@@ -26,6 +27,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from pruning import host_tables
 from pruning.errors import PruningError
 
 KINDS = ("host", "mcu", "watch", "phone")
@@ -85,6 +87,7 @@ class DeviceProfile:
     cache_bandwidth_gbps: float = 0.0  # streams that stay in cache (the per-op memory floor); 0 = mem_bandwidth_gbps
     llc_bytes: int = 0  # weights + activations beyond this stream from DRAM every inference; 0 = not modelled
     notes: str = ""
+    tables_basis: str = ""  # host only: whose calibration the tables are, and whether they are this CPU's
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -172,6 +175,7 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         cache_bandwidth_gbps=float(raw.get("cache_bandwidth_gbps", 0.0)),
         llc_bytes=int(raw.get("llc_bytes", 0)),
         notes=str(raw.get("notes", "")),
+        tables_basis=str(raw.get("tables_basis", "")),
     )
 
 
@@ -194,8 +198,8 @@ def _expand_threads(name: str, raw: dict[str, Any]) -> dict[str, dict[str, Any]]
 def _load() -> dict[str, DeviceProfile]:
     runtimes = _read("runtimes.json")["runtimes"]
     entries: dict[str, dict[str, Any]] = {}
-    host = _read("host.json")
-    entries["host"] = host["profile"]
+    host, origin, same = host_tables.load()
+    entries["host"] = dict(host["profile"], tables_basis=host_tables.basis_note(host, origin, same))
     for name, raw in _read("devices.json")["devices"].items():
         entries.update(_expand_threads(name, raw))
     runtimes = dict(runtimes)

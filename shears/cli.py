@@ -189,8 +189,14 @@ def _kib(n: int) -> str:
 @click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
 @click.option("--data", default=None, help="Data to calibrate an int8 export on (.npz or builtin:...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def profile_command(model: Path, devices: tuple[str, ...], quantization: str, data: str | None, as_json: bool) -> None:
-    """Latency, RAM and flash of MODEL (.keras, .h5 or .tflite) per device, plus a host measurement."""
+@click.option("--no-calibrate", is_flag=True, help="Do not calibrate this CPU's host tables if it has none.")
+def profile_command(
+    model: Path, devices: tuple[str, ...], quantization: str, data: str | None, as_json: bool, no_calibrate: bool
+) -> None:
+    """Latency, RAM and flash of MODEL (.keras, .h5 or .tflite) per device, plus a host measurement.
+
+    On a CPU without its own host tables, they are calibrated first (once, at most ~3 minutes; cached
+    per CPU fingerprint) unless --no-calibrate or SHEARS_HOST_CALIBRATION=off."""
     import tempfile
 
     from pruning.datasets import load_builtin, load_npz
@@ -206,6 +212,10 @@ def profile_command(model: Path, devices: tuple[str, ...], quantization: str, da
         )
         # TensorFlow prints while it converts; stdout is kept for the answer.
         with tempfile.TemporaryDirectory(prefix="shears-profile-") as tmp, _stdout_to_stderr():
+            if "host" in names and not no_calibrate:
+                from pruning.estimate.calibrate import ensure_host_tables
+
+                ensure_host_tables(log=lambda m: click.echo(m, err=True))
             report = profile(
                 model, PruneSpec(quantization=quantization, devices=tuple(names)), Path(tmp), dataset
             ).report

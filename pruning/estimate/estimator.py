@@ -113,6 +113,8 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
         f"@ {profile.clock_mhz:g} MHz, {profile.runtime}, {profile.threads} thread(s); time by class: {share}; "
         f"band x{lo:g}..x{hi:g} from the measured calibration error",
     )
+    if profile.tables_basis:
+        basis.append(profile.tables_basis)
     if is_tflm and dtype == "float32":
         basis.append("float model on a microcontroller: costed with float32 reference kernels (no CMSIS-NN), slow")
     if is_tflm and dtype == "hybrid":
