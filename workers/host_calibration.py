@@ -30,8 +30,9 @@ def _key() -> str:
 
 
 def _local(settings: Settings) -> Path:
-    os.environ.setdefault("SHEARS_HOST_PROFILES_DIR", str(settings.data_dir / "host-profiles"))
-    return host_tables.cached_path()
+    """`SHEARS_HOST_PROFILES_DIR` if set, else `<data_dir>/host-profiles`, as pruning.host_tables reads it."""
+    folder = os.environ.get("SHEARS_HOST_PROFILES_DIR") or str(settings.data_dir / "host-profiles")
+    return Path(folder) / host_tables.cached_path().name
 
 
 def _calibrate(settings: Settings, store: ArtifactStore) -> None:
