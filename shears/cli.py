@@ -213,7 +213,7 @@ def profile_command(
         # TensorFlow prints while it converts; stdout is kept for the answer.
         with tempfile.TemporaryDirectory(prefix="shears-profile-") as tmp, _stdout_to_stderr():
             if "host" in names and not no_calibrate:
-                from pruning.estimate.calibrate import ensure_host_tables
+                from pruning.estimate.host_setup import ensure_host_tables
 
                 ensure_host_tables(log=lambda m: click.echo(m, err=True))
             report = profile(

@@ -384,25 +384,3 @@ def _litert_version() -> str:
         return version("ai-edge-litert")
     except Exception:  # noqa: BLE001
         return "unknown"
-
-
-def ensure_host_tables(log: Any = print, budget_s: float = DEFAULT_BUDGET_S) -> str:
-    """Calibrate and cache this CPU's host tables unless they exist or `SHEARS_HOST_CALIBRATION=off`
-    (`shears profile` on a fresh machine); returns what happened. A failed calibration keeps the fallback."""
-    import os
-
-    from pruning import devices, host_tables
-
-    if os.environ.get("SHEARS_HOST_CALIBRATION", "background") == "off":
-        return "off"
-    if not host_tables.needs_calibration():
-        return "cached"
-    log(f"no host tables for this CPU ({host_tables.fingerprint()['id']}): calibrating (at most ~3 minutes, once)")
-    try:
-        path = host_tables.store(calibrate_host(log=lambda _m: None, budget_s=budget_s))
-    except Exception as exc:  # noqa: BLE001 - the estimate goes on with the fallback, which says so
-        log(f"host calibration failed ({type(exc).__name__}: {exc}); using the fallback tables")
-        return "failed"
-    devices.clear_cache()
-    log(f"host tables written to {path}")
-    return "calibrated"

@@ -140,3 +140,38 @@ def test_fingerprint_on_aarch64(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fp["flags_sha256"] != "none"
     info["Features"] += " sve"
     assert host_tables.fingerprint.__wrapped__()["id"] != fp["id"]
+
+
+def test_shears_profile_calibrates_a_fresh_cpu_once(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    from pruning.estimate import host_setup
+
+    calls: list[float] = []
+
+    def fake(log: Any, budget_s: float) -> dict[str, Any]:
+        calls.append(budget_s)
+        data = host_tables.fallback()
+        data["machine"] = dict(data["machine"], fingerprint=host_tables.fingerprint())
+        return data
+
+    monkeypatch.setattr(host_setup, "calibrate_host", fake)
+    monkeypatch.setenv("SHEARS_HOST_CALIBRATION", "off")
+    assert host_setup.ensure_host_tables(log=lambda _m: None) == "off"
+    monkeypatch.setenv("SHEARS_HOST_CALIBRATION", "background")
+    assert host_setup.ensure_host_tables(log=lambda _m: None) == "calibrated"
+    assert host_setup.ensure_host_tables(log=lambda _m: None) == "cached"
+    assert len(calls) == 1
+    assert "calibrated on this CPU" in devices.get_profile("host").tables_basis
+
+
+def test_a_failed_calibration_keeps_the_fallback(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    from pruning.estimate import host_setup
+
+    def broken(log: Any, budget_s: float) -> dict[str, Any]:
+        raise CalibrationError("no usable timings")
+
+    monkeypatch.setattr(host_setup, "calibrate_host", broken)
+    monkeypatch.setenv("SHEARS_HOST_CALIBRATION", "background")
+    said: list[str] = []
+    assert host_setup.ensure_host_tables(log=said.append) == "failed"
+    assert "no usable timings" in said[-1]
+    assert "ANOTHER CPU" in devices.get_profile("host").tables_basis
