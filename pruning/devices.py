@@ -11,8 +11,12 @@ The data lives in `pruning/profiles/`:
   without multiply-accumulates). Each table says where it comes from.
 - `devices.json`: one entry per device (clock, RAM, flash, bandwidth, overheads, ...), each number
   with its source in `sources`.
-- `host.json`: this machine, written by `python -m pruning.estimate calibrate-host` from single-op
-  micro-benchmarks (never fitted to whole models).
+- `host.json`: the fallback host tables (another machine's calibration). The `host` profile uses the
+  tables calibrated on this CPU when the cache has them (`pruning.host_tables`), written by
+  `python -m pruning.estimate calibrate-host` from single-op micro-benchmarks (never fitted to whole models).
+
+- `products.json`: devices as users name them (`galaxy-watch5`, `pixel-8-mid`, `raspberry-pi-5`, ...),
+  each `based_on` a core profile of devices.json, with its own cited clock, memory, threads, power, battery.
 
 Naming: `<core>-<clock>mhz` runs on one thread; a `-2t` / `-4t` suffix is the same core with two /
 four threads (LiteRT + XNNPACK only; TFLite Micro is single-threaded).
@@ -26,9 +30,10 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from pruning import host_tables
 from pruning.errors import PruningError
 
-KINDS = ("host", "mcu", "watch", "phone")
+KINDS = ("host", "mcu", "watch", "phone", "sbc")
 
 # Op classes the estimator costs separately (see pruning/estimate/ for which TFLite ops fall in each).
 MAC_CLASSES = ("conv", "conv1x1", "depthwise", "fully_connected")
@@ -56,7 +61,7 @@ REQUIRED_SOURCES = (
 @dataclass(frozen=True)
 class DeviceProfile:
     name: str
-    kind: str  # "host" | "mcu" | "watch" | "phone"
+    kind: str  # "host" | "mcu" | "watch" | "phone" | "sbc"
     core: str
     clock_mhz: float
     ram_bytes: int
@@ -85,10 +90,18 @@ class DeviceProfile:
     cache_bandwidth_gbps: float = 0.0  # streams that stay in cache (the per-op memory floor); 0 = mem_bandwidth_gbps
     llc_bytes: int = 0  # weights + activations beyond this stream from DRAM every inference; 0 = not modelled
     notes: str = ""
+    active_power_mw: float = 0.0  # while one thread runs an inference; 0 = no figure (no energy estimate)
+    power_per_extra_thread_mw: float = 0.0  # added per extra busy core
+    power_band: tuple[float, float] = (1.0, 1.0)  # uncertainty of the power figure, multiplied into the energy band
+    battery_mah: float = 0.0  # 0 = no battery (per-mAh figures still given at battery_voltage_v)
+    battery_voltage_v: float = 0.0
+    based_on: str = ""  # products.json: the core profile whose tables this product uses
+    tables_basis: str = ""  # host only: whose calibration the tables are, and whether they are this CPU's
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["error_band"] = list(self.error_band)
+        out["power_band"] = list(self.power_band)
         return out
 
 
@@ -172,6 +185,13 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         cache_bandwidth_gbps=float(raw.get("cache_bandwidth_gbps", 0.0)),
         llc_bytes=int(raw.get("llc_bytes", 0)),
         notes=str(raw.get("notes", "")),
+        active_power_mw=float(raw.get("active_power_mw", 0.0)),
+        power_per_extra_thread_mw=float(raw.get("power_per_extra_thread_mw", 0.0)),
+        power_band=(float(raw.get("power_band", [1, 1])[0]), float(raw.get("power_band", [1, 1])[1])),
+        battery_mah=float(raw.get("battery_mah", 0.0)),
+        battery_voltage_v=float(raw.get("battery_voltage_v", 0.0)),
+        based_on=str(raw.get("based_on", "")),
+        tables_basis=str(raw.get("tables_basis", "")),
     )
 
 
@@ -190,14 +210,39 @@ def _expand_threads(name: str, raw: dict[str, Any]) -> dict[str, dict[str, Any]]
     return out
 
 
+_BASE_ONLY = ("thread_variants", "notes")
+
+
+def _product(name: str, raw: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """A product (products.json) on its core profile: the base's tables and figures, overridden by the product's
+    own cited ones; overheads the product does not give scale with the clock."""
+    out = {k: v for k, v in base.items() if k not in _BASE_ONLY and not k.startswith("error_band_")}
+    out.update({k: v for k, v in raw.items() if k != "sources"})
+    sources = dict(base.get("sources", {}))
+    sources.update(raw.get("sources", {}))
+    ratio = float(base["clock_mhz"]) / float(out["clock_mhz"])
+    for key in ("per_op_overhead_us", "invoke_overhead_us"):
+        if key not in raw and key in base:
+            out[key] = round(float(base[key]) * ratio, 4)
+            sources[key] = f"{base['sources'].get(key, key)}; scaled from {raw['based_on']} by clock ({ratio:.3f}x)"
+    sources.setdefault("based_on", f"{name}: tables of {raw['based_on']} (pruning/profiles/devices.json)")
+    for n in raw.get("thread_variants", []):
+        out[f"error_band_{n}t"] = raw.get(f"error_band_{n}t", raw.get("error_band", base["error_band"]))
+    out["sources"] = sources
+    return out
+
+
 @lru_cache(maxsize=1)
 def _load() -> dict[str, DeviceProfile]:
     runtimes = _read("runtimes.json")["runtimes"]
     entries: dict[str, dict[str, Any]] = {}
-    host = _read("host.json")
-    entries["host"] = host["profile"]
-    for name, raw in _read("devices.json")["devices"].items():
+    host, origin, same = host_tables.load()
+    entries["host"] = dict(host["profile"], tables_basis=host_tables.basis_note(host, origin, same))
+    cores = _read("devices.json")["devices"]
+    for name, raw in cores.items():
         entries.update(_expand_threads(name, raw))
+    for name, raw in _read("products.json")["devices"].items():
+        entries.update(_expand_threads(name, _product(name, raw, cores[raw["based_on"]])))
     runtimes = dict(runtimes)
     runtimes["xnnpack-x86"] = host["runtime"]
     return {name: _build(name, raw, runtimes) for name, raw in entries.items()}

@@ -189,8 +189,14 @@ def _kib(n: int) -> str:
 @click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
 @click.option("--data", default=None, help="Data to calibrate an int8 export on (.npz or builtin:...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def profile_command(model: Path, devices: tuple[str, ...], quantization: str, data: str | None, as_json: bool) -> None:
-    """Latency, RAM and flash of MODEL (.keras, .h5 or .tflite) per device, plus a host measurement."""
+@click.option("--no-calibrate", is_flag=True, help="Do not calibrate this CPU's host tables if it has none.")
+def profile_command(
+    model: Path, devices: tuple[str, ...], quantization: str, data: str | None, as_json: bool, no_calibrate: bool
+) -> None:
+    """Latency, RAM and flash of MODEL (.keras, .h5 or .tflite) per device, plus a host measurement.
+
+    On a CPU without its own host tables, they are calibrated first (once, at most ~3 minutes; cached
+    per CPU fingerprint) unless --no-calibrate or SHEARS_HOST_CALIBRATION=off."""
     import tempfile
 
     from pruning.datasets import load_builtin, load_npz
@@ -206,6 +212,10 @@ def profile_command(model: Path, devices: tuple[str, ...], quantization: str, da
         )
         # TensorFlow prints while it converts; stdout is kept for the answer.
         with tempfile.TemporaryDirectory(prefix="shears-profile-") as tmp, _stdout_to_stderr():
+            if "host" in names and not no_calibrate:
+                from pruning.estimate.host_setup import ensure_host_tables
+
+                ensure_host_tables(log=lambda m: click.echo(m, err=True))
             report = profile(
                 model, PruneSpec(quantization=quantization, devices=tuple(names)), Path(tmp), dataset
             ).report
@@ -215,14 +225,25 @@ def profile_command(model: Path, devices: tuple[str, ...], quantization: str, da
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{model}: {report['size']['tflite_bytes']} bytes .tflite ({quantization})")
-    click.echo(f"{'device':<26} {'estimate ms':>12} {'band ms':>17} {'measured':>9} {'RAM':>10} {'flash':>10} fits")
+    click.echo(
+        f"{'device':<26} {'estimate ms':>12} {'band ms':>17} {'measured':>9} {'energy mJ':>10} {'band mJ':>17} "
+        f"{'inf/mAh':>10} {'RAM':>10} {'flash':>10} fits"
+    )
     for e in report["latency"]:
         measured = f"{e['measured_ms']:.3f}" if e.get("measured_ms") is not None else "-"
         band = f"{e['low_ms']:.3f}..{e['high_ms']:.3f}"
+        energy, ebands, per_mah = "-", "-", "-"
+        if e.get("energy_mj") is not None:
+            energy, ebands = f"{e['energy_mj']:.4g}", f"{e['energy_low_mj']:.3g}..{e['energy_high_mj']:.3g}"
+        if e.get("inferences_per_mah") is not None:
+            per_mah = f"{e['inferences_per_mah']:.0f}"
         click.echo(
-            f"{e['device']:<26} {e['estimate_ms']:>12.3f} {band:>17} {measured:>9} {_kib(e['ram_bytes']):>10} "
-            f"{_kib(e['flash_bytes']):>10} {'yes' if e['fits'] else 'NO'}"
+            f"{e['device']:<26} {e['estimate_ms']:>12.3f} {band:>17} {measured:>9} {energy:>10} {ebands:>17} "
+            f"{per_mah:>10} {_kib(e['ram_bytes']):>10} {_kib(e['flash_bytes']):>10} {'yes' if e['fits'] else 'NO'}"
         )
+    host = next((e for e in report["latency"] if e["device"] == "host"), None)
+    if host is not None and "ANOTHER CPU" in host.get("basis", ""):
+        click.echo("note: host estimate made with tables from another CPU (see basis); calibrate-host to fix", err=True)
 
 
 @main.command()

@@ -7,6 +7,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # As the engine does (pruning/__init__.py): test modules import Keras before the engine does.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# No test calibrates the host tables by accident (minutes of CPU): tests/pruning/test_host_calibration.py does, tiny.
+os.environ.setdefault("SHEARS_HOST_CALIBRATION", "off")
 
 from tests.services import Service, postgres_database, redis_broker  # noqa: E402
 

@@ -14,7 +14,9 @@ from app.db import get_engine, session_scope
 from app.jobs import service
 from app.queue import celery_config
 from app.settings import get_settings
+from app.storage import get_store
 from app.tables import Worker
+from workers.host_calibration import start_background
 from workers.pipeline import owner_id
 
 log = logging.getLogger("shears.worker")
@@ -87,6 +89,10 @@ def _reaper(stop: threading.Event, worker_id: str) -> None:
 @worker_ready.connect
 def _start_reaper(**_: object) -> None:
     threading.Thread(target=_reaper, args=(threading.Event(), owner_id()), name="shears-reaper", daemon=True).start()
+    try:  # this CPU's host tables, if no worker with its fingerprint has calibrated yet (workers.host_calibration)
+        start_background(get_settings(), get_store(get_settings()))
+    except Exception:
+        log.warning("could not start the host calibration", exc_info=True)
 
 
 @worker_shutdown.connect

@@ -19,6 +19,7 @@ from app.settings import get_settings
 from app.storage import ArtifactStore, StorageUnavailable, get_store
 from app.tables import Artifact, Dataset, Model
 from workers.checkpoints import JobCheckpoint
+from workers.host_calibration import engine_tables
 from workers.sandbox import EngineFailed, run_engine
 
 log = logging.getLogger("shears.worker")
@@ -199,6 +200,9 @@ def execute(job_id: str) -> None:
             if checkpoint.fetch(workdir / "resume"):  # an earlier attempt finished some rounds
                 request["resume"] = str(workdir / "resume")
                 note(f"resuming from the checkpoint after round {checkpoint.step}")
+        tables = engine_tables(settings, store)
+        if tables is not None:
+            os.environ["SHEARS_HOST_PROFILE"] = str(tables)
         with beat:
             run_engine(
                 request,

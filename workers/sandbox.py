@@ -29,6 +29,8 @@ _ENV_KEEP = (
     # as needed, a CPU worker hides the GPU.
     "CUDA_VISIBLE_DEVICES",
     "TF_FORCE_GPU_ALLOW_GROWTH",
+    # This CPU's calibrated host tables (workers.host_calibration); absent: the fallback, stated in `basis`.
+    "SHEARS_HOST_PROFILE",
 )
 MAX_OUTPUT_BYTES = 4 * 1024**3
 PR_SET_PDEATHSIG = 1

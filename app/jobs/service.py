@@ -87,7 +87,10 @@ def _check_supported(spec: JobSpec) -> None:
     known = device_names()
     unknown = [d for d in spec.devices if d not in known]
     if unknown:
-        raise InvalidInput(f"unknown device(s): {', '.join(unknown)}; see GET /v1/devices", code="unknown_device")
+        names = ", ".join(sorted(known))
+        raise InvalidInput(
+            f"unknown device(s): {', '.join(unknown)}; known devices: {names} (GET /v1/devices)", code="unknown_device"
+        )
 
 
 def _sample_shape(session: Session, tenant_id: str, dataset_id: str) -> tuple[list[Any], str | None]:

@@ -36,8 +36,13 @@ Modules
 - `costs`: `OpCost`, the cost class and work of every op (`analyse`), tile-padded MACs, per-op time.
 - `memory`: peak activation bytes, XNNPACK-packed weights, RAM and the cold-weight (DRAM) term.
 - `estimator`: `estimate`, `profile_tflite`, `breakdown`, XNNPACK's sparse path, the parse cache.
-- `microbench`, `calibrate`: the host's single-op micro-benchmarks and the fit of `host.json` from them.
-- `__main__`: `python -m pruning.estimate calibrate-host` and `python -m pruning.estimate estimate MODEL`.
+- `microbench`, `calibrate`: the host's single-op micro-benchmarks and the fit of the host tables from them
+  (robust: floored timings, repeats until stable, a time budget, `CalibrationError` with a reason).
+- `host_setup`: `ensure_host_tables`, calibrate once per CPU fingerprint when missing (`shears profile`);
+  which tables the host profile uses, and the `basis` note naming their fingerprint: `pruning.host_tables`.
+- energy per inference (mJ, banded) and inferences per mAh: `estimator.energy_figures`, from each
+  profile's cited `active_power_mw`.
+- `__main__`: `python -m pruning.estimate calibrate-host [--quick] [--budget-s S] [--out F] [--if-missing]`.
 """
 
 from pruning.estimate.calibrate import calibrate_host

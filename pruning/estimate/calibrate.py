@@ -11,7 +11,7 @@ import numpy as np
 from pruning.devices import MAC_CLASSES
 from pruning.estimate.costs import OpCost, analyse, padded_macs
 from pruning.estimate.graph import parse
-from pruning.estimate.microbench import chain_tflite, micro_cases, single_op_tflite, time_us
+from pruning.estimate.microbench import chain_tflite, micro_cases, single_op_tflite, stable_time_us
 
 _TILE_CANDIDATES = {
     "conv": [(nr, kr) for nr in (1, 8, 16, 32) for kr in (1, 2, 4, 8)],
@@ -68,29 +68,83 @@ def _fit_class(
     return best[1], best[2], best[3], best[4], best[0]
 
 
-def calibrate_host(log: Any = print) -> dict[str, Any]:
-    """Re-derive the host profile from single-op micro-benchmarks; returns the host.json content."""
+MIN_US = 0.05  # timings below this (a timer's resolution) are floored: no division by zero, ever
+DEFAULT_BUDGET_S = 170.0
+
+
+class CalibrationError(Exception):
+    """Calibration could not produce tables; the message says why (printed without a traceback)."""
+
+
+def _interleaved(cases: list[Any]) -> list[Any]:
+    """Cases round-robin over classes, so a budget cut still leaves every class some samples."""
+    by_cls: dict[str, list[Any]] = {}
+    for case in cases:
+        by_cls.setdefault(case[0], []).append(case)
+    out = []
+    while any(by_cls.values()):
+        for queue in by_cls.values():
+            if queue:
+                out.append(queue.pop(0))
+    return out
+
+
+def calibrate_host(
+    log: Any = print,
+    timer: Any = None,
+    quick: bool = False,
+    budget_s: float = DEFAULT_BUDGET_S,
+    cases: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Re-derive the host profile from single-op micro-benchmarks; returns the host.json content.
+
+    `timer(tflite, budget_s) -> microseconds` (default: `stable_time_us`, medians repeated until stable).
+    `quick`: one case per class and a short bandwidth sweep (tests, smoke checks). `budget_s` bounds the
+    timing work: once spent, the remaining cases are skipped and every class/dtype without samples keeps the
+    fallback table (pruning/profiles/host.json), listed under `calibration.filled_from_fallback`. Raises
+    `CalibrationError` with a reason (never ZeroDivisionError) when the timer gives nothing usable."""
     import os
     import platform
     import shutil
+    import time
+
+    from pruning import host_tables
+
+    started = time.monotonic()
+    deadline = started + budget_s
+    timer = timer or stable_time_us
+    per_case_s = 0.05 if quick else 0.4
+
+    def timed(tfl: bytes, budget: float = per_case_s) -> float:
+        us = float(timer(tfl, budget))
+        if not np.isfinite(us) or us < 0:
+            raise CalibrationError(f"the timer returned {us!r} us")
+        return max(us, MIN_US)
 
     clock = _host_clock_mhz()
     quant = {"float32": "none", "int8": "int8", "hybrid": "dynamic_int8"}
     # 1. invoke overhead and per-op overhead: a chain of n tiny ADDs, n = 1 and 33
     overheads = {}
     for dtype in ("float32", "int8"):
-        t1 = min(time_us(chain_tflite(1, quant[dtype])) for _ in range(3))
-        t33 = min(time_us(chain_tflite(33, quant[dtype])) for _ in range(3))
-        overheads[dtype] = (max((t33 - t1) / 32, 0.0), t1 - max((t33 - t1) / 32, 0.0))
+        t1 = timed(chain_tflite(1, quant[dtype]))
+        t33 = timed(chain_tflite(33, quant[dtype]))
+        overheads[dtype] = (max((t33 - t1) / 32, 0.0), max(t1 - max((t33 - t1) / 32, 0.0), 0.0))
         log(f"overhead {dtype}: per op {overheads[dtype][0]:.3f} us, invoke {overheads[dtype][1]:.3f} us")
     per_op = float(np.mean([v[0] for v in overheads.values()]))
     invoke = float(np.mean([v[1] for v in overheads.values()]))
-    # 3. every case, every dtype: time minus overheads
+    # 3. every case, every dtype: time minus overheads (floored)
     samples: dict[tuple[str, str], list[tuple[OpCost, float]]] = {}
     rows: list[dict[str, Any]] = []
-    for cls, desc, shapes, build in micro_cases():
+    todo = _interleaved(cases if cases is not None else micro_cases())
+    if quick:
+        todo = list({case[0]: case for case in reversed(todo)}.values())
+    skipped = 0
+    for cls, desc, shapes, build in todo:
         for dtype, q in quant.items():
             if dtype == "hybrid" and cls not in MAC_CLASSES:
+                continue
+            if time.monotonic() > deadline:
+                skipped += 1
                 continue
             try:
                 tfl = single_op_tflite(shapes, build, q)
@@ -106,12 +160,21 @@ def calibrate_host(log: Any = print) -> dict[str, Any]:
             real = "int8" if c.dtype == "int16" else c.dtype
             if dtype == "hybrid" and real != "hybrid":
                 continue  # the converter kept float weights (too small to quantise)
-            us = time_us(tfl)
-            net = max(us - invoke - per_op, 0.0)
+            us = timed(tfl)
+            net = max(us - invoke - per_op, MIN_US)
             samples.setdefault((cls, real), []).append((c, net))
             rows.append({"case": desc, "op": c.op, "class": cls, "dtype": real, "us": round(us, 3),
                          "macs": c.macs, "work": c.work})  # fmt: skip
             log(f"{cls:15s} {real:8s} {desc:34s} {us:9.2f} us  macs {c.macs:>10d}  work {c.work:>8d}")
+    if skipped:
+        log(f"budget of {budget_s:.0f} s spent: {skipped} case(s) skipped (their tables fall back)")
+    if not rows:
+        raise CalibrationError("no micro-benchmark could be built and timed on this machine")
+    if float(np.median([r["us"] for r in rows])) <= MIN_US:
+        raise CalibrationError(
+            f"the timer returned at most {MIN_US} us for most micro-benchmarks (below its resolution): "
+            "no usable timings, so the tables cannot be fitted"
+        )
     # 4. bandwidths. Cache: the fastest stream (bytes read + written per second) any single-op case reached,
     #    so the per-op memory floor only binds where an op moves more data than the caches deliver. DRAM and
     #    the effective last-level cache: float FULLY_CONNECTED ops with 4..128 MiB of weights; the LLC is the
@@ -120,10 +183,12 @@ def calibrate_host(log: Any = print) -> dict[str, Any]:
     import keras
 
     sweep = []
-    for din, dout in [(1024, 1024), (2048, 1024), (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096)]:
+    sizes = [(1024, 256), (1024, 1024)] if quick else [(1024, 1024), (2048, 1024), (2048, 2048), (4096, 2048),
+                                                        (4096, 4096), (8192, 4096)]  # fmt: skip
+    for din, dout in sizes:
         tfl = single_op_tflite([(din,)], lambda xs, d=dout: keras.layers.Dense(d)(xs[0]), "none")
         size = din * dout * 4
-        rate = size / (time_us(tfl, 1.0) * 1e3)
+        rate = size / (timed(tfl, 0.1 if quick else 1.0) * 1e3)
         sweep.append((size, rate))
         log(f"weight stream {size / 2**20:6.1f} MiB: {rate:6.1f} GB/s")
     best_rate = max(r for _, r in sweep)
@@ -138,6 +203,12 @@ def calibrate_host(log: Any = print) -> dict[str, Any]:
                  for c, net in pts if c.macs]  # fmt: skip
         if rates:
             mpc[dtype] = round(float(max(rates)), 3)
+    fb = host_tables.fallback()
+    filled: list[str] = []
+    for dtype, value in fb["profile"]["macs_per_cycle"].items():
+        if dtype not in mpc and dtype != "float16":
+            mpc[dtype] = value
+            filled.append(f"macs_per_cycle.{dtype}")
     mpc["float16"] = mpc["float32"]
     efficiency: dict[str, dict[str, float]] = {}
     cpe: dict[str, dict[str, float]] = {}
@@ -162,6 +233,16 @@ def calibrate_host(log: Any = print) -> dict[str, Any]:
             by_op.setdefault(c.op, []).append((c, n))
         for op, vals in by_op.items():
             op_cpe.setdefault(op, {})[dtype] = round(_fit_class(op, vals, clock, 1.0, bw_gbps, invoke + per_op)[2], 4)
+    tables = {"efficiency": efficiency, "cycles_per_element": cpe, "tiles": tiles, "cycles_per_op": per_op_cycles,
+              "op_cycles_per_element": op_cpe}  # fmt: skip
+    for name, table in tables.items():
+        for cls, row in fb["runtime"].get(name, {}).items():
+            for dtype, value in row.items():
+                if dtype not in table.setdefault(cls, {}):
+                    table[cls][dtype] = value
+                    filled.append(f"{name}.{cls}.{dtype}")
+    if filled:
+        log(f"{len(filled)} table entries without micro-benchmarks here keep the fallback's values")
     # how well the fitted tables reproduce the micro-benchmarks themselves
     flat = [(c, net) for pts in samples.values() for c, net in pts]
     for r in rows:
@@ -179,13 +260,26 @@ def calibrate_host(log: Any = print) -> dict[str, Any]:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     how = (
         "python -m pruning.estimate calibrate-host: single-op .tflite models "
-        "(pruning/estimate/microbench.py micro_cases), LiteRT 1 thread, lowest of three medians"
+        "(pruning/estimate/microbench.py micro_cases), LiteRT 1 thread, lowest median once two agree within 3%"
     )
     return {
-        "_doc": "This machine, re-derived by `python -m pruning.estimate calibrate-host` from single-op "
-        "micro-benchmarks (never fitted to whole models). `micro_benchmarks` lists every timed case "
+        "_doc": "The CPU named by machine.fingerprint, derived by `python -m pruning.estimate calibrate-host` "
+        "from single-op micro-benchmarks (never fitted to whole models). `micro_benchmarks` lists every timed case "
         "with the time the fitted tables give back (fit_us).",
-        "machine": {"cpu": _cpu_name(), "platform": platform.platform(), "litert": _litert_version()},
+        "machine": {
+            "cpu": _cpu_name(),
+            "platform": platform.platform(),
+            "litert": _litert_version(),
+            "fingerprint": host_tables.fingerprint(),
+        },  # fmt: skip
+        "calibration": {
+            "seconds": round(time.monotonic() - started, 1),
+            "quick": quick,
+            "budget_s": budget_s,
+            "cases_timed": len(rows),
+            "cases_skipped_for_budget": skipped,
+            "filled_from_fallback": filled,
+        },  # fmt: skip
         "profile": {
             "kind": "host",
             "core": _cpu_name(),
@@ -254,14 +348,20 @@ def calibrate_host(log: Any = print) -> dict[str, Any]:
 
 
 def _host_clock_mhz() -> float:
+    """/proc/cpuinfo's `cpu MHz` (x86), else cpufreq's maximum (aarch64 has no MHz line), else 2000."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", encoding="utf-8") as fh:
+            sys_mhz = float(fh.read().strip()) / 1000.0
+    except (OSError, ValueError):
+        sys_mhz = 0.0
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("cpu MHz"):
+                if line.startswith("cpu MHz") and float(line.split(":")[1]) > 0:
                     return float(line.split(":")[1])
-    except OSError:
+    except (OSError, ValueError):
         pass
-    return 2000.0
+    return sys_mhz or 2000.0
 
 
 def _cpu_name() -> str:

@@ -7,10 +7,19 @@ from typing import Any
 
 from pruning.devices import MAC_CLASSES, DeviceProfile, get_profile
 from pruning.estimate.costs import OpCost, analyse, op_time_us
-from pruning.estimate.graph import Graph, parse
+from pruning.estimate.graph import VIEWS, Graph, parse
 from pruning.estimate.memory import cold_weights_us, ram_estimate
 
 _CACHE: dict[str, tuple[Graph, list[OpCost]]] = {}
+# Ops whose cost really is a copy or a reduction over their data (the `memory` class by design); any other op
+# landing in `memory` has no cost model of its own and is flagged in `basis` as a fallback.
+MEMORY_OPS = {
+    "CONCATENATION", "PAD", "PADV2", "MIRROR_PAD", "QUANTIZE", "DEQUANTIZE", "SOFTMAX", "MEAN", "SUM", "REDUCE_MAX",
+    "REDUCE_MIN", "REDUCE_PROD", "L2_NORMALIZATION", "TRANSPOSE", "SLICE", "SPLIT", "SPLIT_V", "UNPACK", "TILE",
+    "GATHER", "GATHER_ND", "BROADCAST_TO", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SPACE_TO_DEPTH",
+    "DEPTH_TO_SPACE", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND", "DENSIFY", "ARG_MAX", "ARG_MIN", "FILL", "ZEROS_LIKE",
+    "ONES_LIKE", "REVERSE_V2",
+}  # fmt: skip
 CACHE_SIZE = 4
 
 
@@ -113,15 +122,20 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
         f"@ {profile.clock_mhz:g} MHz, {profile.runtime}, {profile.threads} thread(s); time by class: {share}; "
         f"band x{lo:g}..x{hi:g} from the measured calibration error",
     )
+    if profile.tables_basis:
+        basis.append(profile.tables_basis)
     if is_tflm and dtype == "float32":
         basis.append("float model on a microcontroller: costed with float32 reference kernels (no CMSIS-NN), slow")
     if is_tflm and dtype == "hybrid":
         basis.append("dynamic-range (hybrid) ops are not supported by TFLite Micro; costed as float32")
     if any(c.note.startswith("float16 weights") for c in costs) and not is_tflm:
         basis.append("float16 weights are unpacked to float32 by XNNPACK at load time: float32 speed")
-    unknown = sorted({c.op for c in costs if c.cls == "memory" and c.op.startswith(("CUSTOM", "OP_"))})
+    unknown = sorted({c.op for c in costs if c.cls == "memory" and c.op not in MEMORY_OPS and c.op not in VIEWS})
     if unknown:
-        basis.append(f"ops without a cost model ({', '.join(unknown)}) costed as memory copies")
+        basis.append(
+            f"FALLBACK: ops without a cost model ({', '.join(unknown)}) estimated as memory copies of their "
+            "output, a lower bound: the real time may be higher"
+        )
     ram, ram_note = ram_estimate(tflite, graph, costs, profile)
     basis.append(ram_note)
     flash = graph.size + profile.runtime_flash_bytes
@@ -134,6 +148,8 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
         if flash > profile.flash_bytes:
             need.append(f"flash {flash} B > {profile.flash_bytes} B")
         basis.append("does not fit: " + "; ".join(need))
+    energy = energy_figures(ms, profile)
+    basis.append(energy.pop("energy_basis"))
     return {
         "device": profile.name,
         "estimate_ms": round(ms, 4),
@@ -142,7 +158,34 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
         "ram_bytes": int(ram),
         "flash_bytes": int(flash),
         "fits": bool(fits),
+        **energy,
         "basis": "; ".join(basis),
+    }
+
+
+def energy_figures(ms: float, profile: DeviceProfile) -> dict[str, Any]:
+    """Energy per inference (mJ) with the latency band times the power figure's band, and inferences per mAh
+    at the battery voltage; None where the profile has no power figure (`energy_basis` says why)."""
+    power = profile.active_power_mw + profile.power_per_extra_thread_mw * max(profile.threads - 1, 0)
+    if power <= 0:
+        none = {"energy_mj": None, "energy_low_mj": None, "energy_high_mj": None, "inferences_per_mah": None}
+        return none | {"energy_basis": "energy: no active-power figure for this profile"}
+    lo, hi = profile.error_band
+    plo, phi = profile.power_band
+    mj = ms * power / 1000.0  # ms x mW = uJ
+    per_mah = 3600.0 * profile.battery_voltage_v / mj if mj > 0 and profile.battery_voltage_v else None
+    battery = f", {profile.battery_mah:g} mAh battery" if profile.battery_mah else ""
+    note = (
+        f"energy = estimate x {power:g} mW active power ({profile.threads} thread(s); source in the profile's "
+        f"sources.active_power_mw), band = latency band x power band x{plo:g}..x{phi:g}; inferences per mAh at "
+        f"{profile.battery_voltage_v:g} V{battery}, compute only (sensors, radio, display and idle not counted)"
+    )
+    return {
+        "energy_mj": round(mj, 6),
+        "energy_low_mj": round(mj * lo * plo, 6),
+        "energy_high_mj": round(mj * hi * phi, 6),
+        "inferences_per_mah": None if per_mah is None else round(per_mah, 1),
+        "energy_basis": note,
     }
 
 

@@ -40,6 +40,18 @@ def test_devices_are_listed_with_their_sources(embedded: Service) -> None:
     assert {d["name"] for d in json.loads(cli.stdout)} == names
 
 
+def test_devices_filter_by_kind(embedded: Service) -> None:
+    with embedded.client(embedded.new_key()) as c:
+        watches = c.get("/v1/devices", params={"kind": "watch"}).json()["items"]
+        bad = c.get("/v1/devices", params={"kind": "toaster"})
+    names = {d["name"] for d in watches}
+    assert {"galaxy-watch4", "galaxy-watch5", "pixel-watch-2", "pixel-watch-2-4t", "cortex-a55-1200mhz"} <= names
+    assert {d["kind"] for d in watches} == {"watch"}
+    assert all(d["active_power_mw"] > 0 and d["sources"]["active_power_mw"] for d in watches)
+    assert bad.status_code == 422
+    assert "watch" in bad.json()["error"]["message"]
+
+
 def test_prune_report_has_every_requested_device(embedded: Service, digits_model: Path) -> None:
     with embedded.client(embedded.new_key()) as c:
         with digits_model.open("rb") as f:
@@ -93,7 +105,17 @@ def test_profile_job_for_a_tflite_upload(embedded: Service, tmp_path: Path) -> N
         assert job["status"] == "succeeded", job["error"]
         report = c.get(f"/v1/jobs/{job['id']}/report").json()
         assert c.get(f"/v1/jobs/{job['id']}/model.tflite").content == (tmp_path / "m.tflite").read_bytes()
+        bad = c.post("/v1/jobs", json=dict(spec, devices=["host", "toaster-9000"]))
+        assert bad.status_code == 422
+        assert "toaster-9000" in bad.json()["error"]["message"]
+        assert "galaxy-watch5" in bad.json()["error"]["message"]  # the known names are listed
     assert [e["device"] for e in report["latency"]] == ["host", "cortex-m7-216mhz"]
+    host, m7 = report["latency"]
+    assert "host tables" in host["basis"]  # whose calibration, and whether it is this CPU's
+    assert "fingerprint" in host["basis"]
+    assert m7["energy_mj"] > 0
+    assert m7["energy_low_mj"] < m7["energy_mj"] < m7["energy_high_mj"]
+    assert m7["inferences_per_mah"] > 0
     assert report["size"]["tflite_bytes"] == (tmp_path / "m.tflite").stat().st_size
     assert job["result"]["latency"] == report["latency"]
 

@@ -72,7 +72,7 @@ def test_profiles_load_and_every_field_has_a_source() -> None:
         assert isinstance(d["error_band"], list)
     assert profiles["cortex-a53-1200mhz-2t"].threads == 2
     assert all(not profiles[n].sparse_speedup for n in profiles if n.startswith("cortex-m"))
-    assert profiles["cortex-m4f-120mhz"].runtime == "TFLite Micro + CMSIS-NN"
+    assert profiles["cortex-m4f-120mhz"].runtime == "TFLite Micro v2.3.1 + CMSIS-NN (2020 tables)"
 
 
 def test_unknown_device_raises_pruning_error() -> None:
@@ -95,7 +95,12 @@ def test_estimate_has_the_report_fields(conv_int8: bytes) -> None:
     from pruning.estimate import estimate
 
     e = estimate(conv_int8, devices.get_profile("cortex-m4f-120mhz"))
-    assert set(e) == {"device", "estimate_ms", "low_ms", "high_ms", "ram_bytes", "flash_bytes", "fits", "basis"}
+    assert set(e) == {"device", "estimate_ms", "low_ms", "high_ms", "ram_bytes", "flash_bytes", "fits", "basis"} | {
+        "energy_mj",
+        "energy_low_mj",
+        "energy_high_mj",
+        "inferences_per_mah",
+    }
     assert e["low_ms"] < e["estimate_ms"] < e["high_ms"]
     assert e["flash_bytes"] > len(conv_int8)
     assert e["fits"] is True

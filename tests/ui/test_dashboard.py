@@ -115,8 +115,10 @@ def _shown(field: str, value: Any) -> str:
         return "yes" if value else "no"
     if _is_fraction(field):
         return f"{value * 100:.2f} %"
-    if any(part.endswith("_ms") for part in field.split(".")):
+    if any(part.endswith(("_ms", "_mj")) for part in field.split(".")):
         return f"{value:.3f}" if value >= 1 else f"{value:.3g}"
+    if field.endswith(".inferences_per_mah"):
+        return f"{round(value):,}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
@@ -130,6 +132,7 @@ def _prune_fields(report: dict[str, Any]) -> set[str]:
     fields |= {f"sparsity.per_layer.{layer['layer']}.nonzero" for layer in report["sparsity"]["per_layer"]}
     fields |= {f"schedule.rounds.{r['step']}.sparsity" for r in report["schedule"]["rounds"]}
     figures = ("estimate_ms", "low_ms", "high_ms", "measured_ms", "ram_bytes", "flash_bytes", "fits", "basis")
+    figures += ("energy_mj", "energy_low_mj", "energy_high_mj", "inferences_per_mah")
     fields |= {f"{p}latency.{d}.{k}" for p in ("", "baseline.") for d in DEVICES for k in figures}
     return fields
 

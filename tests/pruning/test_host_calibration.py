@@ -1,0 +1,177 @@
+"""Host calibration per CPU fingerprint: robust to useless timers, cached per fingerprint, named in `basis`.
+
+The micro-benchmark models are built once (memoised) and two tiny cases stand in for the full list, so
+these tests never spend minutes calibrating."""
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+import pytest
+
+from pruning import devices, host_tables
+from pruning.estimate import __main__ as estimate_cli
+from pruning.estimate import calibrate, estimate
+from pruning.estimate.calibrate import CalibrationError, calibrate_host
+
+L = keras.layers
+
+
+CASES = [
+    ("fully_connected", "fc 64->10", [(64,)], lambda xs: L.Dense(10)(xs[0])),
+    ("elementwise", "add 8x8x8", [(8, 8, 8)] * 2, lambda xs: L.Add()(xs)),
+]
+_BUILD = {c[1]: c[3] for c in CASES}
+_DESC = {id(c[3]): c[1] for c in CASES}
+_ORIGINAL_SINGLE = calibrate.single_op_tflite
+
+
+@functools.cache
+def _single(shapes: tuple[tuple[int, ...], ...], desc: str, q: str) -> bytes:
+    return _ORIGINAL_SINGLE(list(shapes), _BUILD[desc], q)
+
+
+_chain = functools.lru_cache(maxsize=None)(calibrate.chain_tflite)
+
+
+def _cases() -> list[Any]:
+    return list(CASES)
+
+
+@pytest.fixture
+def fast_builders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every model built once per test session (the bandwidth sweep's Dense layers included)."""
+    monkeypatch.setattr(calibrate, "chain_tflite", _chain)
+    sweep: dict[tuple[Any, ...], bytes] = _SWEEP
+
+    def single(shapes: list[tuple[int, ...]], build: Any, q: str) -> bytes:
+        desc = _DESC.get(id(build))
+        if desc is not None:
+            return _single(tuple(shapes), desc, q)
+        key = (tuple(shapes), q, build.__defaults__)
+        if key not in sweep:
+            sweep[key] = _ORIGINAL_SINGLE(shapes, build, q)
+        return sweep[key]
+
+    monkeypatch.setattr(calibrate, "single_op_tflite", single)
+
+
+_SWEEP: dict[tuple[Any, ...], bytes] = {}
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SHEARS_HOST_PROFILES_DIR", str(tmp_path))
+    monkeypatch.delenv("SHEARS_HOST_PROFILE", raising=False)
+    devices.clear_cache()
+    yield tmp_path
+    devices.clear_cache()
+
+
+def test_a_timer_that_returns_zero_fails_with_a_reason(fast_builders: None) -> None:
+    with pytest.raises(CalibrationError, match="resolution"):
+        calibrate_host(log=lambda _m: None, timer=lambda _t, _b: 0.0, quick=True, budget_s=30.0, cases=_cases())
+
+
+def test_a_spent_budget_fails_with_a_reason_not_a_traceback(fast_builders: None) -> None:
+    with pytest.raises(CalibrationError, match="no micro-benchmark"):
+        calibrate_host(log=lambda _m: None, timer=lambda _t, _b: 5.0, quick=True, budget_s=0.0, cases=_cases())
+
+
+def test_the_cli_prints_the_reason_and_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: Any, cache: Path) -> None:
+    def broken(**_: Any) -> dict[str, Any]:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(estimate_cli, "calibrate_host", broken)
+    assert estimate_cli.main(["calibrate-host", "--quick"]) == 2
+    assert "calibration failed: ZeroDivisionError" in capsys.readouterr().err
+    assert not list(cache.iterdir())
+
+
+def test_calibrated_tables_are_cached_per_fingerprint_and_named_in_basis(fast_builders: None, cache: Path) -> None:
+    here = host_tables.fingerprint()
+    # cache miss: the committed fallback, and the basis says it is another CPU's
+    assert host_tables.needs_calibration()
+    model = _single(((64,),), "fc 64->10", "int8")
+    miss = estimate(model, devices.get_profile("host"))["basis"]
+    assert "ANOTHER CPU" in miss
+    assert "amd-epyc-2c-unrecorded" in miss
+    assert here["id"] in miss
+
+    data = calibrate_host(log=lambda _m: None, timer=lambda t, _b: 2.0 + len(t) / 1000, quick=True, budget_s=30.0,
+                          cases=_cases())  # fmt: skip
+    assert data["machine"]["fingerprint"]["id"] == here["id"]
+    assert data["calibration"]["filled_from_fallback"]  # two cases cannot cover every class: the rest fall back
+    assert set(devices.MAC_CLASSES) <= set(data["runtime"]["efficiency"])
+    path = host_tables.store(data)
+    assert path == cache / f"host-{here['id']}.json"
+    devices.clear_cache()
+    # cache hit: this CPU's tables
+    assert not host_tables.needs_calibration()
+    hit = estimate(model, devices.get_profile("host"))["basis"]
+    assert f"host tables calibrated on this CPU, fingerprint {here['id']}" in hit
+    assert "ANOTHER" not in hit
+    # tables of another fingerprint in the cache folder are not taken for this CPU
+    other = dict(data, machine=dict(data["machine"], fingerprint=dict(here, id="other-cpu-4c-0000000000")))
+    path.unlink()
+    host_tables.store(other)
+    devices.clear_cache()
+    assert host_tables.needs_calibration()
+    # ...unless handed over explicitly (SHEARS_HOST_PROFILE), and then the basis still says whose they are
+    forced = cache / "forced.json"
+    forced.write_text(json.dumps(other))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHEARS_HOST_PROFILE", str(forced))
+        devices.clear_cache()
+        note = devices.get_profile("host").tables_basis
+    assert "ANOTHER CPU" in note
+    assert "other-cpu-4c-0000000000" in note
+
+
+def test_fingerprint_on_aarch64(monkeypatch: pytest.MonkeyPatch) -> None:
+    info = {"CPU implementer": "0x41", "CPU part": "0xd0b", "Features": "fp asimd evtstrm aes"}
+    monkeypatch.setattr(host_tables, "_cpuinfo", lambda: info)
+    monkeypatch.setattr(host_tables.platform, "machine", lambda: "aarch64")
+    fp = host_tables.fingerprint.__wrapped__()
+    assert fp["arch"] == "aarch64"
+    assert "0xd0b" in fp["model"]
+    assert fp["flags_sha256"] != "none"
+    info["Features"] += " sve"
+    assert host_tables.fingerprint.__wrapped__()["id"] != fp["id"]
+
+
+def test_shears_profile_calibrates_a_fresh_cpu_once(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    from pruning.estimate import host_setup
+
+    calls: list[float] = []
+
+    def fake(log: Any, budget_s: float) -> dict[str, Any]:
+        calls.append(budget_s)
+        data = host_tables.fallback()
+        data["machine"] = dict(data["machine"], fingerprint=host_tables.fingerprint())
+        return data
+
+    monkeypatch.setattr(host_setup, "calibrate_host", fake)
+    monkeypatch.setenv("SHEARS_HOST_CALIBRATION", "off")
+    assert host_setup.ensure_host_tables(log=lambda _m: None) == "off"
+    monkeypatch.setenv("SHEARS_HOST_CALIBRATION", "background")
+    assert host_setup.ensure_host_tables(log=lambda _m: None) == "calibrated"
+    assert host_setup.ensure_host_tables(log=lambda _m: None) == "cached"
+    assert len(calls) == 1
+    assert "calibrated on this CPU" in devices.get_profile("host").tables_basis
+
+
+def test_a_failed_calibration_keeps_the_fallback(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    from pruning.estimate import host_setup
+
+    def broken(log: Any, budget_s: float) -> dict[str, Any]:
+        raise CalibrationError("no usable timings")
+
+    monkeypatch.setattr(host_setup, "calibrate_host", broken)
+    monkeypatch.setenv("SHEARS_HOST_CALIBRATION", "background")
+    said: list[str] = []
+    assert host_setup.ensure_host_tables(log=said.append) == "failed"
+    assert "no usable timings" in said[-1]
+    assert "ANOTHER CPU" in devices.get_profile("host").tables_basis
