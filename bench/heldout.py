@@ -48,7 +48,8 @@ import numpy as np  # noqa: E402
 
 from bench.common import markdown, write_section  # noqa: E402
 from bench.engine import _train, interleaved_latency, upsample  # noqa: E402
-from pruning import architectures, export, metrics  # noqa: E402
+from pruning import architectures, export  # noqa: E402
+from pruning.control import from_scratch  # noqa: E402
 from pruning.datasets import Data, digits, har  # noqa: E402
 from pruning.recipe import Recipe  # noqa: E402
 from pruning.run import run  # noqa: E402
@@ -145,19 +146,6 @@ def ds_cnn() -> tuple[keras.Model, Data, int]:
 MODELS = {f.__name__: f for f in (nested_mobilenetv2, mobilenetv3small, wide_cnn, conv1d_gru, ds_cnn)}
 
 
-def from_scratch(pruned: keras.Model, data: Data, finetune: dict[str, Any], epochs: int, batch: int) -> float:
-    """The thinned architecture re-initialised and trained `epochs` epochs with the same recipe."""
-    keras.utils.set_random_seed(SEED)
-    model = keras.models.clone_model(pruned)
-    recipe = Recipe(epochs, finetune["learning_rate"], finetune["optimizer"], {}, finetune["schedule"], None, 0.0)
-    steps = -(-len(data.x_train) // batch)
-    model.compile(optimizer=recipe.make_optimizer(max(1, steps * epochs)), loss="sparse_categorical_crossentropy")
-    if epochs:
-        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
-    pred = model.predict(data.x_val, batch_size=256, verbose=0)
-    return float(metrics.evaluate(pred, data.y_val, "classification")["accuracy"])
-
-
 def bench_model(name: str) -> list[dict[str, Any]]:
     keras.utils.set_random_seed(SEED)
     model, data, epochs = MODELS[name]()
@@ -195,7 +183,12 @@ def bench_model(name: str) -> list[dict[str, Any]]:
             if granularity == "channel":
                 row["latency"] = interleaved_latency(dense_tflite, result.tflite_path.read_bytes())
                 pruned = keras.saving.load_model(result.keras_path, compile=False)
-                row["scratch"] = from_scratch(pruned, data, report["finetune"], trained, spec.batch_size)
+                recipe = Recipe(trained, report["finetune"]["learning_rate"], report["finetune"]["optimizer"], {},
+                                report["finetune"]["schedule"], None, 0.0)  # fmt: skip
+                xy = (data.x_train, data.y_train, data.x_val, data.y_val)
+                loss = "sparse_categorical_crossentropy"
+                scratch = from_scratch(pruned, *xy, "classification", loss, recipe, trained, spec.batch_size, SEED)
+                row["scratch"] = scratch["accuracy"]
                 row["pruning_wins_points"] = 100 * (row["after"] - row["scratch"])
             print(json.dumps({k: v for k, v in row.items() if k != "finetune"}), flush=True)
             rows.append(row)

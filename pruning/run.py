@@ -13,6 +13,7 @@ import numpy as np
 
 from pruning import export, metrics, plots, schedule
 from pruning.checkpoint import Checkpoints
+from pruning.control import from_scratch, verdict
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
 from pruning.errors import PruningError
@@ -216,6 +217,16 @@ def run(
     model = pruner.finish(model)
     after = kept.metrics
 
+    control = None
+    if spec.control and spec.granularity == "channel":
+        trained = sum(len(r["train_loss"]) for r in rounds)
+        scratch = from_scratch(model, data.x_train, data.y_train, data.x_val, data.y_val, task, loss, recipe,
+                               trained, spec.batch_size, spec.seed)  # fmt: skip
+        control = verdict(after["val"][headline], scratch[headline], headline, task, trained)
+        say(control["note"])
+    elif spec.control:
+        control = {"note": "the from-scratch control applies to channel cuts (a thinner architecture) only"}
+
     stages.enter("converting")
     keras_path = workdir / "model.keras"
     model.save(keras_path)
@@ -304,6 +315,8 @@ def run(
             "latency": latency_baseline,
         },
     }
+    if control is not None:
+        report["control"] = control
     if inlined:
         report["nested"] = {
             "inlined": inlined,

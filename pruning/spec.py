@@ -44,6 +44,8 @@ class PruneSpec:
     """None: the model's own compiled optimizer, else a range test (pruning.recipe)."""
     distill: bool | None = None
     """Fine-tune against the dense model's outputs as well as the labels (classification); None: off."""
+    control: bool = False
+    """Channel cuts: also train the thinned architecture from scratch for the same epochs, and compare."""
     max_accuracy_drop: float | None = None
     max_error_increase: float | None = None
     quantization: str = "none"
@@ -106,6 +108,7 @@ class PruneSpec:
             batch_size=int(finetune.get("batch_size") or cls.batch_size),
             learning_rate=None if finetune.get("learning_rate") is None else float(finetune["learning_rate"]),
             distill=finetune.get("distill"),
+            control=bool(finetune.get("control", False)),
             max_accuracy_drop=spec.get("max_accuracy_drop"),
             max_error_increase=spec.get("max_error_increase"),
             quantization=spec.get("quantization", cls.quantization),

@@ -291,6 +291,7 @@ def examples(name: str, out: Path) -> None:
     "--learning-rate", type=float, default=None, help="[the model's own optimizer's rate, else a range test]."
 )
 @click.option("--distill/--no-distill", default=None, help="Learn from the dense model too [off].")
+@click.option("--control", is_flag=True, help="Channel: also train the thinned model from scratch and compare.")
 @click.option("--max-accuracy-drop", type=float, default=None)
 @click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -60,3 +60,14 @@ def test_a_model_saved_without_an_optimizer_gets_a_range_test(data: Data) -> Non
     assert 1e-5 <= rate <= 1e-2
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the test leaves the weights as they were
+
+
+def test_the_from_scratch_control_is_reported(digits_model: Path, data: Data, tmp_path: Path) -> None:
+    spec = PruneSpec(granularity="channel", sparsity=0.5, epochs=2, control=True)
+    report = run(digits_model, data, spec, tmp_path).report
+    control = report["control"]
+    assert control["epochs"] == 2
+    assert control["pruned"] == report["accuracy"]["after"]
+    assert 0 <= control["from_scratch"] <= 1
+    assert control["pruning_wins_by"] == pytest.approx(control["pruned"] - control["from_scratch"])
+    assert ("did NOT beat" in control["note"]) == (control["pruning_wins_by"] <= 0)
