@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from pruning import stream
 from pruning.errors import PruningError
 from pruning.masks import masked_nonzero
 
@@ -82,17 +83,15 @@ def finetune(
     variables: list[keras.Variable],
     masks: dict[str, np.ndarray],
     on_progress: Callable[[float], None],
+    augment: dict[str, Any] | None = None,
 ) -> list[float]:
     """Train `epochs` epochs with the masks attached; returns the training loss per epoch."""
     if epochs <= 0:
         return []
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     history = model.fit(
-        x,
-        y,
+        **stream.fit_input(x, y, batch_size, augment),
         epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
         verbose=0,
         callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, -(-len(x) // batch_size))],
     )

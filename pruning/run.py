@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning import export, metrics, plots, schedule
+from pruning import export, metrics, plots, schedule, stream
 from pruning.checkpoint import Checkpoints
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
@@ -85,7 +85,7 @@ def _check_data(model: keras.Model, data: Data) -> None:
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=256, verbose=0))
+    return stream.predict(model, x)
 
 
 def _evaluate(model: keras.Model, data: Data, loss: Any) -> dict[str, Any]:
@@ -179,6 +179,7 @@ def run(
             variables=pruner.variables,
             masks=pruner.masks,
             on_progress=lambda f, s=step: stages.enter("finetuning", (s - 1 + f) / plan.steps),
+            augment=spec.augment,
         )
         after_step = _evaluate(model, data, loss)
         drop = _drop(before, after_step, task)
@@ -263,6 +264,8 @@ def run(
             "latency": latency_baseline,
         },
     }
+    if data.meta:  # how the stored inputs were made (the audio front end), for the device side to match
+        report["input"] = data.meta
     if resumed:
         report["resumed_from"] = {"stage": "finetuning", "step": resumed.step}
     if searched is not None:
@@ -271,6 +274,7 @@ def run(
         report["macs"]["target_reduction"] = spec.macs_reduction
         report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before
     report["timings_s"] = stages.close()
+    report["timings_s"]["finetuning_input"] = stream.take_input_time()  # reading batches from a stream
     tensorboard = write_tensorboard(rounds, headline, workdir)
     report["artifacts"] = [*plots.write_job_plots(report, workdir / "plots"), tensorboard]
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
