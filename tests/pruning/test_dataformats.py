@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pruning import frontend
-from pruning.check_dataset import check
+from pruning.convert import check
 from pruning.datasets import load_npz
 from pruning.errors import PruningError
 from pruning.mapped import ScaledArray
