@@ -2,6 +2,7 @@
 subprocess (`pruning.check_dataset`) into an uncompressed `.npz` the engine memory-maps."""
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,29 +57,32 @@ async def check(path: Path, options: dict[str, Any], settings: Settings) -> tupl
     return summary, (out if summary.get("converted") else None)
 
 
-async def _create(
-    upload: Upload, session: Session, tenant_id: str, settings: Settings, store: ArtifactStore, options: dict[str, Any]
+async def create_dataset(
+    session: Session,
+    tenant_id: str,
+    settings: Settings,
+    *,
+    path: Path,
+    filename: str,
+    head: bytes,
+    digest: str,
+    publish: Callable[[str, Path | None], Awaitable[Artifact]],
+    options: dict[str, Any],
 ) -> Dataset:
-    sniff(upload.writer.head, upload.filename, options)
-    summary, converted = await check(upload.path, options, settings)
+    """Check and convert the received file at `path`, store it (`publish(key, converted or None)`), add the row."""
+    sniff(head, filename, options)
+    summary, converted = await check(path, options, settings)
     dataset_id = new_id("ds")
-    key = f"{tenant_id}/datasets/{dataset_id}/data.npz"
     try:
-        if converted is None:
-            artifact = await upload.store(tenant_id, "dataset", key)
-        else:
-            stored = await run_in_threadpool(store.put_file, key, converted)
-            artifact = Artifact(
-                tenant_id=tenant_id, kind="dataset", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
-            )
+        artifact = await publish(f"{tenant_id}/datasets/{dataset_id}/data.npz", converted)
     finally:
         if converted is not None:
             converted.unlink(missing_ok=True)
     dataset = Dataset(
         id=dataset_id,
         tenant_id=tenant_id,
-        filename=upload.filename,
-        sha256=upload.writer.sha256,  # of the bytes uploaded: the same upload again finds this row
+        filename=filename,
+        sha256=digest,  # of the bytes uploaded: the same upload again finds this row
         bytes=artifact.bytes,
         arrays=summary.pop("arrays"),
         task=summary.pop("task"),
@@ -86,6 +90,13 @@ async def _create(
         summary=summary,
     )
     return await run_in_threadpool(repository.add, session, dataset, artifact)
+
+
+async def put(store: ArtifactStore, tenant_id: str, key: str, path: Path) -> Artifact:
+    stored = await run_in_threadpool(store.put_file, key, path)
+    return Artifact(
+        tenant_id=tenant_id, kind="dataset", storage_key=stored.key, bytes=stored.bytes, sha256=stored.sha256
+    )
 
 
 async def upload_dataset(
@@ -100,7 +111,22 @@ async def upload_dataset(
     """201 with the new dataset; 200 with the existing one when the same bytes were uploaded before."""
 
     async def create(upload: Upload) -> Dataset:
-        return await _create(upload, session, tenant_id, settings, store, options or {})
+        async def publish(key: str, converted: Path | None) -> Artifact:
+            if converted is None:
+                return await upload.store(tenant_id, "dataset", key)
+            return await put(store, tenant_id, key, converted)
+
+        return await create_dataset(
+            session,
+            tenant_id,
+            settings,
+            path=upload.path,
+            filename=upload.filename,
+            head=upload.writer.head,
+            digest=upload.writer.sha256,
+            publish=publish,
+            options=options or {},
+        )
 
     return await store_upload(
         request,
