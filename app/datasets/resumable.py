@@ -13,9 +13,9 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -57,6 +57,13 @@ def _state(settings: Settings, tenant_id: str, upload_id: str) -> tuple[dict[str
     return meta, folder / f"{upload_id}.part"
 
 
+def _int_header(request: Request, name: str, minimum: int) -> int:
+    value = request.headers.get(name, "")
+    if not value.isdigit() or int(value) < minimum:
+        raise InvalidInput(f"send the {name} header as an integer >= {minimum}", code="invalid_header")
+    return int(value)
+
+
 def _metadata(header: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in (header or "").split(","):
@@ -80,15 +87,15 @@ def capabilities(settings: SettingsDep) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-@router.post("", status_code=201, responses=ERRORS)
-def create_upload(
-    session: SessionDep,
-    tenant: CurrentTenant,
-    settings: SettingsDep,
-    upload_length: Annotated[int, Header(ge=1)],
-    upload_metadata: Annotated[str | None, Header(max_length=8000)] = None,
-) -> Response:
-    """Start a resumable upload of `Upload-Length` bytes (tus creation); the Location is where to PATCH."""
+@router.post("", status_code=201, response_class=Response, responses=ERRORS)
+def create_upload(request: Request, session: SessionDep, tenant: CurrentTenant, settings: SettingsDep) -> Response:
+    """Start a resumable upload of `Upload-Length` bytes (tus creation; headers `Tus-Resumable: 1.0.0`,
+    `Upload-Length`, optional `Upload-Metadata` with base64 `filename` and `options`); the answer's
+    Location is where to PATCH."""
+    upload_length = _int_header(request, "upload-length", minimum=1)
+    upload_metadata = request.headers.get("upload-metadata")
+    if upload_metadata and len(upload_metadata) > 8000:
+        raise InvalidInput("Upload-Metadata is over 8000 characters", code="invalid_metadata")
     if upload_length > settings.max_dataset_bytes:
         raise PayloadTooLarge(f"upload of {upload_length} bytes is over the {settings.max_dataset_bytes}-byte limit")
     meta = _metadata(upload_metadata)
@@ -108,7 +115,7 @@ def create_upload(
     return Response(status_code=201, headers={**TUS, "Location": f"/v1/uploads/{upload_id}", "Upload-Offset": "0"})
 
 
-@router.head("/{upload_id}", responses=ERRORS)
+@router.head("/{upload_id}", response_class=Response, responses=ERRORS)
 def upload_offset(upload_id: str, tenant: CurrentTenant, settings: SettingsDep) -> Response:
     """How many bytes of the upload arrived: resume the PATCHes from there."""
     meta, part = _state(settings, tenant.id, upload_id)
@@ -116,15 +123,11 @@ def upload_offset(upload_id: str, tenant: CurrentTenant, settings: SettingsDep) 
     return Response(status_code=200, headers={**headers, "Cache-Control": "no-store"})
 
 
-@router.patch("/{upload_id}", status_code=204, responses=ERRORS)
-async def append(
-    upload_id: str,
-    request: Request,
-    tenant: CurrentTenant,
-    settings: SettingsDep,
-    upload_offset: Annotated[int, Header(ge=0)],
-) -> Response:
-    """Append the body at `Upload-Offset` (application/offset+octet-stream); what arrives before a cut is kept."""
+@router.patch("/{upload_id}", status_code=204, response_class=Response, responses=ERRORS)
+async def append(upload_id: str, request: Request, tenant: CurrentTenant, settings: SettingsDep) -> Response:
+    """Append the body at `Upload-Offset` (header; body as application/offset+octet-stream); what arrives
+    before a cut is kept."""
+    upload_offset = _int_header(request, "upload-offset", minimum=0)
     if request.headers.get("content-type", "") != "application/offset+octet-stream":
         raise UnsupportedMediaType("send the bytes as application/offset+octet-stream", code="expected_octet_stream")
     meta, part = _state(settings, tenant.id, upload_id)
