@@ -44,7 +44,7 @@ def upload_resumable(
     offset, failures, delay = 0, 0, api.backoff_s
     with (
         path.open("rb") as f,
-        click.progressbar(length=size, label=f"uploading {path.name}", file=sys.stderr if progress else None) as bar,
+        click.progressbar(length=size, label=f"uploading {path.name}", file=sys.stderr, hidden=not progress) as bar,
     ):
         while offset < size:
             f.seek(offset)
