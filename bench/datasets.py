@@ -54,6 +54,7 @@ class CutAtHalf(httpx.HTTPTransport):
     def __init__(self, total: int) -> None:
         super().__init__()
         self.total, self.cut_at = total, None
+        self.patches_done = 0.0  # when the last PATCH was answered
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         offset = int(request.headers.get("upload-offset", "-1"))
@@ -66,7 +67,11 @@ class CutAtHalf(httpx.HTTPTransport):
                 super().handle_request(half).close()
                 self.cut_at = offset + keep
                 raise httpx.ReadError("cut at 50%")
-        return super().handle_request(request)
+        response = super().handle_request(request)
+        if request.method == "PATCH":
+            response.read()
+            self.patches_done = time.perf_counter()
+        return response
 
 
 def engine(npz: str, mode: str, batch: int) -> dict[str, float]:
@@ -142,6 +147,7 @@ def main() -> None:
             started = time.perf_counter()
             record = upload_resumable(api, archive, {"image_size": [96, 96]}, chunk_bytes=16 * MIB, progress=False)
             total_s = time.perf_counter() - started
+            upload_s = transport.patches_done - started
             rss = sampler.stop()
         finally:
             service.stop()
@@ -164,7 +170,8 @@ def main() -> None:
         ["images (96x96x3 PNG, 10 classes)", args.images],
         ["upload .zip", f"{size / MIB:.0f} MiB"],
         ["converted uint8 .npz", f"{summary['bytes'] / MIB:.0f} MiB"],
-        ["upload + check/convert, wall", f"{total_s:.1f} s ({size / MIB / total_s:.1f} MiB/s overall)"],
+        ["upload (PATCHes, loopback), wall", f"{upload_s:.1f} s ({size / MIB / upload_s:.0f} MiB/s)"],
+        ["check + convert to uint8 (confined), wall", f"{total_s - upload_s:.1f} s"],
         ["resumed after a cut at", f"{transport.cut_at} bytes ({transport.cut_at / size:.0%})"],
         ["API peak RSS (start -> peak)", f"{rss[0] / 1024:.0f} -> {max(rss) / 1024:.0f} MiB"],
         ["engine peak RSS, streamed", f"{runs['streamed']['peak_rss_mib']:.0f} MiB"],

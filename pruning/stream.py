@@ -32,7 +32,7 @@ class Batches(keras.utils.PyDataset):  # type: ignore[misc]
     def __init__(
         self, x: Any, y: np.ndarray, batch_size: int, seed: int, augment: dict[str, Any] | None = None
     ) -> None:
-        super().__init__()
+        super().__init__(workers=2, max_queue_size=4)  # two reader threads keep a few batches ready
         self.x, self.y, self.batch_size, self.seed = x, y, max(1, batch_size), seed
         self.augment = augment or {}
         self.epoch = 0

@@ -166,3 +166,30 @@ def test_uint8_npz_is_kept_and_scaled(tmp_path: Path) -> None:
     assert not plain["converted"]
     assert not (tmp_path / "plain.npz").exists()
     np.testing.assert_array_equal(np.asarray(load_npz(tmp_path / "d.npz").x_val), x[:9].astype(np.float32))
+
+
+def test_batches_cover_every_row_once_per_epoch_in_a_seeded_order() -> None:
+    from pruning.stream import Batches
+
+    x = ScaledArray(np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1).repeat(4, 1).repeat(4, 2), 0.5, 1.0)
+    y = np.arange(50)
+    a, b = Batches(x, y, 8, seed=7), Batches(x, y, 8, seed=7, augment={"flip": True, "crop": 1})
+    assert len(a) == 7
+    rows = np.concatenate([a[i][1] for i in range(len(a))])
+    assert sorted(rows) == list(range(50))
+    xb, yb = a[0]
+    np.testing.assert_allclose(xb[:, 0, 0, 0], yb * 0.5 + 1.0)
+    np.testing.assert_array_equal(b[0][1], yb)  # the same order; augmentation only changes pixels
+    again = Batches(x, y, 8, seed=7, augment={"flip": True, "crop": 1})
+    np.testing.assert_array_equal(b[3][0], again[3][0])
+    a.on_epoch_end()
+    assert not np.array_equal(a[0][1], yb)
+
+
+def test_augmentation_is_checked() -> None:
+    from pruning.spec import PruneSpec
+
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        PruneSpec.from_job_spec({"target": {"sparsity": 0.5}, "finetune": {"augment": {"mixup": 1}}})
+    spec = PruneSpec.from_job_spec({"target": {"sparsity": 0.5}, "finetune": {"augment": {"flip": False, "crop": 2}}})
+    assert spec.augment == {"crop": 2}
