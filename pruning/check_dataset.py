@@ -34,6 +34,10 @@ def main() -> int:
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         sys.stdout.write(json.dumps({"code": "invalid_dataset", "message": f"unreadable: {exc}"[:400]}) + "\n")
         return 3
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # options of the wrong type, odd layouts
+        message = f"the dataset or its options could not be used: {type(exc).__name__}: {exc}"[:400]
+        sys.stdout.write(json.dumps({"code": "invalid_dataset", "message": message}) + "\n")
+        return 3
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
 
