@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     download_url_expires_s: int = Field(900, ge=1, le=7 * 24 * 3600)
     """Lifetime of the presigned download URLs of `GET /v1/jobs/{id}/artifacts/{name}/url`."""
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_dataset_bytes: int = 20 * 1024**3
+    """Largest dataset, sent by resumable (tus) upload above `max_upload_bytes`."""
+    dataset_check_timeout_s: float = 3600.0
+    """How long the confined checker may take to check and convert one dataset."""
     inspect_timeout_s: float = 180.0
     """Time allowed to read an uploaded model's shape and size in a subprocess."""
     job_time_limit_s: int = 3600

@@ -86,6 +86,10 @@ class Dataset(Base):
     arrays: Mapped[dict[str, Any]] = mapped_column(JSON)
     """Shape and dtype of each array, read from the .npy headers."""
     task: Mapped[str] = mapped_column(String(20))
+    format: Mapped[str] = mapped_column(String(20), default="npz", server_default="npz")
+    """What was uploaded: npz, images, audio or csv (stored converted to an uncompressed .npz)."""
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The upload check's answer: samples, classes, shape, dtype, bytes, skipped, scale/offset, front end."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 

@@ -5,9 +5,8 @@ the same optimizer and schedule, on the labels. If pruning does not beat it, the
 from typing import Any
 
 import keras
-import numpy as np
 
-from pruning import metrics
+from pruning import metrics, stream
 from pruning.recipe import Recipe
 
 
@@ -19,8 +18,8 @@ def from_scratch(pruned: keras.Model, x: Any, y: Any, x_val: Any, y_val: Any, ta
     steps = -(-len(x) // batch_size)
     model.compile(optimizer=recipe.make_optimizer(max(1, steps * epochs)), loss=loss)
     if epochs:
-        model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
-    pred = np.asarray(model.predict(x_val, batch_size=256, verbose=0))
+        model.fit(**stream.fit_input(x, y, batch_size), epochs=epochs, verbose=0)
+    pred = stream.predict(model, x_val)
     return metrics.evaluate(pred, y_val, task)
 
 

@@ -1,5 +1,6 @@
 """Datasets: `.npz` uploads (never unpickled) and the two built-in sets. NumPy only."""
 
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ class Data:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     name: str = "uploaded"
+    meta: dict[str, Any] | None = None
+    """How the stored arrays were made (format, classes, scale, offset, audio front end), if declared."""
 
     @property
     def task(self) -> str:
@@ -89,15 +92,30 @@ def describe_npz(path: Path) -> dict[str, Any]:
 
 
 def load_npz(path: Path, name: str = "uploaded") -> Data:
+    """The arrays of an `.npz`: integer x arrays stored uncompressed are memory-mapped and scaled
+    per slice (`ScaledArray`), everything else is read into memory (x as float32)."""
+    from pruning.mapped import ScaledArray, mapped_members
+
     describe_npz(path)
+    mapped = mapped_members(path)
     with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in REQUIRED + OPTIONAL if k in npz.files}
-    for key in arrays:
-        if key.startswith("x_"):
-            arrays[key] = arrays[key].astype(np.float32)
-        if np.issubdtype(arrays[key].dtype, np.floating) and not np.isfinite(arrays[key]).all():
-            raise PruningError("invalid_dataset", f"{key} has NaN or infinite values")
-    return Data(**arrays, name=name)
+        meta = json.loads(npz["meta"].tobytes()) if "meta" in npz.files else None
+        scale, offset = float((meta or {}).get("scale", 1.0)), float((meta or {}).get("offset", 0.0))
+        arrays: dict[str, Any] = {}
+        for key in REQUIRED + OPTIONAL:
+            if key not in npz.files:
+                continue
+            if key.startswith("x_") and key in mapped and (meta or mapped[key].dtype.kind in "iu"):
+                arrays[key] = ScaledArray(mapped[key], scale, offset)
+                continue
+            arrays[key] = npz[key]
+            if key.startswith("x_"):
+                arrays[key] = arrays[key].astype(np.float32)
+                if (scale, offset) != (1.0, 0.0):
+                    arrays[key] = arrays[key] * np.float32(scale) + np.float32(offset)
+            if np.issubdtype(arrays[key].dtype, np.floating) and not np.isfinite(arrays[key]).all():
+                raise PruningError("invalid_dataset", f"{key} has NaN or infinite values")
+    return Data(**arrays, name=name, meta=meta)
 
 
 def load_builtin(name: str, seed: int = 0) -> Data:

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from pruning import stream
 from pruning.errors import PruningError
 from pruning.masks import masked_nonzero
 
@@ -128,6 +129,7 @@ def finetune(
     masks: dict[str, np.ndarray],
     on_progress: Callable[[float], None],
     stop: Callable[[keras.Model], bool] | None = None,
+    augment: dict[str, Any] | None = None,
 ) -> tuple[list[float], int | None]:
     """Train up to `epochs` epochs with the masks attached, with `optimizer(total_steps)`.
 
@@ -140,11 +142,8 @@ def finetune(
     model.compile(optimizer=optimizer(steps * epochs), loss=loss)
     early = EarlyStop(stop) if stop is not None else None
     history = model.fit(
-        x,
-        y,
+        **stream.fit_input(x, y, batch_size, augment),
         epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
         verbose=0,
         callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, steps), *([early] if early else [])],
     )

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning import export, metrics, plots, schedule
+from pruning import export, metrics, plots, schedule, stream
 from pruning.checkpoint import Checkpoints
 from pruning.control import from_scratch, verdict
 from pruning.counting import count_layers, total_macs
@@ -88,7 +88,7 @@ def _check_data(model: keras.Model, data: Data) -> None:
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=256, verbose=0))
+    return stream.predict(model, x)
 
 
 def _evaluate(model: keras.Model, data: Data, loss: Any) -> dict[str, Any]:
@@ -197,6 +197,7 @@ def run(
             masks=pruner.masks,
             on_progress=lambda f, s=step: stages.enter("finetuning", (s - 1 + f) / plan.steps),
             stop=None if within is None else lambda m, w=within: _drop(before, _evaluate(m, data, loss), task) <= w,
+            augment=spec.augment,
         )
         after_step = _evaluate(model, data, loss)
         drop = _drop(before, after_step, task)
@@ -323,6 +324,8 @@ def run(
             "note": f"{len(inlined)} nested model(s) were pruned as part of the one graph and trained again; "
             "the returned model is flat (the same TFLite operations)",
         }
+    if data.meta:  # how the stored inputs were made (the audio front end), for the device side to match
+        report["input"] = data.meta
     if resumed:
         report["resumed_from"] = {"stage": "finetuning", "step": resumed.step}
     if searched is not None:
@@ -331,6 +334,7 @@ def run(
         report["macs"]["target_reduction"] = spec.macs_reduction
         report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before
     report["timings_s"] = stages.close()
+    report["timings_s"]["finetuning_input"] = stream.take_input_time()  # reading batches from a stream
     tensorboard = write_tensorboard(rounds, headline, workdir)
     report["artifacts"] = [*plots.write_job_plots(report, workdir / "plots"), tensorboard]
     (workdir / "report.json").write_text(json.dumps(report, indent=2))

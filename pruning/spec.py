@@ -51,8 +51,14 @@ class PruneSpec:
     quantization: str = "none"
     devices: tuple[str, ...] = field(default=("host",))
     seed: int = 0
+    augment: dict[str, Any] | None = None
+    """Fine-tuning augmentation (`pruning.augment`), off when None."""
 
     def __post_init__(self) -> None:
+        if self.augment is not None:
+            from pruning.augment import check
+
+            object.__setattr__(self, "augment", check(self.augment) or None)
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"unknown granularity {self.granularity!r}")
         if self.block < 1 or (self.block > 1 and self.granularity != "unstructured"):
@@ -114,6 +120,7 @@ class PruneSpec:
             quantization=spec.get("quantization", cls.quantization),
             devices=tuple(spec.get("devices") or ("host",)),
             seed=int(spec.get("seed", 0)),
+            augment=finetune.get("augment"),
         )
 
     def to_dict(self) -> dict[str, Any]:

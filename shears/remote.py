@@ -511,16 +511,39 @@ def upload(settings: Settings, model: Path, quiet: bool) -> None:
 
 @remote.group()
 def datasets() -> None:
-    """Datasets (.npz with x_train, y_train, x_val, y_val)."""
+    """Datasets (.npz; .zip/.tar of image or WAV class folders; .csv with a label column)."""
+
+
+RESUMABLE_ABOVE = 256 << 20
 
 
 @datasets.command("upload")
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-q", "--quiet", is_flag=True, help="Print only the dataset id.")
+@click.option("--options", "options", help="Dataset options as JSON, e.g. '{\"image_size\": [96, 96]}'.")
+@click.option(
+    "--resumable/--no-resumable",
+    default=None,
+    help=f"Chunked upload that resumes after a cut (tus); default: above {RESUMABLE_ABOVE >> 20} MiB.",
+)
 @pass_settings
-def datasets_upload(settings: Settings, data: Path, quiet: bool) -> None:
-    """Upload DATA (.npz); prints the dataset's record."""
-    _print_record(settings.client().post_json("/v1/datasets", upload=data), quiet)
+def datasets_upload(settings: Settings, data: Path, quiet: bool, options: str | None, resumable: bool | None) -> None:
+    """Upload DATA; prints the dataset's record (with the server's check summary)."""
+    from urllib.parse import urlencode
+
+    from shears.upload import upload_resumable
+
+    try:
+        parsed = json.loads(options) if options else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--options") from exc
+    api = settings.client()
+    if resumable or (resumable is None and data.stat().st_size > RESUMABLE_ABOVE):
+        record = upload_resumable(api, data, parsed, progress=not quiet)
+    else:
+        query = f"?{urlencode({'options': json.dumps(parsed)})}" if parsed else ""
+        record = api.post_json(f"/v1/datasets{query}", upload=data)
+    _print_record(record, quiet)
 
 
 def _out_path(out: Path | None, job_id: str) -> Path:

@@ -17,6 +17,7 @@ from starlette.routing import Match
 from app import logs
 from app.api.devices import router as devices_router
 from app.datasets.endpoints import router as datasets_router
+from app.datasets.resumable import router as uploads_router
 from app.db import get_engine
 from app.errors import ShearsError
 from app.jobs.endpoints import router as jobs_router
@@ -44,7 +45,7 @@ def create_app() -> FastAPI:
         description="Pruning as a service for on-device AI: upload a Keras model and data, "
         "get back a smaller TensorFlow Lite model with its accuracy, size and latency.",
     )
-    for router in (models_router, datasets_router, jobs_router, devices_router, ui_router):
+    for router in (models_router, datasets_router, uploads_router, jobs_router, devices_router, ui_router):
         app.include_router(router)
 
     @app.exception_handler(ShearsError)

@@ -9,6 +9,13 @@ from app.api.docs import ERRORS, multipart_file
 from app.datasets import repository, service
 from app.datasets.schemas import DatasetList, DatasetOut
 
+OPTIONS_DOC = (
+    "JSON object. All formats: format (npz|images|audio|csv, else detected), seed, val_fraction, "
+    "test_fraction, max_bad_fraction (default 0.05), scale, offset. images: image_size [h, w], channels (1|3). "
+    "audio: frontend {type: mfcc|log_mel, sample_rate, clip_ms, frame_ms, stride_ms, mel_bins, bins, lower_hz, "
+    "upper_hz}. csv: label, channels [columns], window, stride, split_column, group."
+)
+
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
@@ -17,7 +24,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     status_code=201,
     response_model=DatasetOut,
     responses={**ERRORS, 200: {"model": DatasetOut, "description": "the same bytes were uploaded before"}},
-    openapi_extra=multipart_file("An .npz with x_train, y_train, x_val, y_val (optional x_test, y_test)"),
+    openapi_extra=multipart_file(
+        "An .npz with x_train, y_train, x_val, y_val (optional x_test, y_test); a .zip/.tar of class folders of "
+        "JPEG/PNG images or WAV clips (optional train/ val/ test/ at the top); or a .csv with a label column"
+    ),
 )
 async def upload_dataset(
     request: Request,
@@ -26,9 +36,11 @@ async def upload_dataset(
     settings: SettingsDep,
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    options: Annotated[str | None, Query(max_length=4000, description=OPTIONS_DOC)] = None,
 ) -> Any:
-    """Upload a dataset; it is checked from the array headers and never unpickled."""
-    status, body = await service.upload_dataset(request, session, tenant.id, settings, store, idempotency_key)
+    """Upload a dataset; it is checked and converted in a confined process, and never unpickled."""
+    opts = service.parse_options(options)
+    status, body = await service.upload_dataset(request, session, tenant.id, settings, store, idempotency_key, opts)
     return JSONResponse(body, status_code=status)
 
 

@@ -13,6 +13,8 @@ class DatasetOut(BaseModel):
     bytes: int
     task: str
     arrays: dict[str, Any]
+    format: str = "npz"
+    summary: dict[str, Any] | None = None
     created_at: datetime
 
 

@@ -32,6 +32,19 @@ class Schedule(Strict):
     steps: int | None = Field(None, ge=1, le=50, description="rounds of prune -> fine-tune (polynomial)")
 
 
+class Augment(Strict):
+    """Seeded augmentation while fine-tuning; every kind is off unless set."""
+
+    flip: bool = Field(False, description="images: random left-right flips")
+    crop: int = Field(0, ge=0, le=64, description="images: random shifts by up to this many pixels")
+    rotation_deg: float = Field(0, ge=0, le=45, description="images: random rotations within +- degrees")
+    brightness: float = Field(0, ge=0, le=1, description="images: relative brightness jitter")
+    contrast: float = Field(0, ge=0, le=1, description="images: relative contrast jitter")
+    time_shift: float = Field(0, ge=0, le=0.5, description="audio features: shift by up to this fraction of frames")
+    time_mask: int = Field(0, ge=0, le=100, description="audio features: SpecAugment time mask, widest in frames")
+    freq_mask: int = Field(0, ge=0, le=100, description="audio features: SpecAugment frequency mask, widest in bins")
+
+
 class Finetune(Strict):
     epochs: int | None = Field(
         None,
@@ -57,6 +70,7 @@ class Finetune(Strict):
         None,
         description="fine-tune against the dense model's outputs too (classification); unset: off",
     )
+    augment: Augment | None = Field(None, description="off by default")
 
 
 class NofM(Strict):

@@ -9,6 +9,7 @@ import os
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,22 @@ class InspectionUnavailable(ShearsError):
     retry_after = 60
 
 
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+def _limits(max_file_bytes: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
 
 
 async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
     """Params and shapes of the model at `path`; `InvalidInput` if it is unsafe or unreadable."""
+    return await run_checker("pruning.inspect", [str(path)], timeout_s, "model", 64 << 20)
+
+
+async def run_checker(module: str, args: list[str], timeout_s: float, what: str, max_file_bytes: int) -> dict[str, Any]:
+    """Run `python -m module *args` confined (no credentials, files capped at `max_file_bytes`) and
+    return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["CUDA_VISIBLE_DEVICES"] = ""
@@ -41,13 +51,13 @@ async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "pruning.inspect",
-            str(path),
+            module,
+            *args,
             cwd=scratch,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_limits,
+            preexec_fn=_limits(max_file_bytes),
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
@@ -55,7 +65,7 @@ async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
             proc.kill()
             await proc.wait()
             raise InvalidInput(
-                f"reading the model took longer than {timeout_s:.0f} s", code="model_inspect_timeout"
+                f"reading the {what} took longer than {timeout_s:.0f} s", code=f"{what}_inspect_timeout"
             ) from None
     last = out.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
     try:
@@ -63,12 +73,13 @@ async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
     except json.JSONDecodeError:
         # The file made a parser crash (or a limit killed it): the file's fault, not a server error.
         raise InvalidInput(
-            f"the model file could not be read: its reader stopped (exit {proc.returncode})", code="model_load_failed"
+            f"the {what} file could not be read: its reader stopped (exit {proc.returncode})",
+            code=f"{what}_load_failed",
         ) from None
     if proc.returncode == 3:
         raise InvalidInput(payload["message"], code=payload["code"])
     if proc.returncode == 5:
         raise InspectionUnavailable(payload["message"])
     if proc.returncode != 0:
-        raise InvalidInput(f"the model file could not be read (exit {proc.returncode})", code="model_load_failed")
+        raise InvalidInput(f"the {what} file could not be read (exit {proc.returncode})", code=f"{what}_load_failed")
     return dict(payload)

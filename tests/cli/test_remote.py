@@ -1,5 +1,6 @@
 """`shears remote` and the examples, run as a CI machine runs them: subprocesses against a live server."""
 
+import io
 import json
 import os
 import re
@@ -612,3 +613,25 @@ def test_submit_wait_on_a_sweep_picks_the_most_accurate_point_within_the_budgets
     assert none.returncode == 5, none.stdout + none.stderr
     assert "budget missed (1)" in none.stderr
     assert not (tmp_path / "none.tflite").exists()
+
+
+def test_datasets_upload_resumable_with_options(cli: Cli, tmp_path: Path) -> None:
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(tmp_path / "img.zip", "w") as z:
+        for label in ("a", "b"):
+            for i in range(6):
+                buffer = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)).save(buffer, "PNG")
+                z.writestr(f"{label}/{i}.png", buffer.getvalue())
+    out = cli("datasets", "upload", "--resumable", "--options", '{"image_size": [8, 8]}', str(tmp_path / "img.zip"))
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["format"] == "images"
+    assert record["summary"]["shape"] == [8, 8, 3]
+    bad = cli("datasets", "upload", "--options", "{", str(tmp_path / "img.zip"))
+    assert bad.returncode == 1

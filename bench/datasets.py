@@ -1,0 +1,209 @@
+"""Image-folder datasets at size: resumable upload, conversion, and streamed fine-tuning.
+
+Generates N PNG images (96x96x3, 10 class folders) in a .zip, starts the API alone (embedded default),
+uploads the zip with the resumable client (`shears.upload`), cut once at 50% by the transport, and
+samples the uvicorn process's RSS throughout (upload + the confined check that converts it to uint8).
+Then, in fresh engine processes, one fine-tuning epoch of a small CNN on the converted set:
+streamed from the memory-mapped uint8 file (`pruning.stream.Batches`) and from the same data
+materialised as a float32 array (Keras's own array input), each with its steps/s and peak RSS (ru_maxrss).
+
+    .venv/bin/python bench/datasets.py [--images 6000]
+"""
+
+import argparse
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import markdown, write_section  # noqa: E402
+from bench.upload_memory import Sampler  # noqa: E402
+from tests.services import Service  # noqa: E402
+
+MIB = 1024 * 1024
+NOTES = (
+    "Reading: the API's memory stays flat during a resumable upload and its conversion (the check runs in "
+    "its own confined process; the API only streams PATCH bodies to disk); the engine streamed from the "
+    "memory-mapped uint8 set holds about the model and a few batches, against the float32 copy of the "
+    "training split (and Keras's own copies of it) in memory. Steps/s are from one epoch of a small CNN on a "
+    "shared 2-core machine with other agents' test suites running: the streamed/in-memory ratio moved "
+    "between 0.68x and 1.95x over three runs at 6000 images (1.95x and 0.68x with one reader thread, "
+    "1.85x with two), so read it as 'not slower than in memory', not as a figure. "
+    "Scale: this run is smaller than the 2 GB (40,000 images) the issue asks for, for time on the shared "
+    "machine; the memory figures are the ones that should not grow with it, which a bigger run would show."
+)
+
+
+def make_zip(path: Path, n: int, size: int = 96) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (10, size, size, 3), dtype=np.uint8)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for i in range(n):
+            label = i % 10
+            noisy = np.clip(base[label] + rng.normal(0, 40, base[label].shape), 0, 255).astype(np.uint8)
+            buffer = io.BytesIO()
+            Image.fromarray(noisy).save(buffer, "PNG", compress_level=1)
+            z.writestr(f"class{label}/{i}.png", buffer.getvalue())
+
+
+class CutAtHalf(httpx.HTTPTransport):
+    """Cuts the PATCH that crosses the middle of the upload after delivering what came before it."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total, self.cut_at = total, None
+        self.patches_done = 0.0  # when the last PATCH was answered
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        offset = int(request.headers.get("upload-offset", "-1"))
+        if request.method == "PATCH" and self.cut_at is None:
+            body = request.read()
+            if offset + len(body) >= self.total // 2:
+                keep = self.total // 2 - offset
+                half = httpx.Request("PATCH", request.url, headers=request.headers, content=body[:keep])
+                half.headers["Content-Length"] = str(keep)
+                super().handle_request(half).close()
+                self.cut_at = offset + keep
+                raise httpx.ReadError("cut at 50%")
+        response = super().handle_request(request)
+        if request.method == "PATCH":
+            response.read()
+            self.patches_done = time.perf_counter()
+        return response
+
+
+def engine(npz: str, mode: str, batch: int) -> dict[str, float]:
+    """One fine-tuning epoch in this process; steps/s and peak RSS."""
+    import keras
+
+    from pruning.datasets import load_npz
+    from pruning.finetune import finetune
+
+    data = load_npz(Path(npz))
+    x = np.asarray(data.x_train) if mode == "memory" else data.x_train
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(x.shape[1:])
+    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
+    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(h))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    finetune(
+        model,
+        x[:batch],
+        data.y_train[:batch],
+        loss=loss,
+        epochs=1,
+        batch_size=batch,
+        learning_rate=1e-3,
+        variables=[],
+        masks={},
+        on_progress=lambda f: None,
+    )  # warm-up: graph tracing
+    started = time.perf_counter()
+    finetune(
+        model,
+        x,
+        data.y_train,
+        loss=loss,
+        epochs=1,
+        batch_size=batch,
+        learning_rate=1e-3,
+        variables=[],
+        masks={},
+        on_progress=lambda f: None,
+    )
+    seconds = time.perf_counter() - started
+    steps = -(-len(data.y_train) // batch)
+    return {"steps_per_s": steps / seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--engine", nargs=2, metavar=("NPZ", "MODE"))
+    args = parser.parse_args()
+    if args.engine:
+        print(json.dumps(engine(args.engine[0], args.engine[1], args.batch)))
+        return
+    from shears.remote import Api
+    from shears.upload import upload_resumable
+
+    with tempfile.TemporaryDirectory(prefix="shears-bench-datasets-") as tmp:
+        root = Path(tmp)
+        archive = root / "images.zip"
+        make_zip(archive, args.images)
+        size = archive.stat().st_size
+        service = Service(root / "data", {"SHEARS_ENGINE_SECCOMP": "true"}).start(worker=False)
+        try:
+            pid = service.procs[0].pid
+            sampler = Sampler(pid)
+            sampler.start()
+            transport = CutAtHalf(size)
+            api = Api(service.url, service.new_key(), transport=transport, sleep=lambda _s: None)
+            started = time.perf_counter()
+            record = upload_resumable(api, archive, {"image_size": [96, 96]}, chunk_bytes=16 * MIB, progress=False)
+            total_s = time.perf_counter() - started
+            upload_s = transport.patches_done - started
+            rss = sampler.stop()
+        finally:
+            service.stop()
+        converted = next((root / "data" / "artifacts").glob(f"*/datasets/{record['id']}/data.npz"))
+        runs = {
+            mode: json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, "--engine", str(converted), mode, "--batch", str(args.batch)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            for mode in ("streamed", "memory")
+        }
+    summary = record["summary"]
+    rows = [
+        ["images (96x96x3 PNG, 10 classes)", args.images],
+        ["upload .zip", f"{size / MIB:.0f} MiB"],
+        ["converted uint8 .npz", f"{summary['bytes'] / MIB:.0f} MiB"],
+        ["upload (PATCHes, loopback), wall", f"{upload_s:.1f} s ({size / MIB / upload_s:.0f} MiB/s)"],
+        ["check + convert to uint8 (confined), wall", f"{total_s - upload_s:.1f} s"],
+        ["resumed after a cut at", f"{transport.cut_at} bytes ({transport.cut_at / size:.0%})"],
+        ["API peak RSS (start -> peak)", f"{rss[0] / 1024:.0f} -> {max(rss) / 1024:.0f} MiB"],
+        ["engine peak RSS, streamed", f"{runs['streamed']['peak_rss_mib']:.0f} MiB"],
+        ["engine peak RSS, in memory (float32)", f"{runs['memory']['peak_rss_mib']:.0f} MiB"],
+        [
+            "steps/s streamed / in memory",
+            f"{runs['streamed']['steps_per_s']:.2f} / {runs['memory']['steps_per_s']:.2f}"
+            f" = {runs['streamed']['steps_per_s'] / runs['memory']['steps_per_s']:.2f}x",
+        ],
+    ]
+    text = (
+        "## Datasets at size (bench/datasets.py)\n\n"
+        + f"`.venv/bin/python bench/datasets.py --images {args.images}`, one run, batch {args.batch}.\n\n"
+        + markdown(["figure", "value"], rows)
+        + "\n\n"
+        + NOTES
+        + "\n"
+    )
+    print(text)
+    write_section("## Datasets at size (bench/datasets.py)", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Array-likes over memory-mapped `.npz` members, and batched training input and prediction over them.
+
+`load_npz` wraps an uncompressed integer (or declared) x array in a `ScaledArray`: `len`, `shape`,
+`dtype`, slicing and fancy indexing work, each returning float32 `base[idx] * scale + offset`,
+so only the rows asked for are read. Fine-tuning reads it through `Batches` (a seeded, shuffled
+`keras.utils.PyDataset`, optionally augmented); whole-split prediction goes through `predict`.
+"""
+
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from pruning import augment as augmentation
+from pruning.mapped import ScaledArray, mapped_members
+
+__all__ = ["Batches", "ScaledArray", "fit_input", "mapped_members", "predict", "take_input_time"]
+
+_input_s = [0.0]
+
+
+def take_input_time() -> float:
+    """Seconds the training input spent reading (and augmenting) batches since the last call."""
+    spent, _input_s[0] = _input_s[0], 0.0
+    return round(spent, 3)
+
+
+class Batches(keras.utils.PyDataset):  # type: ignore[misc]
+    """(x, y) batches in a seeded order reshuffled every epoch; rows read sorted (memory-map friendly)."""
+
+    def __init__(
+        self, x: Any, y: np.ndarray, batch_size: int, seed: int, augment: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(workers=2, max_queue_size=4)  # two reader threads keep a few batches ready
+        self.x, self.y, self.batch_size, self.seed = x, y, max(1, batch_size), seed
+        self.augment = augment or {}
+        self.epoch = 0
+        self.order = np.random.default_rng(seed).permutation(len(y))
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
+        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        xb, yb = np.asarray(self.x[rows], np.float32), self.y[rows]
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            xb = augmentation.apply(xb, self.augment, rng)
+        _input_s[0] += time.perf_counter() - start
+        return xb, yb
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+
+
+def fit_input(x: Any, y: np.ndarray, batch_size: int, augment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The input arguments of `model.fit`: the arrays themselves when in memory and not augmented,
+    else a `Batches` stream seeded from Keras's global seed."""
+    if isinstance(x, np.ndarray) and not augment:
+        return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+    seed = int(np.random.randint(0, 2**31 - 1))  # seeded by keras.utils.set_random_seed
+    return {"x": Batches(x, y, batch_size, seed, augment)}
+
+
+def predict(model: keras.Model, x: Any, batch_size: int = 256) -> np.ndarray:
+    """`model.predict` over an array or an array-like, one batch in memory at a time."""
+    if isinstance(x, np.ndarray):
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    parts = [
+        np.asarray(model.predict_on_batch(x[start : start + batch_size])) for start in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.asarray(model.predict(x[:0], verbose=0))
