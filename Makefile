@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck contracts bench clean
+.PHONY: install run test test-fast lint typecheck contracts bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ contracts: install
 
 test: lint typecheck contracts
 	$(BIN)/python -m pytest
+
+# While working: unit and in-process tests only, no subprocess services (see README, "Test tiers").
+test-fast: install
+	$(BIN)/python -m pytest -m "not service and not slow" -q
 
 bench: install
 	$(BIN)/python bench/service_overhead.py

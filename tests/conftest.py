@@ -1,6 +1,10 @@
+import inspect
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +15,43 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from tests.services import Service, postgres_database, redis_broker  # noqa: E402
 
 MAX_UPLOAD = 8 * 1024 * 1024
+
+# Test tiers: `make test-fast` runs `-m "not service"`. A test is a `service` test when it, one of
+# its fixtures (however deep) or a helper of its module that it calls starts a subprocess service:
+# uvicorn and a Celery worker (tests.services.Service), the shared services, or Chromium.
+# Modules whose every test runs a whole service (`shears serve`, or the deployments by parameter).
+SERVICE_MODULES = {"tests/e2e/test_end_to_end.py", "tests/cli/test_serve.py"}
+STARTS_A_SERVICE = re.compile(r"\bService\(|\bshared_services\(|\bwebdriver\.Chrome\(|\brunning_service\(")
+
+
+@cache
+def _source(func: Callable[..., Any]) -> str:
+    try:
+        return inspect.getsource(func)
+    except (OSError, TypeError):
+        return ""
+
+
+def _starts_a_service(item: pytest.Function) -> bool:
+    funcs = [item.function]
+    funcs += [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+    module = vars(inspect.getmodule(item.function) or object())
+    for func in list(funcs):  # one level of module helpers the test or its fixtures call
+        code = getattr(func, "__code__", None)
+        funcs += [module[n] for n in (code.co_names if code else ()) if callable(module.get(n))]
+    return any(STARTS_A_SERVICE.search(_source(f)) for f in funcs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "service: starts subprocess services; `make test-fast` leaves it out")
+    config.addinivalue_line("markers", "slow: a long engine run; `make test-fast` leaves it out")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = Path(str(item.fspath)).relative_to(Path(__file__).parent.parent).as_posix()
+        if isinstance(item, pytest.Function) and (module in SERVICE_MODULES or _starts_a_service(item)):
+            item.add_marker(pytest.mark.service)
 
 
 @pytest.fixture(scope="session")

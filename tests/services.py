@@ -192,6 +192,23 @@ class Service:
         )
         return path
 
+    @contextmanager
+    def workers_paused(self) -> Iterator[None]:
+        """Hold the workers still (SIGSTOP): a job submitted meanwhile stays queued until the block ends."""
+        workers = [proc for proc in self.procs[1:] if proc.poll() is None]  # procs[0] is the API
+        for proc in workers:
+            proc.send_signal(signal.SIGSTOP)
+        try:
+            for proc in workers:  # the signal is delivered asynchronously: wait until each is stopped
+                deadline = time.monotonic() + 10
+                while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+                    assert time.monotonic() < deadline, f"worker {proc.pid} did not stop"
+                    time.sleep(0.01)
+            yield
+        finally:
+            for proc in workers:
+                proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)

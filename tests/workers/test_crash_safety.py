@@ -5,6 +5,7 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,14 @@ def crashy(tmp_path_factory: pytest.TempPathFactory) -> Service:
     service.start()
     yield service  # type: ignore[misc]
     service.stop()
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `condition` until it holds; fail with `what` after `timeout_s` (no fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def _checkpoint_step(service: Service, job_id: str) -> int:
@@ -81,9 +90,10 @@ def test_worker_children_killed_during_finetuning_resume_from_their_last_round(
             engine = _engine_process(job_id)
             assert engine is not None
             os.kill(_parent(engine), signal.SIGKILL)
-            time.sleep(1)
             # The engine process dies with the worker child that started it (a zombie has no cmdline).
-            assert _engine_process(job_id) is None
+            _wait_until(
+                lambda job_id=job_id: _engine_process(job_id) is None, 10, f"the engine of {job_id} outlived its worker"
+            )
         for job_id in job_ids:
             job = wait_for_job(c, job_id, timeout=300)
             assert job["status"] == "succeeded", job
