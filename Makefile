@@ -22,7 +22,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy app workers
+	$(BIN)/mypy app workers shears
 
 contracts: install
 	$(BIN)/lint-imports
