@@ -117,4 +117,4 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def key(embedded: Service) -> str:
-    return embedded.new_key("tenant-a")
+    return embedded.cli("keys", "create", "--tenant", "tenant-a")  # the command itself, once

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 PG_ADMIN_URL = os.environ.get("SHEARS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SHEARS_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -150,6 +151,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "SHEARS_DATA_DIR": str(root), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._db: Engine | None = None  # this process's connection to the service's database (new_key)
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(
@@ -210,6 +212,8 @@ class Service:
                 proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
@@ -219,7 +223,21 @@ class Service:
                 proc.kill()
 
     def new_key(self, tenant: str | None = None) -> str:
-        return self.cli("keys", "create", "--tenant", tenant or f"t-{secrets.token_hex(4)}")
+        """A new key for `tenant` (a new tenant if None), written to this service's database the way
+        `shears keys create` writes it, but in this process: a subprocess per key cost seconds, and
+        the `key` fixture still mints its key through the command."""
+        from sqlalchemy.orm import Session
+
+        from app.auth.service import create_key
+
+        if self._db is None:
+            from app.db import make_engine
+            from app.settings import Settings
+
+            database_url = self.env.get("SHEARS_DATABASE_URL", "")
+            self._db = make_engine(Settings(data_dir=self.root, database_url=database_url).resolved_database_url)
+        with Session(self._db) as session, session.begin():
+            return create_key(session, tenant or f"t-{secrets.token_hex(4)}")
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
