@@ -115,7 +115,11 @@ def test_postgres_unreachable_under_load_answers_503_and_fails_no_job(tmp_path: 
                 time.sleep(OUTAGE_S)
                 proxy.restore()
                 restored_at = traffic.now()
-                time.sleep(5)
+                # Traffic goes on until a job has been accepted after the outage (was a fixed 5 s).
+                deadline = time.monotonic() + 60
+                while not any(at >= restored_at for _, _, at in list(traffic.submitted)):
+                    assert time.monotonic() < deadline, "no job was accepted after the outage"
+                    time.sleep(0.2)
                 traffic.submitting.clear()
                 time.sleep(1)
             outage = [h for h in traffic.hits if cut_at <= h.at_s < restored_at]
