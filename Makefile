@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck contracts bench clean
+.PHONY: install run test test-fast lint typecheck contracts bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,13 +22,17 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy app workers
+	$(BIN)/mypy app workers shears
 
 contracts: install
 	$(BIN)/lint-imports
 
 test: lint typecheck contracts
 	$(BIN)/python -m pytest
+
+# While working: unit and in-process tests only, no subprocess services (see README, "Test tiers").
+test-fast: install
+	$(BIN)/python -m pytest -m "not service and not slow" -q
 
 bench: install
 	$(BIN)/python bench/service_overhead.py

@@ -35,7 +35,13 @@ class Polynomial:
         return self.target + (self.initial - self.target) * (1 - step / self.steps) ** self.power
 
     def get_config(self) -> dict[str, Any]:
-        return {"kind": "polynomial", "target": self.target, "steps": self.steps, "initial": self.initial}
+        return {
+            "kind": "polynomial",
+            "target": self.target,
+            "steps": self.steps,
+            "initial": self.initial,
+            "power": self.power,
+        }
 
 
 def make_schedule(kind: str, target: float, steps: int) -> OneShot | Polynomial:

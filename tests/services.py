@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 PG_ADMIN_URL = os.environ.get("SHEARS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SHEARS_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -150,6 +151,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "SHEARS_DATA_DIR": str(root), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._db: Engine | None = None  # this process's connection to the service's database (new_key)
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(
@@ -192,7 +194,26 @@ class Service:
         )
         return path
 
+    @contextmanager
+    def workers_paused(self) -> Iterator[None]:
+        """Hold the workers still (SIGSTOP): a job submitted meanwhile stays queued until the block ends."""
+        workers = [proc for proc in self.procs[1:] if proc.poll() is None]  # procs[0] is the API
+        for proc in workers:
+            proc.send_signal(signal.SIGSTOP)
+        try:
+            for proc in workers:  # the signal is delivered asynchronously: wait until each is stopped
+                deadline = time.monotonic() + 10
+                while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+                    assert time.monotonic() < deadline, f"worker {proc.pid} did not stop"
+                    time.sleep(0.01)
+            yield
+        finally:
+            for proc in workers:
+                proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
@@ -202,7 +223,21 @@ class Service:
                 proc.kill()
 
     def new_key(self, tenant: str | None = None) -> str:
-        return self.cli("keys", "create", "--tenant", tenant or f"t-{secrets.token_hex(4)}")
+        """A new key for `tenant` (a new tenant if None), written to this service's database the way
+        `shears keys create` writes it, but in this process: a subprocess per key cost seconds, and
+        the `key` fixture still mints its key through the command."""
+        from sqlalchemy.orm import Session
+
+        from app.auth.service import create_key
+
+        if self._db is None:
+            from app.db import make_engine
+            from app.settings import Settings
+
+            database_url = self.env.get("SHEARS_DATABASE_URL", "")
+            self._db = make_engine(Settings(data_dir=self.root, database_url=database_url).resolved_database_url)
+        with Session(self._db) as session, session.begin():
+            return create_key(session, tenant or f"t-{secrets.token_hex(4)}")
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -232,7 +267,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dic
         job = client.get(f"/v1/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return dict(job)
-        time.sleep(0.5)
+        time.sleep(0.2)  # a finished job is seen within 0.2 s (half a second per wait added up)
     raise TimeoutError(f"job {job_id} did not finish in {timeout} s: {job}")
 
 

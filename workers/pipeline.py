@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from app.db import session_scope
@@ -225,7 +226,8 @@ def execute(job_id: str) -> None:
                 repository.add_artifact(session, artifact)
             service.succeed(session, job_id, _summary(request["kind"], report))
         checkpoint.delete()
-        log.info("job %s succeeded: %s", job_id, report["accuracy"])
+        # A profile job has no accuracy: the log line must not fail after the job has succeeded.
+        log.info("job %s succeeded: %s", job_id, report.get("accuracy", "profiled"))
     except LeaseLost:
         log.warning("job %s was taken over by another worker; dropping this run", job_id)
     except Cancelled:
@@ -238,6 +240,14 @@ def execute(job_id: str) -> None:
             service.fail(session, job_id, exc.code, exc.message)
         checkpoint.delete()
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
+    except SoftTimeLimitExceeded:
+        # Celery's soft limit (a little under the hard one) raised inside the task: the engine child is
+        # killed by run_engine on the way out; the job failed on its time, not on a bug.
+        limit = get_settings().job_time_limit_s
+        with session_scope() as session:
+            service.fail(session, job_id, "time_limit", f"the job ran past its time limit ({limit} s)")
+        checkpoint.delete()
+        log.info("job %s failed: time_limit", job_id)
     except OperationalError:
         raise  # the database, not the job: the task retries, and the job is not marked failed
     except StorageUnavailable:

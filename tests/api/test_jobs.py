@@ -108,14 +108,18 @@ def _submit(c: httpx.Client, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_results_before_success_are_409_and_cancel_of_queued_job(embedded: Service, key: str, model_id: str) -> None:
-    # No worker serves this tenant's job before we cancel it: cancel right after submit.
-    with embedded.client(key) as c:
+    # The workers are held still from submit to cancel, so the job is certainly queued when cancelled
+    # (it was a race with the embedded worker taking it).
+    with embedded.client(key) as c, embedded.workers_paused():
         job = _submit(c, _spec(model_id, finetune={"epochs": 50}))
         _assert_error(c.get(f"/v1/jobs/{job['id']}/model.tflite"), 409, "job_not_finished")
         _assert_error(c.get(f"/v1/jobs/{job['id']}/artifacts"), 409, "job_not_finished")
         _assert_error(c.get(f"/v1/jobs/{job['id']}/artifacts/layers.png"), 409, "job_not_finished")
+        assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
         cancelled = c.post(f"/v1/jobs/{job['id']}/cancel").json()
         assert cancelled["cancel_requested"] is True
+        assert cancelled["status"] == "cancelled"  # a queued job is cancelled at once
+    with embedded.client(key) as c:
         final = wait_for_job(c, job["id"])
         assert final["status"] == "cancelled"
         _assert_error(c.post(f"/v1/jobs/{job['id']}/cancel"), 409, "job_finished")

@@ -81,17 +81,20 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
 def test_cancelling_a_sweep_cancels_its_points(embedded: Service, digits_model: Path) -> None:
     with embedded.client(embedded.new_key()) as client:
         model = upload_model(client, digits_model)
-        sweep = client.post(
-            "/v1/jobs",
-            json={
-                "model_id": model,
-                "dataset_id": "builtin:digits",
-                "kind": "sweep",
-                "sweep": {"sparsities": [0.3, 0.6]},
-                **FAST,
-            },
-        ).json()
-        assert client.post(f"/v1/jobs/{sweep['id']}/cancel").status_code == 200
+        # Workers held still from submit to cancel: the points are queued when cancelled, so they are
+        # cancelled at once (before, a point could start, costing an engine start, and race the cancel).
+        with embedded.workers_paused():
+            sweep = client.post(
+                "/v1/jobs",
+                json={
+                    "model_id": model,
+                    "dataset_id": "builtin:digits",
+                    "kind": "sweep",
+                    "sweep": {"sparsities": [0.3, 0.6]},
+                    **FAST,
+                },
+            ).json()
+            assert client.post(f"/v1/jobs/{sweep['id']}/cancel").status_code == 200
         done = wait_for_job(client, sweep["id"], timeout=300)
         assert done["status"] == "cancelled", done
         points = client.get("/v1/jobs", params={"parent_id": sweep["id"]}).json()["items"]

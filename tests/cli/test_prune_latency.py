@@ -53,15 +53,22 @@ def test_prune_to_a_latency_budget(tmp_path: Path) -> None:
 
 
 def test_latency_budget_usage_errors(tmp_path: Path) -> None:
+    # In this process (click's runner): the options are refused before any engine work, so a
+    # subprocess per case only paid three TensorFlow imports.
+    from click.testing import CliRunner
+
+    from shears.cli import main
+
     path = tmp_path / "none.keras"
     path.write_bytes(b"not read: the options are refused first")
     common = ["prune", str(path), "--data", "builtin:har", "-o", str(tmp_path / "o.tflite"), "--latency-ms", "1"]
-    unstructured = _shears(*common, "--device", DEVICE)
-    assert unstructured.returncode == 2
+    runner = CliRunner()
+    unstructured = runner.invoke(main, [*common, "--device", DEVICE])
+    assert unstructured.exit_code == 2
     assert "do not make it faster" in unstructured.stderr
-    unknown = _shears(*common, "--granularity", "channel", "--device", "toaster-9000")
-    assert unknown.returncode == 2
+    unknown = runner.invoke(main, [*common, "--granularity", "channel", "--device", "toaster-9000"])
+    assert unknown.exit_code == 2
     assert "known devices" in unknown.stderr
-    alone = _shears(*common, "--granularity", "channel")
-    assert alone.returncode == 2
+    alone = runner.invoke(main, [*common, "--granularity", "channel"])
+    assert alone.exit_code == 2
     assert "go together" in alone.stderr

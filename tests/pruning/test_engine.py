@@ -38,6 +38,15 @@ def test_polynomial_schedule_is_cubic_and_ends_on_target() -> None:
     assert schedule.OneShot(0.5).get_config() == {"kind": "one_shot", "target": 0.5}
 
 
+def test_a_schedule_config_rebuilds_the_same_schedule() -> None:
+    """The report's `schedule` must describe the curve that ran: `power` included (it was dropped)."""
+    plan = schedule.Polynomial(0.8, steps=4, initial=0.1, power=2)
+    config = plan.get_config()
+    assert config["power"] == 2
+    rebuilt = schedule.Polynomial(**{k: v for k, v in config.items() if k != "kind"})
+    assert [rebuilt(t) for t in range(1, 5)] == [plan(t) for t in range(1, 5)]
+
+
 def test_unstructured_masks_hold_through_finetune_and_export(
     digits_model: Path, small_digits: Data, tmp_path: Path
 ) -> None:
