@@ -91,6 +91,7 @@ def transfer_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("granularity", ["channel", "unstructured"])
 def test_a_transfer_learning_job_prunes_the_backbone(transfer_model: Path, tmp_path: Path, granularity: str) -> None:
     d = digits()

@@ -18,6 +18,7 @@ def data() -> Data:
     return Data(d.x_train[:600], d.y_train[:600], d.x_val, d.y_val)
 
 
+@pytest.mark.slow
 def test_defaults_rewind_the_models_own_optimizer_and_stop_once_recovered(
     digits_model: Path, data: Data, tmp_path: Path
 ) -> None:
@@ -40,6 +41,7 @@ def test_defaults_rewind_the_models_own_optimizer_and_stop_once_recovered(
     assert drop < 0.03
 
 
+@pytest.mark.slow
 def test_explicit_settings_win(digits_model: Path, data: Data, tmp_path: Path) -> None:
     spec = PruneSpec(sparsity=0.5, epochs=1, learning_rate=5e-4, distill=True)
     report = run(digits_model, data, spec, tmp_path).report
@@ -62,6 +64,7 @@ def test_a_model_saved_without_an_optimizer_gets_a_range_test(data: Data) -> Non
         np.testing.assert_array_equal(a, b)  # the test leaves the weights as they were
 
 
+@pytest.mark.slow
 def test_the_from_scratch_control_is_reported(digits_model: Path, data: Data, tmp_path: Path) -> None:
     spec = PruneSpec(granularity="channel", sparsity=0.5, epochs=2, control=True)
     report = run(digits_model, data, spec, tmp_path).report
