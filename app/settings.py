@@ -110,6 +110,21 @@ class Settings(BaseSettings):
         return [q.strip() for q in self.worker_queues.split(",") if q.strip()] or self.all_queues
 
     @property
+    def worker_beat_s(self) -> float:
+        """How often a worker says it is alive (and reaps): a few times per `stale_after_s`, at most every 15 s."""
+        return min(15.0, max(1.0, self.stale_after_s / 4))
+
+    @property
+    def worker_fresh_s(self) -> float:
+        """A worker heard from within this long counts as live (`/readyz`)."""
+        return max(self.stale_after_s, 3 * self.worker_beat_s)
+
+    @property
+    def job_queues(self) -> list[str]:
+        """The queues jobs are sent to (not the control queue)."""
+        return list(dict.fromkeys([self.queue_prune, self.queue_profile]))
+
+    @property
     def gpu_queue_names(self) -> set[str]:
         return {q.strip() for q in self.gpu_queues.split(",") if q.strip()}
 

@@ -51,11 +51,15 @@ def serve(host: str, port: int, no_worker: bool) -> None:
 
     from app.migrate import ensure_embedded_schema
     from app.settings import get_settings
+    from shears.supervise import Supervisor
 
     ensure_embedded_schema()
     worker = None
     if not no_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"], preexec_fn=_die_with_parent)
+        # Watched: reaped and restarted (with backoff) if it dies, e.g. at the OOM killer's hand.
+        worker = Supervisor(
+            lambda: subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"], preexec_fn=_die_with_parent)
+        )
     # uvicorn shuts down on SIGTERM, then raises the signal again: make that an exit that runs
     # the `finally` below (which stops the worker) instead of killing this process on the spot.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -63,11 +67,7 @@ def serve(host: str, port: int, no_worker: bool) -> None:
         uvicorn.run("app.api.main:app", host=host, port=port, log_level=get_settings().log_level, access_log=False)
     finally:
         if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop(timeout=30)
 
 
 @main.command()

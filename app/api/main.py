@@ -17,9 +17,10 @@ from starlette.routing import Match
 from app import logs
 from app.api.devices import router as devices_router
 from app.datasets.endpoints import router as datasets_router
-from app.db import get_engine
+from app.db import get_engine, session_scope
 from app.errors import ShearsError
 from app.jobs.endpoints import router as jobs_router
+from app.jobs.service import queues_without_live_worker
 from app.metrics import LATENCY, REQUESTS
 from app.models.endpoints import router as models_router
 from app.queue import broker_reachable
@@ -137,10 +138,21 @@ def create_app() -> FastAPI:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["broker"] = "ok" if broker_reachable() else "unreachable"
         checks["storage"] = storage_readiness()
+        if checks["database"] == "ok":
+            # A queue no live worker serves: its jobs would wait forever (a worker killed, say).
+            try:
+                with session_scope() as session:
+                    orphaned = queues_without_live_worker(session, get_settings())
+                checks["worker"] = "ok" if not orphaned else f"no_live_worker: {','.join(orphaned)}"
+            except Exception as exc:
+                checks["worker"] = f"unknown: {type(exc).__name__}"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
-        )
+        body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+        if checks.get("worker", "").startswith("no_live_worker") and all(
+            v == "ok" for k, v in checks.items() if k != "worker"
+        ):
+            body["code"] = "no_live_worker"
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
