@@ -41,6 +41,49 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _sandbox_at_start(role: str) -> None:
+    """Non-dumpable; probe the sandbox and say the level; a worker also runs the fast attack check
+    and, under SHEARS_SANDBOX=strict, refuses to start (so to take jobs) when it fails."""
+    from pruning import jail
+
+    jail.make_undumpable()
+    found = jail.probe()
+    click.echo(
+        f"shears {role}: sandbox level {found.level} (SHEARS_SANDBOX requires {jail.required_level()}): "
+        f"user namespaces {found.user_namespaces}, Landlock ABI {found.landlock_abi}, seccomp {found.seccomp}"
+        + (f"; {'; '.join(found.notes)}" if found.notes else ""),
+        err=True,
+    )
+    if role != "worker":
+        return
+    from workers import sandbox_check
+
+    _, attempts = sandbox_check.run(fast=True)
+    if not sandbox_check.passed(attempts):
+        failed = "; ".join(f"{a.name}: {a.detail}" for a in attempts if not a.blocked)
+        click.echo(f"shears worker: the sandbox check failed: {failed}", err=True)
+        if jail.required_level() == "namespaces":
+            click.echo("shears worker: SHEARS_SANDBOX=strict: refusing to run jobs", err=True)
+            sys.exit(78)
+
+
+@main.command("sandbox-check")
+@click.option(
+    "--payload", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A Python file to run too."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--fast", is_flag=True, help="Only the quick attempts (what a worker runs at start).")
+def sandbox_check_command(payload: Path | None, as_json: bool, fast: bool) -> None:
+    """Run the built-in attacks (and PAYLOAD) in exactly the confinement a job's engine gets.
+
+    Exit 0 only when every built-in attack fails."""
+    from workers import sandbox_check
+
+    found, attempts = sandbox_check.run(payload=payload, fast=fast)
+    click.echo(sandbox_check.report(found, attempts, as_json))
+    sys.exit(0 if sandbox_check.passed(attempts) else 1)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -53,6 +96,7 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     from app.settings import get_settings
     from shears.supervise import Supervisor
 
+    _sandbox_at_start("serve")
     ensure_embedded_schema()
     worker = None
     if not no_worker:
@@ -87,6 +131,7 @@ def worker(concurrency: int | None, loglevel: str | None, queues: str | None) ->
     """
     from app.settings import get_settings
 
+    _sandbox_at_start("worker")
     if queues is not None:
         os.environ["SHEARS_WORKER_QUEUES"] = queues
         get_settings.cache_clear()

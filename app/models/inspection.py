@@ -6,13 +6,13 @@ No parser of model files (HDF5, flatbuffers, LiteRT) ever reads an untrusted fil
 import asyncio
 import json
 import os
-import resource
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidInput, ShearsError
+from pruning import jail
 
 # The child gets no database, broker or storage credentials: only what Python and TF need.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SHEARS_ENGINE_SECCOMP")
@@ -26,11 +26,6 @@ class InspectionUnavailable(ShearsError):
     retry_after = 60
 
 
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
     """Params and shapes of the model at `path`; `InvalidInput` if it is unsafe or unreadable."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
@@ -38,21 +33,27 @@ async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
     env["CUDA_VISIBLE_DEVICES"] = ""
     with tempfile.TemporaryDirectory(prefix="shears-inspect-") as scratch:
         env["HOME"] = env["TMPDIR"] = scratch
+        try:  # the engine's launcher, the same confinement (pruning.jail)
+            jailed = jail.launch(
+                [sys.executable, "-m", "pruning.inspect", str(path)],
+                workdir=Path(scratch),
+                readable=[path],
+                limits=jail.Limits(cpu_seconds=int(timeout_s) + 5, file_bytes=64 << 20),
+            )
+        except jail.SandboxTooWeak as exc:
+            raise InspectionUnavailable(str(exc)) from None
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pruning.inspect",
-            str(path),
+            *jailed.argv,
             cwd=scratch,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_limits,
+            preexec_fn=jailed.preexec,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
         except TimeoutError:
-            proc.kill()
+            os.killpg(proc.pid, 9)  # its own session and group (bwrap and all it started)
             await proc.wait()
             raise InvalidInput(
                 f"reading the model took longer than {timeout_s:.0f} s", code="model_inspect_timeout"
