@@ -27,6 +27,7 @@ from app.queue import broker_reachable
 from app.settings import get_settings
 from app.storage import readiness as storage_readiness
 from app.ui.pages import router as ui_router
+from pruning import jail
 
 log = logging.getLogger("shears.api")
 access = logging.getLogger("shears.access")
@@ -39,6 +40,8 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 def create_app() -> FastAPI:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_format)
+    # Its environment (database URL, keys) and memory out of reach of a same-uid process.
+    jail.make_undumpable()
     app = FastAPI(
         title="Shears",
         version="0.1.0",
