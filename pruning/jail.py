@@ -165,8 +165,8 @@ def _namespace_args(readable: Sequence[Path], writable: Sequence[Path], chdir: P
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
     for path in runtime_paths():
         args += ["--ro-bind", str(path), str(path)]
-    for path in readable:
-        args += ["--ro-bind", str(path), str(path)]
+    for path in readable:  # at the name the child is given (a link's target, bound there)
+        args += ["--ro-bind", str(path.resolve()), str(path)]
     for path in writable:
         args += ["--bind", str(path), str(path)]
     # The root (a tmpfs bwrap fills with the binds above, and the folders leading to them) read-only.
@@ -214,7 +214,7 @@ def launch(
     the function to run in the child before it starts. `workdir` is its only writable folder."""
     found = check()
     level = level or found.level
-    readable = [Path(p).resolve() for p in readable]
+    readable = [Path(os.path.abspath(p)) for p in readable]
     writable = [workdir.resolve()]
     if level == "namespaces":
         assert found.bwrap is not None
