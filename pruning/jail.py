@@ -135,6 +135,11 @@ def check() -> Probe:
     return found
 
 
+def host_memory() -> int:
+    """The host's RAM: the default cap on a child's address space."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def make_undumpable() -> None:
     """No core dumps, and no reading of this process's memory or environ by a same-uid process."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)

@@ -58,8 +58,8 @@ def engine_env(scratch: Path) -> dict[str, str]:
 
 def engine_limits(cpu_seconds: int, memory_bytes: int | None) -> jail.Limits:
     """An engine's limits; without a memory setting, its address space is capped at the host's RAM."""
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return jail.Limits(cpu_seconds=cpu_seconds, memory_bytes=memory_bytes or ram, file_bytes=MAX_OUTPUT_BYTES)
+    memory = memory_bytes or jail.host_memory()
+    return jail.Limits(cpu_seconds=cpu_seconds, memory_bytes=memory, file_bytes=MAX_OUTPUT_BYTES)
 
 
 def start_confined(

@@ -38,7 +38,9 @@ async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
                 [sys.executable, "-m", "pruning.inspect", str(path)],
                 workdir=Path(scratch),
                 readable=[path],
-                limits=jail.Limits(cpu_seconds=int(timeout_s) + 5, file_bytes=64 << 20),
+                limits=jail.Limits(
+                    cpu_seconds=int(timeout_s) + 5, memory_bytes=jail.host_memory(), file_bytes=64 << 20
+                ),
             )
         except jail.SandboxTooWeak as exc:
             raise InspectionUnavailable(str(exc)) from None
