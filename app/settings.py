@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Let `callback_url` reach loopback and private addresses (never link-local or metadata ones)."""
     webhook_attempts: int = 5
+    metrics_token: str = ""
+    """When set, `/metrics` answers only requests with `Authorization: Bearer <this token>`."""
     secret_key: str = ""
     """Signs the dashboard's session cookies (with the API key's hash, so revoking a key ends its
     sessions). Set it in production, the same on every API replica: empty means a random secret per

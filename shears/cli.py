@@ -192,7 +192,7 @@ def keys_create(tenant: str) -> None:
 @keys.command("revoke")
 @click.argument("key")
 def keys_revoke(key: str) -> None:
-    """Revoke KEY (the whole key, or its first 12 characters to revoke every key sharing them)."""
+    """Revoke KEY: the whole key, or its id (key_...). Never a prefix (it may be shared)."""
     from app.auth.service import revoke_key
     from app.db import session_scope
 

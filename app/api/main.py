@@ -1,5 +1,6 @@
 """The FastAPI application: routes, the one place errors become `{"error": {...}}`, health and metrics."""
 
+import hmac
 import logging
 import time
 from typing import Any
@@ -157,8 +158,13 @@ def create_app() -> FastAPI:
             body["code"] = "no_live_worker"
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    def metrics() -> Response:
+    @app.get("/metrics", tags=["health"], response_class=Response, responses={401: {"description": "token needed"}})
+    def metrics(request: Request) -> Response:
+        token = get_settings().metrics_token
+        if token:  # SHEARS_METRICS_TOKEN: scrapers present it as a bearer token
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _error(401, "unauthorized", "/metrics needs the metrics token (Authorization: Bearer ...)")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
