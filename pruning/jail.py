@@ -19,6 +19,7 @@ Every level adds resource limits (CPU, address space, processes, file size, open
 
 import ctypes
 import functools
+import glob
 import logging
 import os
 import resource
@@ -168,6 +169,9 @@ def _namespace_args(readable: Sequence[Path], writable: Sequence[Path], chdir: P
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+    if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true":  # a GPU worker's engine sees the GPU (unverified)
+        for device in sorted(glob.glob("/dev/nvidia*")):
+            args += ["--dev-bind", device, device]
     for path in runtime_paths():
         args += ["--ro-bind", str(path), str(path)]
     for path in readable:  # at the name the child is given (a link's target, bound there)

@@ -57,3 +57,35 @@ def test_keys_are_revoked_by_whole_key_or_id_never_by_a_shared_prefix(session: S
     live = [k for k in row_b if k.revoked_at is None]
     assert len(live) == 1  # b's key still works
     assert revoke_key(session, live[0].id) == 1
+
+
+def test_a_full_disk_during_an_upload_is_a_507_not_a_422(tmp_path: Path) -> None:
+    import asyncio
+    import errno
+
+    from app.errors import InsufficientStorage
+    from app.storage import LocalArtifactStore
+    from app.uploads import receive_file
+
+    class FullDisk(LocalArtifactStore):
+        def writer(self):  # type: ignore[no-untyped-def]
+            writer = super().writer()
+
+            def write(chunk: bytes) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            writer.write = write  # type: ignore[method-assign]
+            return writer
+
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="m.keras"\r\n\r\nPK\x03\x04data\r\n--b--\r\n'
+
+    class Request:
+        headers = {"content-type": "multipart/form-data; boundary=b", "content-length": str(len(body))}
+
+        async def stream(self):  # type: ignore[no-untyped-def]
+            yield body
+
+    with pytest.raises(InsufficientStorage) as caught:
+        asyncio.run(receive_file(Request(), FullDisk(tmp_path), 1 << 20))  # type: ignore[arg-type]
+    assert caught.value.status_code == 507
+    assert caught.value.code == "insufficient_storage"
