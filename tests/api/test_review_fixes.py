@@ -89,3 +89,53 @@ def test_a_full_disk_during_an_upload_is_a_507_not_a_422(tmp_path: Path) -> None
         asyncio.run(receive_file(Request(), FullDisk(tmp_path), 1 << 20))  # type: ignore[arg-type]
     assert caught.value.status_code == 507
     assert caught.value.code == "insufficient_storage"
+
+
+def test_a_webhook_connects_to_the_address_it_checked_not_a_rebound_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolver that answers a public address first and 127.0.0.1 after (DNS rebinding)."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import httpx
+
+    from app import webhooks
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            hits.append(self.headers.get("host", ""))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
+        if host != "rebind.example":
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        lookups.append(host)
+        address = "93.184.216.34" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    try:
+        try:  # the public address is (most likely) not reachable from here; either way it is not the loopback
+            webhooks.deliver(f"http://rebind.example:{port}/hook", "s", {"a": 1}, allow_private=False, timeout_s=1)
+        except httpx.HTTPError:
+            pass
+        assert lookups == ["rebind.example"]  # one lookup: the checked answer is the one used
+        assert hits == []  # the loopback server was never reached
+        # Pinned to a reachable checked address, the request keeps the URL's host name.
+        monkeypatch.setattr(webhooks, "check_url", lambda url, allow_private: "127.0.0.1")
+        assert webhooks.deliver(f"http://rebind.example:{port}/hook", "s", {"a": 1}, allow_private=True) == 204
+        assert hits == [f"rebind.example:{port}"]
+    finally:
+        server.shutdown()
