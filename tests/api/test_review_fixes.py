@@ -139,3 +139,36 @@ def test_a_webhook_connects_to_the_address_it_checked_not_a_rebound_one(monkeypa
         assert hits == [f"rebind.example:{port}"]
     finally:
         server.shutdown()
+
+
+def test_two_requests_racing_with_one_idempotency_key_give_one_result_and_no_500(tmp_path: Path) -> None:
+    from app import idempotency
+    from app.errors import Conflict
+    from app.tables import Tenant
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    make = sessionmaker(bind=engine)
+    with make() as s:
+        s.add(Tenant(id="ten_race", name="race"))
+        s.commit()
+    first, second = make(), make()
+    try:
+        # Both looked before either stored its answer.
+        assert idempotency.replay(first, "ten_race", "POST /v1/jobs", "k", "d") is None
+        assert idempotency.replay(second, "ten_race", "POST /v1/jobs", "k", "d") is None
+        idempotency.remember(first, "ten_race", "POST /v1/jobs", "k", "d", 202, {"id": "job_1"})
+        first.commit()
+        with pytest.raises(Conflict) as caught:
+            idempotency.remember(second, "ten_race", "POST /v1/jobs", "k", "d", 202, {"id": "job_2"})
+        assert caught.value.code == "idempotency_key_in_flight"
+        second.rollback()
+        # The retry gets the first answer.
+        row = idempotency.replay(second, "ten_race", "POST /v1/jobs", "k", "d")
+        assert row is not None
+        assert row.response == {"id": "job_1"}
+    finally:
+        first.close()
+        second.close()
+        engine.dispose()
