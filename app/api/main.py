@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from app import logs
 from app.api.devices import router as devices_router
+from app.api.webhook_secret import router as webhook_secret_router
 from app.datasets.endpoints import router as datasets_router
 from app.db import get_engine, session_scope
 from app.errors import ShearsError
@@ -49,7 +50,7 @@ def create_app() -> FastAPI:
         description="Pruning as a service for on-device AI: upload a Keras model and data, "
         "get back a smaller TensorFlow Lite model with its accuracy, size and latency.",
     )
-    for router in (models_router, datasets_router, jobs_router, devices_router, ui_router):
+    for router in (models_router, datasets_router, jobs_router, devices_router, webhook_secret_router, ui_router):
         app.include_router(router)
 
     @app.exception_handler(ShearsError)

@@ -12,6 +12,7 @@ from app.db import make_engine
 from app.migrate import upgrade
 from app.settings import get_settings
 from app.tables import ApiKey
+from tests.services import Service
 
 
 def test_metrics_can_require_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,3 +173,28 @@ def test_two_requests_racing_with_one_idempotency_key_give_one_result_and_no_500
         first.close()
         second.close()
         engine.dispose()
+
+
+def test_a_tenant_reads_and_rotates_its_webhook_secret(embedded: Service) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from app.webhooks import signature, verify
+
+    key, other = embedded.new_key(), embedded.new_key()
+    with embedded.client(key) as c, embedded.client(other) as o:
+        first = c.get("/v1/webhook-secret").json()["secret"]
+        assert len(first) == 64
+        assert o.get("/v1/webhook-secret").json()["secret"] != first
+        rotated = c.post("/v1/webhook-secret").json()["secret"]
+        assert rotated != first
+        assert c.get("/v1/webhook-secret").json()["secret"] == rotated
+        assert embedded.client().get("/v1/webhook-secret").status_code == 401
+    body = b'{"id":"job_1"}'
+    assert verify(rotated, body, signature(rotated, body))
+    env = {**os.environ, "SHEARS_URL": embedded.url, "SHEARS_API_KEY": key}
+    cli = [sys.executable, "-m", "shears.cli", "remote", "webhook-secret"]
+    assert subprocess.run(cli, env=env, capture_output=True, text=True, check=True).stdout.strip() == rotated
+    again = subprocess.run([*cli, "--rotate"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert again not in (rotated, "")
