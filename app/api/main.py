@@ -19,7 +19,7 @@ from app import logs
 from app.api.devices import router as devices_router
 from app.api.webhook_secret import router as webhook_secret_router
 from app.datasets.endpoints import router as datasets_router
-from app.db import get_engine, session_scope
+from app.db import session_scope
 from app.errors import ShearsError
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.service import queues_without_live_worker
@@ -135,22 +135,19 @@ def create_app() -> FastAPI:
     @app.get("/readyz", tags=["health"], responses={503: {"description": "a dependency is unreachable"}})
     def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
-        try:
-            with get_engine().connect() as conn:
-                conn.execute(text("SELECT 1"))
+        orphaned: list[str] | None = None
+        try:  # one round trip's worth: the database answers, and which queues a live worker serves
+            with session_scope() as session:
+                session.execute(text("SELECT 1"))
+                # A queue no live worker serves: its jobs would wait forever (a worker killed, say).
+                orphaned = queues_without_live_worker(session, get_settings())
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["broker"] = "ok" if broker_reachable() else "unreachable"
         checks["storage"] = storage_readiness()
-        if checks["database"] == "ok":
-            # A queue no live worker serves: its jobs would wait forever (a worker killed, say).
-            try:
-                with session_scope() as session:
-                    orphaned = queues_without_live_worker(session, get_settings())
-                checks["worker"] = "ok" if not orphaned else f"no_live_worker: {','.join(orphaned)}"
-            except Exception as exc:
-                checks["worker"] = f"unknown: {type(exc).__name__}"
+        if orphaned is not None:
+            checks["worker"] = "ok" if not orphaned else f"no_live_worker: {','.join(orphaned)}"
         ready = all(v == "ok" for v in checks.values())
         body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
         if checks.get("worker", "").startswith("no_live_worker") and all(
