@@ -37,6 +37,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2 \
     SHEARS_DATA_DIR=/data
 
+# bubblewrap runs each engine and upload check in namespaces of its own (pruning.jail); strict
+# refuses to run them at a lower level. The container must allow user namespaces and a fresh /proc:
+# see the security_opt of docker-compose.yml (unverified here: no Docker engine where this was written).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
+ENV SHEARS_SANDBOX=strict
+
 # Unprivileged user; /data (scratch, or the local artifact folder when no S3 store is set) is
 # created here owned by it, so an empty named volume mounted there inherits that ownership.
 RUN groupadd --system --gid 10001 shears \

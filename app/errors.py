@@ -53,6 +53,14 @@ class TooManyRequests(ShearsError):
         self.retry_after = retry_after
 
 
+class InsufficientStorage(ShearsError):
+    """The server's disk (or quota) is full: its problem, not the caller's file."""
+
+    status_code = 507
+    code = "insufficient_storage"
+    retry_after = 60
+
+
 def rejected(exc: PruningError) -> InvalidInput:
     """An engine check that refused the caller's file, as a 422 with the engine's code."""
     return InvalidInput(exc.message, code=exc.code)

@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
@@ -41,10 +42,20 @@ def replay(session: Session, tenant_id: str, route: str, key: str | None, digest
 def remember(
     session: Session, tenant_id: str, route: str, key: str | None, digest: str, status: int, body: dict[str, Any]
 ) -> None:
+    """Store the response under the key. Two requests with one key racing: both found no row, and
+    the second to insert meets the first's (the unique index waits for it): that one answers 409
+    `idempotency_key_in_flight` and its transaction, with whatever it created, is rolled back."""
     if key is not None:
         session.add(
             IdempotencyKey(
                 tenant_id=tenant_id, route=route, key=key, request_sha256=digest, status_code=status, response=body
             )
         )
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(
+                "a request with this Idempotency-Key was being processed at the same time; "
+                "send it again to get that request's response",
+                code="idempotency_key_in_flight",
+            ) from None

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Let `callback_url` reach loopback and private addresses (never link-local or metadata ones)."""
     webhook_attempts: int = 5
+    metrics_token: str = ""
+    """When set, `/metrics` answers only requests with `Authorization: Bearer <this token>`."""
     secret_key: str = ""
     """Signs the dashboard's session cookies (with the API key's hash, so revoking a key ends its
     sessions). Set it in production, the same on every API replica: empty means a random secret per
@@ -112,6 +114,21 @@ class Settings(BaseSettings):
     @property
     def served_queues(self) -> list[str]:
         return [q.strip() for q in self.worker_queues.split(",") if q.strip()] or self.all_queues
+
+    @property
+    def worker_beat_s(self) -> float:
+        """How often a worker says it is alive (and reaps): a few times per `stale_after_s`, at most every 15 s."""
+        return min(15.0, max(1.0, self.stale_after_s / 4))
+
+    @property
+    def worker_fresh_s(self) -> float:
+        """A worker heard from within this long counts as live (`/readyz`)."""
+        return max(self.stale_after_s, 3 * self.worker_beat_s)
+
+    @property
+    def job_queues(self) -> list[str]:
+        """The queues jobs are sent to (not the control queue)."""
+        return list(dict.fromkeys([self.queue_prune, self.queue_profile]))
 
     @property
     def gpu_queue_names(self) -> set[str]:

@@ -183,3 +183,13 @@ class Worker(Base):
     queues: Mapped[str] = mapped_column(String(500))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class EndedSession(Base):
+    """A dashboard session logged out before it expired: its token is refused from then on."""
+
+    __tablename__ = "ended_sessions"
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The token's HMAC (not secret on its own: it cannot be turned back into a token)."""
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -4,6 +4,7 @@ Starlette's own form parser would spool the whole file before the endpoint runs;
 stops reading as soon as the cap is passed.
 """
 
+import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from app import idempotency, quotas
-from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.errors import InsufficientStorage, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.settings import Settings
 from app.storage import ArtifactStore, ArtifactWriter
 from app.tables import Artifact
@@ -112,6 +113,11 @@ async def receive_file(request: Request, store: ArtifactStore, max_bytes: int, f
         parser.finalize()
     except PayloadTooLarge:
         writer.abort()
+        raise
+    except OSError as exc:
+        writer.abort()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage("the server's disk is full; try again later") from exc
         raise
     except Exception as exc:  # the multipart parser raises on malformed framing
         writer.abort()

@@ -17,8 +17,9 @@ from app.errors import InvalidInput
 METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 
 
-def check_url(url: str, allow_private: bool) -> None:
-    """Refuse callback URLs that would reach the host's own network in ways a tenant must not."""
+def check_url(url: str, allow_private: bool) -> str:
+    """Refuse callback URLs that would reach the host's own network in ways a tenant must not;
+    returns the checked address to connect to (no second lookup: DNS rebinding)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput("callback_url must be an http(s) URL with a host", code="invalid_callback_url")
@@ -41,6 +42,7 @@ def check_url(url: str, allow_private: bool) -> None:
                 f"callback_url resolves to a private address {address} (set SHEARS_WEBHOOK_ALLOW_PRIVATE to allow)",
                 code="forbidden_callback_url",
             )
+    return str(infos[0][4][0])
 
 
 def signature(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -63,8 +65,21 @@ def verify(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> boo
 
 def deliver(url: str, secret: str, payload: dict[str, Any], allow_private: bool, timeout_s: float = 10.0) -> int:
     """POST the payload once; returns the HTTP status. Raises on network errors and refused URLs."""
-    check_url(url, allow_private)  # again at delivery: DNS may have changed since the job was submitted
+    # Checked again at delivery (DNS may have changed since the job was submitted), and the
+    # connection goes to the address that was checked: a name that answers differently on a second
+    # lookup (DNS rebinding) cannot turn a public address into a private one.
+    address = check_url(url, allow_private)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    pinned = parts._replace(netloc=f"{literal}:{parts.port}" if parts.port else literal).geturl()
     body = json.dumps(payload, default=str, separators=(",", ":")).encode()
-    headers = {"content-type": "application/json", "Shears-Signature": signature(secret, body)}
+    headers = {
+        "content-type": "application/json",
+        "Shears-Signature": signature(secret, body),
+        "host": parts.netloc.rsplit("@", 1)[-1],
+    }
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-        return client.post(url, content=body, headers=headers).status_code
+        # TLS still names (SNI) and verifies the certificate of the host in the URL.
+        request = client.build_request("POST", pinned, content=body, headers=headers, extensions={"sni_hostname": host})
+        return client.send(request).status_code

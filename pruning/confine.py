@@ -7,6 +7,9 @@ glibc falls back to `clone` (clone3 passes its flags in memory, which a filter c
 A system call of another architecture (32-bit calls on x86_64, the x32 ABI) is refused too.
 The filter is inherited by every thread and cannot be removed (`no_new_privs` is set first).
 
+Nor may it open a socket of any family but `AF_UNIX` (no TCP, UDP, raw or netlink: no network
+even where the engine has no network namespace of its own, `pruning.jail`).
+
 Nor may it reach into another process: `ptrace`, `process_vm_readv`, `process_vm_writev` and
 `pidfd_getfd` get EPERM too, and the process drops every capability first (so that, even as root,
 it has no CAP_SYS_PTRACE to open another process's `/proc/PID/mem`, and no CAP_DAC_OVERRIDE).
@@ -36,6 +39,7 @@ SYSCALLS = {
         "pidfd_getfd": 438,
         "clone": 56,
         "clone3": 435,
+        "socket": 41,
         "seccomp": 317,
         "capset": 126,
     },
@@ -48,6 +52,7 @@ SYSCALLS = {
         "pidfd_getfd": 438,
         "clone": 220,
         "clone3": 435,
+        "socket": 198,
         "seccomp": 277,
         "capset": 91,
     },
@@ -55,6 +60,7 @@ SYSCALLS = {
 DENIED = ("fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd")
 X32_SYSCALL_BIT = 0x40000000
 CLONE_THREAD = 0x00010000
+AF_UNIX = 1
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
@@ -84,6 +90,12 @@ def _program(machine: str) -> list[tuple[int, int, int, int]]:
     if machine == "x86_64":
         code.append((JGE, "eperm", 0, X32_SYSCALL_BIT))
     code += [(JEQ, "eperm", 0, n) for n in deny]
+    code += [
+        # socket(2): AF_UNIX only; no TCP, UDP, raw or netlink (jumps of 2 skip to the next test).
+        (JEQ, 0, 2, nr["socket"]),
+        (LD_W_ABS, 0, 0, OFF_ARG0_LOW),
+        (JEQ, "allow", "eperm", AF_UNIX),
+    ]
     code += [
         (JEQ, "enosys", 0, nr["clone3"]),
         (JEQ, 0, "allow", nr["clone"]),

@@ -41,6 +41,49 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _sandbox_at_start(role: str) -> None:
+    """Non-dumpable; probe the sandbox and say the level; a worker also runs the fast attack check
+    and, under SHEARS_SANDBOX=strict, refuses to start (so to take jobs) when it fails."""
+    from pruning import jail
+
+    jail.make_undumpable()
+    found = jail.probe()
+    click.echo(
+        f"shears {role}: sandbox level {found.level} (SHEARS_SANDBOX requires {jail.required_level()}): "
+        f"user namespaces {found.user_namespaces}, Landlock ABI {found.landlock_abi}, seccomp {found.seccomp}"
+        + (f"; {'; '.join(found.notes)}" if found.notes else ""),
+        err=True,
+    )
+    if role != "worker":
+        return
+    from workers import sandbox_check
+
+    _, attempts = sandbox_check.run(fast=True)
+    if not sandbox_check.passed(attempts):
+        failed = "; ".join(f"{a.name}: {a.detail}" for a in attempts if not a.blocked)
+        click.echo(f"shears worker: the sandbox check failed: {failed}", err=True)
+        if jail.required_level() == "namespaces":
+            click.echo("shears worker: SHEARS_SANDBOX=strict: refusing to run jobs", err=True)
+            sys.exit(78)
+
+
+@main.command("sandbox-check")
+@click.option(
+    "--payload", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A Python file to run too."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--fast", is_flag=True, help="Only the quick attempts (what a worker runs at start).")
+def sandbox_check_command(payload: Path | None, as_json: bool, fast: bool) -> None:
+    """Run the built-in attacks (and PAYLOAD) in exactly the confinement a job's engine gets.
+
+    Exit 0 only when every built-in attack fails."""
+    from workers import sandbox_check
+
+    found, attempts = sandbox_check.run(payload=payload, fast=fast)
+    click.echo(sandbox_check.report(found, attempts, as_json))
+    sys.exit(0 if sandbox_check.passed(attempts) else 1)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -51,11 +94,16 @@ def serve(host: str, port: int, no_worker: bool) -> None:
 
     from app.migrate import ensure_embedded_schema
     from app.settings import get_settings
+    from shears.supervise import Supervisor
 
+    _sandbox_at_start("serve")
     ensure_embedded_schema()
     worker = None
     if not no_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"], preexec_fn=_die_with_parent)
+        # Watched: reaped and restarted (with backoff) if it dies, e.g. at the OOM killer's hand.
+        worker = Supervisor(
+            lambda: subprocess.Popen([sys.executable, "-m", "shears.cli", "worker"], preexec_fn=_die_with_parent)
+        )
     # uvicorn shuts down on SIGTERM, then raises the signal again: make that an exit that runs
     # the `finally` below (which stops the worker) instead of killing this process on the spot.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -63,11 +111,7 @@ def serve(host: str, port: int, no_worker: bool) -> None:
         uvicorn.run("app.api.main:app", host=host, port=port, log_level=get_settings().log_level, access_log=False)
     finally:
         if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop(timeout=30)
 
 
 @main.command()
@@ -87,6 +131,7 @@ def worker(concurrency: int | None, loglevel: str | None, queues: str | None) ->
     """
     from app.settings import get_settings
 
+    _sandbox_at_start("worker")
     if queues is not None:
         os.environ["SHEARS_WORKER_QUEUES"] = queues
         get_settings.cache_clear()
@@ -147,7 +192,7 @@ def keys_create(tenant: str) -> None:
 @keys.command("revoke")
 @click.argument("key")
 def keys_revoke(key: str) -> None:
-    """Revoke KEY (the whole key, or its first 12 characters to revoke every key sharing them)."""
+    """Revoke KEY: the whole key, or its id (key_...). Never a prefix (it may be shared)."""
     from app.auth.service import revoke_key
     from app.db import session_scope
 

@@ -807,3 +807,13 @@ def devices(settings: Settings, as_json: bool) -> None:
         return
     for device in items:
         click.echo(f"{device.get('name', '?'):<24} {device.get('kind', ''):<10} {device.get('runtime', '')}")
+
+
+@remote.command("webhook-secret")
+@click.option("--rotate", is_flag=True, help="Draw a new secret (the old one stops signing).")
+@pass_settings
+def webhook_secret(settings: Settings, rotate: bool) -> None:
+    """Print the secret that signs this tenant's webhook deliveries (Shears-Signature)."""
+    api = settings.client()
+    answer = api.post_json("/v1/webhook-secret") if rotate else api.get_json("/v1/webhook-secret")
+    click.echo(answer["secret"])

@@ -172,14 +172,19 @@ class Service:
         )
         if worker:
             self.start_worker()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if worker:  # until its worker has said it is alive (`/readyz` counts live workers)
+                    checks = httpx.get(f"{self.url}/readyz", timeout=2).json().get("checks", {})
+                    if checks.get("worker") == "ok":
+                        return self
+                elif httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"API did not start; see {self.root / 'api.log'}")
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"API or worker did not start; see {self.root}/*.log")
 
     def start_worker(self, *args: str, env: dict[str, str] | None = None) -> Path:
         """Start one more `shears worker` (extra CLI args and env); returns its log file."""

@@ -1,6 +1,8 @@
 """The Celery application the workers run; configured exactly like the API's producer."""
 
+import ctypes
 import logging
+import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,13 +26,14 @@ log = logging.getLogger("shears.worker")
 celery_app = Celery("shears", include=["workers.tasks"])
 celery_app.conf.update(celery_config(get_settings()))
 
-REAP_EVERY_S = 15.0
-
 
 @worker_process_init.connect
 def _fresh_connections(**_: object) -> None:
     # A forked child must not share the parent's database connections.
     get_engine().dispose(close=False)
+    # Nor outlive the worker's main process (SIGKILLed by the OOM killer, say): its job's lease then
+    # goes stale and a live worker takes the job over from its checkpoint (PR_SET_PDEATHSIG).
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 @setup_logging.connect
@@ -82,7 +85,7 @@ def _reaper(stop: threading.Event, worker_id: str) -> None:
                 log.info("reaper requeued or failed %s", touched)
         except Exception:  # the database may be away for a while: try again next round
             log.warning("reaper round failed", exc_info=True)
-        if stop.wait(REAP_EVERY_S):
+        if stop.wait(settings.worker_beat_s):
             return
 
 

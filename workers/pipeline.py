@@ -21,6 +21,7 @@ from app.storage import ArtifactStore, StorageUnavailable, get_store
 from app.tables import Artifact, Dataset, Model
 from workers.checkpoints import JobCheckpoint
 from workers.host_calibration import engine_tables
+from workers.outputs import take_outputs
 from workers.sandbox import EngineFailed, run_engine
 
 log = logging.getLogger("shears.worker")
@@ -216,11 +217,15 @@ def execute(job_id: str) -> None:
             )
         if beat.lost:
             raise LeaseLost()
-        out = workdir / "out"
+        # Copied, not followed, into a folder the engine never saw (workers.outputs).
+        taken = take_outputs(workdir / "out", OUTPUTS[request["kind"]], workdir / "taken")
         artifacts = []
-        for path in OUTPUTS[request["kind"]]:
-            artifacts.append(store_artifact(store, tenant_id, job_id, path.rsplit("/", 1)[-1], out / path))
-        report = json.loads((out / "report.json").read_text())
+        for path, copy in taken.items():
+            artifacts.append(store_artifact(store, tenant_id, job_id, path.rsplit("/", 1)[-1], copy))
+        try:
+            report = json.loads(taken["report.json"].read_text())
+        except ValueError as exc:
+            raise EngineFailed("engine_output_invalid", f"the engine's report is not JSON: {exc}") from None
         with session_scope() as session:
             for artifact in artifacts:
                 repository.add_artifact(session, artifact)

@@ -7,16 +7,16 @@ it is the only process that imports TensorFlow, and it is killed (with its proce
 the job is cancelled or runs out of time.
 """
 
-import ctypes
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pruning import jail
 
 _ENV_KEEP = (
     "PATH",
@@ -33,27 +33,12 @@ _ENV_KEEP = (
     "SHEARS_HOST_PROFILE",
 )
 MAX_OUTPUT_BYTES = 4 * 1024**3
-PR_SET_PDEATHSIG = 1
 
 
 class EngineFailed(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-
-
-def _limits(cpu_seconds: int, memory_bytes: int | None) -> Callable[[], None]:
-    def apply() -> None:
-        os.setsid()  # its own process group: a cancel kills everything it started
-        # Die with the worker process that started it, even if that one is SIGKILLed.
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 30))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_bytes:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-
-    return apply
 
 
 def engine_env(scratch: Path) -> dict[str, str]:
@@ -73,6 +58,37 @@ def engine_env(scratch: Path) -> dict[str, str]:
     return env
 
 
+def engine_limits(cpu_seconds: int, memory_bytes: int | None) -> jail.Limits:
+    """An engine's limits; without a memory setting, its address space is capped at the host's RAM."""
+    memory = memory_bytes or jail.host_memory()
+    return jail.Limits(cpu_seconds=cpu_seconds, memory_bytes=memory, file_bytes=MAX_OUTPUT_BYTES)
+
+
+def start_confined(
+    module: str, args: list[str], workdir: Path, limits: jail.Limits, stderr: Any, readable: tuple[Path, ...] = ()
+) -> "subprocess.Popen[str]":
+    """Start `python -m module args` as the engine is started: its environment, the launcher of
+    `pruning.jail` (bubblewrap, else Landlock), `workdir` its only writable folder. Both the jobs
+    and `shears sandbox-check` come through here. `EngineFailed` if the sandbox is too weak."""
+    scratch = workdir / "home"
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        jailed = jail.launch(
+            [sys.executable, "-m", module, *args], workdir=workdir, chdir=scratch, limits=limits, readable=readable
+        )
+    except jail.SandboxTooWeak as exc:
+        raise EngineFailed("sandbox_unavailable", str(exc)) from None
+    return subprocess.Popen(
+        jailed.argv,
+        cwd=scratch,
+        env=engine_env(scratch),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        preexec_fn=jailed.preexec,
+        text=True,
+    )
+
+
 def run_engine(
     request: dict[str, Any],
     workdir: Path,
@@ -89,22 +105,12 @@ def run_engine(
     `on_checkpoint(step)` is called when the engine has written the checkpoint of round `step`
     (`<workdir>/checkpoint/<step>/`, the folder the request names).
     """
-    scratch = workdir / "home"
-    scratch.mkdir(parents=True, exist_ok=True)
     request_path = workdir / "request.json"
     request_path.write_text(json.dumps(request))
-    env = engine_env(scratch)
     stderr_path = workdir / "engine.log"
+    limits = engine_limits(cpu_seconds, memory_bytes)
     with stderr_path.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pruning.job", str(request_path)],
-            cwd=scratch,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            preexec_fn=_limits(cpu_seconds, memory_bytes),
-            text=True,
-        )
+        proc = start_confined("pruning.job", [str(request_path)], workdir, limits, stderr)
         outcome: dict[str, Any] | None = None
         try:
             assert proc.stdout is not None

@@ -1,5 +1,6 @@
 """The FastAPI application: routes, the one place errors become `{"error": {...}}`, health and metrics."""
 
+import hmac
 import logging
 import time
 from typing import Any
@@ -16,17 +17,20 @@ from starlette.routing import Match
 
 from app import logs
 from app.api.devices import router as devices_router
+from app.api.webhook_secret import router as webhook_secret_router
 from app.datasets.endpoints import router as datasets_router
 from app.datasets.resumable import router as uploads_router
-from app.db import get_engine
+from app.db import session_scope
 from app.errors import ShearsError
 from app.jobs.endpoints import router as jobs_router
+from app.jobs.service import queues_without_live_worker
 from app.metrics import LATENCY, REQUESTS
 from app.models.endpoints import router as models_router
 from app.queue import broker_reachable
 from app.settings import get_settings
 from app.storage import readiness as storage_readiness
 from app.ui.pages import router as ui_router
+from pruning import jail
 
 log = logging.getLogger("shears.api")
 access = logging.getLogger("shears.access")
@@ -39,13 +43,23 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 def create_app() -> FastAPI:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_format)
+    # Its environment (database URL, keys) and memory out of reach of a same-uid process.
+    jail.make_undumpable()
     app = FastAPI(
         title="Shears",
         version="0.1.0",
         description="Pruning as a service for on-device AI: upload a Keras model and data, "
         "get back a smaller TensorFlow Lite model with its accuracy, size and latency.",
     )
-    for router in (models_router, datasets_router, uploads_router, jobs_router, devices_router, ui_router):
+    for router in (
+        models_router,
+        datasets_router,
+        uploads_router,
+        jobs_router,
+        devices_router,
+        webhook_secret_router,
+        ui_router,
+    ):
         app.include_router(router)
 
     @app.exception_handler(ShearsError)
@@ -130,21 +144,34 @@ def create_app() -> FastAPI:
     @app.get("/readyz", tags=["health"], responses={503: {"description": "a dependency is unreachable"}})
     def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
-        try:
-            with get_engine().connect() as conn:
-                conn.execute(text("SELECT 1"))
+        orphaned: list[str] | None = None
+        try:  # one round trip's worth: the database answers, and which queues a live worker serves
+            with session_scope() as session:
+                session.execute(text("SELECT 1"))
+                # A queue no live worker serves: its jobs would wait forever (a worker killed, say).
+                orphaned = queues_without_live_worker(session, get_settings())
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["broker"] = "ok" if broker_reachable() else "unreachable"
         checks["storage"] = storage_readiness()
+        if orphaned is not None:
+            checks["worker"] = "ok" if not orphaned else f"no_live_worker: {','.join(orphaned)}"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
-        )
+        body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+        if checks.get("worker", "").startswith("no_live_worker") and all(
+            v == "ok" for k, v in checks.items() if k != "worker"
+        ):
+            body["code"] = "no_live_worker"
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    def metrics() -> Response:
+    @app.get("/metrics", tags=["health"], response_class=Response, responses={401: {"description": "token needed"}})
+    def metrics(request: Request) -> Response:
+        token = get_settings().metrics_token
+        if token:  # SHEARS_METRICS_TOKEN: scrapers present it as a bearer token
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _error(401, "unauthorized", "/metrics needs the metrics token (Authorization: Bearer ...)")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

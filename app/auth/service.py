@@ -51,14 +51,21 @@ def authenticate(session: Session, authorization: str | None) -> Tenant:
     raise Unauthorized("unknown or revoked API key")
 
 
-def revoke_key(session: Session, prefix: str) -> int:
-    """Revoke the keys that start with `prefix` (as printed by `keys create`); returns how many."""
-    if len(prefix) < PREFIX_LENGTH:
-        raise ValueError(f"give at least the first {PREFIX_LENGTH} characters of the key")
-    keys = session.scalars(
-        select(ApiKey).where(ApiKey.prefix == prefix[:PREFIX_LENGTH], ApiKey.revoked_at.is_(None))
-    ).all()
-    revoked = [k for k in keys if len(prefix) == PREFIX_LENGTH or hmac.compare_digest(k.key_hash, hash_key(prefix))]
-    for k in revoked:
-        k.revoked_at = datetime.now(UTC)
-    return len(revoked)
+def revoke_key(session: Session, key: str) -> int:
+    """Revoke one key, named by the whole key or by its id (`key_...`); returns how many (0 or 1).
+
+    Never by a prefix: prefixes are not unique, and one shared across tenants would revoke another
+    tenant's key."""
+    key = key.strip()
+    if key.startswith("key_"):
+        row = session.scalars(select(ApiKey).where(ApiKey.id == key, ApiKey.revoked_at.is_(None))).first()
+    elif len(key) > PREFIX_LENGTH:
+        row = session.scalars(
+            select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        ).first()
+    else:
+        raise ValueError("give the whole key, or its id (key_...): a prefix may be shared by several keys")
+    if row is None:
+        return 0
+    row.revoked_at = datetime.now(UTC)
+    return 1

@@ -15,14 +15,15 @@ import logging
 import re
 import secrets
 import time
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.auth.service import authenticate, hash_key
 from app.errors import Unauthorized
 from app.settings import get_settings
-from app.tables import ApiKey, Tenant
+from app.tables import ApiKey, EndedSession, Tenant
 
 SESSION_TTL_S = 12 * 3600
 # ASCII only: `str.isdigit()` also accepts characters such as '²' that `int()` refuses.
@@ -86,4 +87,17 @@ def session_tenant(session: Session, token: str | None) -> Tenant:
         raise Unauthorized("unknown session: log in again")
     if api_key.revoked_at is not None:
         raise Unauthorized("the key of this session has been revoked")
+    if session.get(EndedSession, signature) is not None:
+        raise Unauthorized("this session has been logged out: log in again")
     return tenant
+
+
+def end_session(session: Session, token: str | None) -> None:
+    """Logout, on the server: the token is refused from now on (on every replica), until it expires."""
+    match = TOKEN.fullmatch(token or "")
+    if match is None or int(match[2]) < time.time():
+        return
+    now = datetime.now(UTC)
+    session.execute(delete(EndedSession).where(EndedSession.expires_at < now))
+    if session.get(EndedSession, match[3]) is None:
+        session.add(EndedSession(signature=match[3], expires_at=datetime.fromtimestamp(int(match[2]), UTC)))

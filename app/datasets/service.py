@@ -13,7 +13,7 @@ from starlette.requests import Request
 from app.datasets import repository
 from app.datasets.schemas import DatasetOut
 from app.errors import InvalidInput, NotFound, UnsupportedMediaType
-from app.models.inspection import run_checker
+from app.models.inspection import OUTPUT, run_checker
 from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Artifact, Dataset, new_id
@@ -47,10 +47,11 @@ def parse_options(raw: str | None) -> dict[str, Any]:
 async def check(path: Path, options: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], Path | None]:
     """The confined checker's summary, and the converted `.npz` it wrote (None: store `path` as it is)."""
     out = path.with_name(path.name + ".converted.npz")
-    args = [str(path), str(out), json.dumps(options), str(4 * settings.max_dataset_bytes)]
+    args = [str(path), OUTPUT, json.dumps(options), str(4 * settings.max_dataset_bytes)]
     limit = 4 * settings.max_dataset_bytes
+    timeout = settings.dataset_check_timeout_s
     try:
-        summary = await run_checker("pruning.check_dataset", args, settings.dataset_check_timeout_s, "dataset", limit)
+        summary = await run_checker("pruning.check_dataset", args, timeout, "dataset", limit, [path], output=out)
     except BaseException:
         out.unlink(missing_ok=True)
         raise

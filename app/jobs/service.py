@@ -5,6 +5,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import quotas, webhooks
@@ -16,7 +17,7 @@ from app.jobs.schemas import JobSpec, Target
 from app.models import repository as models
 from app.queue import COLLECT_SWEEP, DELIVER_WEBHOOK, RUN_JOB, enqueue
 from app.settings import Settings
-from app.tables import TERMINAL, Job
+from app.tables import TERMINAL, Job, Worker
 from pruning.datasets import BUILTIN
 from pruning.devices import device_names
 from pruning.spec import LATENCY_NEEDS_CHANNELS
@@ -403,3 +404,12 @@ def mark_cancelled(session: Session, job_id: str) -> None:
     job = repository.get_for_worker(session, job_id)
     if job is not None and job.status not in TERMINAL:
         _finish(session, job, "cancelled")
+
+
+def queues_without_live_worker(session: Session, settings: Settings) -> list[str]:
+    """The job queues that no worker with a fresh heartbeat serves (`/readyz`)."""
+    fresh = datetime.now(UTC) - timedelta(seconds=settings.worker_fresh_s)
+    served: set[str] = set()
+    for queues in session.scalars(select(Worker.queues).where(Worker.heartbeat_at >= fresh)):
+        served.update(q for q in queues.split(",") if q)
+    return [q for q in settings.job_queues if q not in served]

@@ -6,14 +6,13 @@ No parser of model files (HDF5, flatbuffers, LiteRT) ever reads an untrusted fil
 import asyncio
 import json
 import os
-import resource
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidInput, ShearsError
+from pruning import jail
 
 # The child gets no database, broker or storage credentials: only what Python and TF need.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SHEARS_ENGINE_SECCOMP")
@@ -27,46 +26,65 @@ class InspectionUnavailable(ShearsError):
     retry_after = 60
 
 
-def _limits(max_file_bytes: int) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
 async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
     """Params and shapes of the model at `path`; `InvalidInput` if it is unsafe or unreadable."""
-    return await run_checker("pruning.inspect", [str(path)], timeout_s, "model", 64 << 20)
+    return await run_checker("pruning.inspect", [str(path)], timeout_s, "model", 64 << 20, readable=[path])
 
 
-async def run_checker(module: str, args: list[str], timeout_s: float, what: str, max_file_bytes: int) -> dict[str, Any]:
-    """Run `python -m module *args` confined (no credentials, files capped at `max_file_bytes`) and
-    return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`."""
+OUTPUT = "{output}"
+"""Stands, in a checker's arguments, for the file it writes (inside its own writable folder)."""
+
+
+async def run_checker(
+    module: str,
+    args: list[str],
+    timeout_s: float,
+    what: str,
+    max_file_bytes: int,
+    readable: list[Path],
+    output: Path | None = None,
+) -> dict[str, Any]:
+    """Run `python -m module *args` confined by the engine's launcher (pruning.jail: no credentials,
+    only `readable` to read, its own scratch folder to write, files capped at `max_file_bytes`) and
+    return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`.
+    An `OUTPUT` argument is a file in the scratch folder, moved to `output` when the checker wrote it."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["CUDA_VISIBLE_DEVICES"] = ""
-    with tempfile.TemporaryDirectory(prefix="shears-inspect-") as scratch:
+    # Next to `output`, so a converted dataset is renamed into place rather than copied.
+    with tempfile.TemporaryDirectory(prefix="shears-inspect-", dir=output.parent if output else None) as scratch:
         env["HOME"] = env["TMPDIR"] = scratch
+        produced = Path(scratch) / "output.bin"
+        argv = [str(produced) if a == OUTPUT else a for a in args]
+        try:  # the engine's launcher, the same confinement (pruning.jail)
+            jailed = jail.launch(
+                [sys.executable, "-m", module, *argv],
+                workdir=Path(scratch),
+                readable=readable,
+                limits=jail.Limits(
+                    cpu_seconds=int(timeout_s) + 5, memory_bytes=jail.host_memory(), file_bytes=max_file_bytes
+                ),
+            )
+        except jail.SandboxTooWeak as exc:
+            raise InspectionUnavailable(str(exc)) from None
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            *args,
+            *jailed.argv,
             cwd=scratch,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_limits(max_file_bytes),
+            preexec_fn=jailed.preexec,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
         except TimeoutError:
-            proc.kill()
+            os.killpg(proc.pid, 9)  # its own session and group (bwrap and all it started)
             await proc.wait()
             raise InvalidInput(
                 f"reading the {what} took longer than {timeout_s:.0f} s", code=f"{what}_inspect_timeout"
             ) from None
+        if output is not None and proc.returncode == 0 and produced.is_file():
+            os.replace(produced, output)
     last = out.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
     try:
         payload = json.loads(last[0])

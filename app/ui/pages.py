@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from app import pagination
 from app.api.deps import SessionDep, StoreDep
-from app.auth.sessions import SESSION_TTL_S, open_session, session_tenant
+from app.auth.sessions import SESSION_TTL_S, end_session, open_session, session_tenant
 from app.errors import NotFound, ShearsError, Unauthorized
 from app.jobs import repository, service
 from app.jobs.endpoints import download_artifact
@@ -169,9 +169,10 @@ def login(request: Request, session: SessionDep, key: Annotated[str, Form()] = "
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, session: SessionDep) -> Response:
     if not _same_origin(request):
         return _error_page(request, 403, "this form can only be sent from this site")
+    end_session(session, request.cookies.get(COOKIE))  # a copy of the cookie stops working too
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return response

@@ -67,7 +67,7 @@ def test_health_readiness_and_metrics(embedded: Service) -> None:
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+        assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok", "worker": "ok"}
         assert "shears_http_requests_total" in c.get("/metrics").text
         _assert_error(c.get("/no/such/route"), 404)
 

@@ -27,6 +27,7 @@ def test_every_route_is_documented_with_its_errors(embedded: Service) -> None:
         "/v1/jobs/{job_id}/cancel",
         "/v1/jobs/{job_id}/deliveries",
         "/v1/devices",
+        "/v1/webhook-secret",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -19,6 +19,7 @@ TABLES = {
     "idempotency_keys",
     "webhook_deliveries",
     "workers",
+    "ended_sessions",
     "alembic_version",
 }
 

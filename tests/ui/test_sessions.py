@@ -170,3 +170,16 @@ def test_hostile_ids_and_form_tokens_are_refused_not_failed(secured: Service, di
             assert response.status_code == 403, (token, response.text)
     with secured.client(key) as api:
         assert api.get(f"/v1/jobs/{job_id}").json()["cancel_requested"] is False
+
+
+def test_logout_ends_the_session_on_the_server_not_only_in_the_browser(secured: Service) -> None:
+    key = secured.new_key()
+    with ui_session(secured, key) as client:
+        cookie = client.cookies["shears_session"]
+        assert _status(secured, cookie) == 200
+        assert client.post("/ui/logout", headers={"Origin": secured.url}).status_code == 303
+    # A copy of the cookie (kept by an attacker, or another tab) is refused from now on.
+    assert _status(secured, cookie) == NOT_LOGGED_IN
+    # The key itself still works: a new login opens a new session.
+    with ui_session(secured, key) as client:
+        assert client.get("/ui/jobs").status_code == 200

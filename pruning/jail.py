@@ -1,0 +1,233 @@
+"""The one launcher of untrusted-model processes: the engine (`workers.sandbox`) and the upload check
+(`app.models.inspection`) both start their child through `launch()`, and so does `shears sandbox-check`.
+
+Levels, strongest first:
+
+- `namespaces`: the child runs under bubblewrap in its own user, pid, network, ipc, uts and cgroup
+  namespaces, as uid 65534 (mapped to the worker's uid), with no capabilities, a fresh `/proc` of its
+  own pid namespace, no network but its own loopback, a private `/tmp`, and a filesystem of only the
+  read-only runtime (system libraries, the Python install, the venv, the `pruning` package) and its
+  own job folder (writable) plus the files it was handed (read-only).
+- `landlock`: where user namespaces are refused, Landlock limits the child to reading the runtime and
+  writing its folder, and forbids TCP (ABI >= 4); its seccomp filter (`pruning.confine`) refuses
+  sockets other than `AF_UNIX` in any case.
+- `seccomp`: only the engine's own filter (no fork/exec/ptrace, no network sockets).
+
+Every level adds resource limits (CPU, address space, processes, file size, open files, no core).
+`SHEARS_SANDBOX=strict` refuses to start a child below `namespaces` (`SandboxTooWeak`).
+"""
+
+import ctypes
+import functools
+import glob
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pruning import landlock
+
+log = logging.getLogger("shears.sandbox")
+
+LEVELS = ("none", "seccomp", "landlock", "namespaces")
+SANDBOX_UID = 65534
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+_ETC = ("ld.so.cache", "localtime", "passwd", "group", "fonts", "alternatives", "nsswitch.conf")
+
+
+class SandboxTooWeak(Exception):
+    """`SHEARS_SANDBOX=strict` and this host offers less than the `namespaces` level."""
+
+    code = "sandbox_too_weak"
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_seconds: int = 600
+    memory_bytes: int | None = None
+    file_bytes: int = 4 * 1024**3
+    processes: int = 4096  # counted per user and including threads: TensorFlow starts many
+    open_files: int = 4096
+
+
+@dataclass(frozen=True)
+class Probe:
+    level: str
+    bwrap: str | None
+    user_namespaces: bool
+    landlock_abi: int
+    seccomp: bool
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "level": self.level,
+            "required": required_level(),
+            "bwrap": self.bwrap,
+            "user_namespaces": self.user_namespaces,
+            "landlock_abi": self.landlock_abi,
+            "seccomp": self.seccomp,
+            "notes": self.notes,
+        }
+
+
+def required_level() -> str:
+    """`SHEARS_SANDBOX`: `strict` requires the namespaces level; `landlock` or `seccomp` use at most that
+    level (to try the fallbacks); anything else (the default, `auto`) takes the best this host offers."""
+    return "namespaces" if os.environ.get("SHEARS_SANDBOX", "").strip().lower() == "strict" else "none"
+
+
+def _seccomp_available() -> bool:
+    try:
+        with open("/proc/self/status") as fh:
+            return any(line.startswith("Seccomp:") for line in fh)
+    except OSError:
+        return False
+
+
+@functools.cache
+def probe() -> Probe:
+    """What this kernel and host allow, tried for real (a `bwrap` that starts `true`)."""
+    notes: list[str] = []
+    bwrap = shutil.which("bwrap")
+    userns = False
+    if bwrap is None:
+        notes.append("bubblewrap (bwrap) is not installed")
+    else:
+        try:
+            argv = [bwrap, *_namespace_args([], [], Path("/")), "--", "true"]
+            tried = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+            userns = tried.returncode == 0
+            if not userns:
+                notes.append(f"bwrap cannot create namespaces: {tried.stderr.strip()[:200]}")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            notes.append(f"bwrap failed: {exc}")
+    abi = landlock.abi()
+    seccomp = _seccomp_available()
+    forced = os.environ.get("SHEARS_SANDBOX", "").strip().lower()
+    if forced in ("landlock", "seccomp"):  # a lower level on purpose (to try the fallback)
+        notes.append(f"SHEARS_SANDBOX={forced}")
+        userns = False
+        abi = abi if forced == "landlock" else 0
+    if userns:
+        level = "namespaces"
+    elif abi >= 1:
+        level = "landlock"
+    else:
+        level = "seccomp" if seccomp else "none"
+    return Probe(level, bwrap, userns, abi, seccomp, notes)
+
+
+def check() -> Probe:
+    """The probe, or `SandboxTooWeak` if the required level is not met."""
+    found = probe()
+    if LEVELS.index(found.level) < LEVELS.index(required_level()):
+        raise SandboxTooWeak(
+            f"SHEARS_SANDBOX=strict needs the namespaces level, this host offers {found.level!r} "
+            f"({'; '.join(found.notes) or 'no user namespaces'})"
+        )
+    return found
+
+
+def host_memory() -> int:
+    """The host's RAM: the default cap on a child's address space."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def make_undumpable() -> None:
+    """No core dumps, and no reading of this process's memory or environ by a same-uid process."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def runtime_paths() -> list[Path]:
+    """What the child reads: the Python install, the venv, and the folder that holds `pruning`."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(__file__).resolve().parent]
+    exe = Path(sys.executable).resolve()
+    if not any(exe.is_relative_to(p) for p in paths) and not exe.is_relative_to("/usr"):
+        paths.append(exe.parent)
+    return [p.resolve() for p in paths if not p.resolve().is_relative_to("/usr")]
+
+
+def _namespace_args(readable: Sequence[Path], writable: Sequence[Path], chdir: Path) -> list[str]:
+    args = ["--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox"]
+    args += ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64"):
+        target = Path("/", top)
+        if target.is_symlink():
+            args += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            args += ["--ro-bind", str(target), str(target)]
+    for name in _ETC:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+    if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true":  # a GPU worker's engine sees the GPU (unverified)
+        for device in sorted(glob.glob("/dev/nvidia*")):
+            args += ["--dev-bind", device, device]
+    for path in runtime_paths():
+        args += ["--ro-bind", str(path), str(path)]
+    for path in readable:  # at the name the child is given (a link's target, bound there)
+        args += ["--ro-bind", str(path.resolve()), str(path)]
+    for path in writable:
+        args += ["--bind", str(path), str(path)]
+    # The root (a tmpfs bwrap fills with the binds above, and the folders leading to them) read-only.
+    return [*args, "--remount-ro", "/", "--chdir", str(chdir)]
+
+
+def _preexec(limits: Limits, level: str, readable: Sequence[Path], writable: Sequence[Path]) -> Callable[[], None]:
+    def apply() -> None:
+        os.setsid()  # its own process group: a cancel kills everything it started
+        # Die with the process that started it, even if that one is SIGKILLed.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 30))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        if limits.memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        if level == "landlock":
+            landlock.restrict([*runtime_paths(), *map(Path, _LANDLOCK_READ), *readable], [*writable, Path("/dev/null")])
+
+    return apply
+
+
+_LANDLOCK_READ = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/sys/devices/system/cpu", "/dev")
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    preexec: Callable[[], None]
+    level: str
+
+
+def launch(
+    argv: Sequence[str],
+    *,
+    workdir: Path,
+    limits: Limits,
+    readable: Sequence[Path] = (),
+    chdir: Path | None = None,
+    level: str | None = None,
+) -> Launch:
+    """How to start `argv` confined: the command line (bwrap around it at the namespaces level) and
+    the function to run in the child before it starts. `workdir` is its only writable folder."""
+    found = check()
+    level = level or found.level
+    readable = [Path(os.path.abspath(p)) for p in readable]
+    writable = [workdir.resolve()]
+    if level == "namespaces":
+        assert found.bwrap is not None
+        full = [found.bwrap, *_namespace_args(readable, writable, (chdir or workdir).resolve()), "--", *argv]
+    else:
+        full = list(argv)
+    return Launch(full, _preexec(limits, level, readable, writable), level)
