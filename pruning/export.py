@@ -14,9 +14,26 @@ REPRESENTATIVE_SAMPLES = 200
 
 
 def to_tflite(model: keras.Model, quantization: str = "none", representative: np.ndarray | None = None) -> bytes:
+    try:
+        converted = _convert(model, quantization, representative, fixed_batch=False)
+    except PruningError:
+        if not any(isinstance(layer, keras.layers.RNN) for layer in model._flatten_layers()):
+            raise
+        # Recurrent layers with a dynamic batch leave TensorList ops the builtin kernels lack; with the
+        # batch fixed at 1 (what a device runs) the converter unrolls them into builtins.
+        converted = _convert(model, quantization, representative, fixed_batch=True)
+    return expand_dims_as_reshape(positive_zeros(converted))
+
+
+def _convert(model: keras.Model, quantization: str, representative: np.ndarray | None, fixed_batch: bool) -> bytes:
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if fixed_batch:
+        fixed = keras.Input(batch_shape=(1, *model.inputs[0].shape[1:]))
+        copy = keras.Model(fixed, model(fixed))  # the same layers and weights, called on a batch of one
+        converter = tf.lite.TFLiteConverter.from_keras_model(copy)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -39,10 +56,9 @@ def to_tflite(model: keras.Model, quantization: str = "none", representative: np
     elif quantization != "none":
         raise PruningError("invalid_spec", f"unknown quantization {quantization!r}")
     try:
-        converted = bytes(converter.convert())
+        return bytes(converter.convert())
     except Exception as exc:
         raise PruningError("export_failed", f"TFLite conversion failed: {str(exc).splitlines()[0][:500]}") from exc
-    return expand_dims_as_reshape(positive_zeros(converted))
 
 
 _EXPAND_DIMS, _RESHAPE, _INT32 = 70, 22, 2
@@ -127,10 +143,17 @@ def predict(tflite: bytes, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Outputs of the `.tflite` model on `x`, as float, (de)quantizing int8 inputs and outputs."""
     interp = interpreter(tflite)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    try:
+        interp.resize_tensor_input(inp["index"], [min(batch_size, len(x)), *inp["shape"][1:]])
+        interp.allocate_tensors()
+    except RuntimeError:  # a model exported with its batch fixed at 1 (recurrent layers): one row at a time
+        interp = interpreter(tflite)
+        batch_size = 1
     results = []
     for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size].astype(np.float32)
-        interp.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
+        chunk = np.asarray(x[start : start + batch_size]).astype(np.float32)
+        if batch_size > 1:
+            interp.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
         interp.allocate_tensors()
         if inp["dtype"] in (np.int8, np.uint8):
             scale, zero = inp["quantization"]

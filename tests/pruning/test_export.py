@@ -108,3 +108,15 @@ def test_pruned_zeros_are_exported_as_positive_zeros() -> None:
     from pruning.export import gzip_bytes
 
     assert gzip_bytes(exported) < 0.97 * gzip_bytes(raw)
+
+
+def test_a_recurrent_model_exports_with_its_batch_fixed_at_one() -> None:
+    """Keras's GRU with a dynamic batch leaves TensorList ops LiteRT's builtins lack; the export retries
+    at batch 1 (what a device runs) and predictions go one row at a time."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((32, 3)), keras.layers.Conv1D(8, 5, strides=2), keras.layers.GRU(8), keras.layers.Dense(4)]
+    )
+    x = np.random.default_rng(0).normal(size=(5, 32, 3)).astype("float32")
+    tflite = to_tflite(model)
+    np.testing.assert_allclose(predict(tflite, x), model.predict(x, verbose=0), atol=1e-5)
