@@ -72,6 +72,10 @@ class Model(Base):
     output_shape: Mapped[list[Any] | None] = mapped_column(JSON)
     layers: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the retention sweep deletes it (the upload's `expires_in`); None: kept (or SHEARS_RETENTION_DAYS)."""
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when deleted: its file is gone; the row stays because finished jobs name it."""
 
 
 class Dataset(Base):
@@ -87,6 +91,10 @@ class Dataset(Base):
     """Shape and dtype of each array, read from the .npy headers."""
     task: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the retention sweep deletes it (the upload's `expires_in`); None: kept (or SHEARS_RETENTION_DAYS)."""
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when deleted: its file is gone; the row stays because finished jobs name it."""
 
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -124,6 +132,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+    delete_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """DELETE on a running job: it is cancelled, and deleted by the housekeeping sweep once it has stopped."""
 
 
 class JobEvent(Base):

@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app import logs
+from app.api.compat import too_old
 from app.api.devices import router as devices_router
 from app.datasets.endpoints import router as datasets_router
 from app.db import get_engine
 from app.errors import ShearsError
+from app.housekeeping.endpoints import router as housekeeping_router
 from app.jobs.endpoints import router as jobs_router
 from app.metrics import LATENCY, REQUESTS
 from app.models.endpoints import router as models_router
@@ -44,7 +46,7 @@ def create_app() -> FastAPI:
         description="Pruning as a service for on-device AI: upload a Keras model and data, "
         "get back a smaller TensorFlow Lite model with its accuracy, size and latency.",
     )
-    for router in (models_router, datasets_router, jobs_router, devices_router, ui_router):
+    for router in (models_router, datasets_router, jobs_router, devices_router, ui_router, housekeeping_router):
         app.include_router(router)
 
     @app.exception_handler(ShearsError)
@@ -103,7 +105,7 @@ def create_app() -> FastAPI:
         request_id = logs.request_id_from(request.headers.get("x-request-id"))
         with logs.bound(request_id=request_id):
             try:
-                response: Response = await call_next(request)
+                response: Response = too_old(request, settings.min_client_version) or await call_next(request)
             except Exception:  # a bug: logged, counted and answered here, with the request's id
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 response = _error(500, "internal_error", "an internal error occurred; it has been logged")
