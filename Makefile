@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test test-fast lint typecheck contracts bench clean
+.PHONY: install run test test-fast lint typecheck contracts bench clean openapi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/service_overhead.py
 	$(BIN)/python bench/upload_memory.py
+
+# The published API document (docs/openapi.json); tests/api/test_openapi.py fails when it is stale.
+openapi: install
+	$(BIN)/python -c 'import json; from app.api.main import app; print(json.dumps(app.openapi(), indent=2))' > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

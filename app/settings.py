@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     """Jobs one tenant may have waiting; a submit past it answers 429."""
     quota_upload_bytes: int = 20 * 1024**3
     """Bytes one tenant may keep in uploaded models and datasets."""
+    retention_days: float = Field(0.0, ge=0)
+    """Uploads and finished jobs older than this many days are deleted by the housekeeping sweep (0: kept)."""
+    retention_sweep_s: float = Field(60.0, gt=0)
+    """How often each worker runs the housekeeping sweep (retention, `expires_in`, deletes of running jobs)."""
+    min_client_version: str = "0.1.0"
+    """Oldest `shears` client version served; an older one (by its `X-Shears-Client` or
+    `User-Agent`) gets 426 `client_too_old`. Empty: every version."""
     webhook_allow_private: bool = False
     """Let `callback_url` reach loopback and private addresses (never link-local or metadata ones)."""
     webhook_attempts: int = 5

@@ -72,6 +72,10 @@ class Model(Base):
     output_shape: Mapped[list[Any] | None] = mapped_column(JSON)
     layers: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the retention sweep deletes it (the upload's `expires_in`); None: kept (or SHEARS_RETENTION_DAYS)."""
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when deleted: its file is gone; the row stays because finished jobs name it."""
 
 
 class Dataset(Base):
@@ -91,6 +95,10 @@ class Dataset(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """The upload check's answer: samples, classes, shape, dtype, bytes, skipped, scale/offset, front end."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the retention sweep deletes it (the upload's `expires_in`); None: kept (or SHEARS_RETENTION_DAYS)."""
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when deleted: its file is gone; the row stays because finished jobs name it."""
 
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -128,6 +136,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+    delete_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """DELETE on a running job: it is cancelled, and deleted by the housekeeping sweep once it has stopped."""
 
 
 class JobEvent(Base):

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -31,7 +32,20 @@ EXIT_INTERRUPTED = 130
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRY_STATUSES = (502, 503, 504)
 RETRY_AFTER_CAP_S = 120.0
-USER_AGENT = "shears-remote/0.1"
+
+
+def client_version() -> str:
+    """This client's version, sent with every request (`X-Shears-Client`) so the server can refuse an old one."""
+    for dist in ("shears", "shears-client"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+VERSION = client_version()
+USER_AGENT = f"shears-remote/{VERSION}"
 
 HELP = f"""Drive a Shears server from a build pipeline.
 
@@ -57,6 +71,11 @@ class RemoteError(click.ClickException):
     """An error with its own exit code; click prints `Error: <message>` to stderr."""
 
     exit_code = EXIT_REQUEST
+    status: int | None = None
+    """The HTTP status, when the server answered (None: it could not be reached)."""
+    code: str | None = None
+    """The server's error code (`not_found`, `quota_exceeded`, ...), when it sent one."""
+    retry_after: float | None = None
 
 
 class Refused(RemoteError):
@@ -153,7 +172,7 @@ class Api:
     def __post_init__(self) -> None:
         self.http = httpx.Client(
             base_url=self.url.rstrip("/"),
-            headers={"Authorization": f"Bearer {self.key}", "User-Agent": USER_AGENT},
+            headers={"Authorization": f"Bearer {self.key}", "User-Agent": USER_AGENT, "X-Shears-Client": VERSION},
             timeout=httpx.Timeout(120.0, connect=10.0),
             transport=self.transport,
         )
@@ -187,8 +206,13 @@ class Api:
     def _checked(self, response: httpx.Response, what: str) -> httpx.Response:
         if response.status_code < 400:
             return response
-        error = Refused if response.status_code < 500 else Unreachable
-        raise error(f"{what}: {error_text(response)}")
+        error = (Refused if response.status_code < 500 else Unreachable)(f"{what}: {error_text(response)}")
+        error.status, error.retry_after = response.status_code, retry_after_s(response)
+        try:
+            error.code = str(response.json()["error"]["code"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise error
 
     def request(self, method: str, path: str, *, json_body: Any = None, upload: Path | None = None) -> httpx.Response:
         """One call, retried; POSTs carry one Idempotency-Key across their retries. 4xx/5xx raise RemoteError."""
@@ -817,3 +841,78 @@ def webhook_secret(settings: Settings, rotate: bool) -> None:
     api = settings.client()
     answer = api.post_json("/v1/webhook-secret") if rotate else api.get_json("/v1/webhook-secret")
     click.echo(answer["secret"])
+
+
+# Housekeeping ----------------------------------------------------------------------------
+
+
+def _delete(settings: Settings, what: str, path: str, row_id: str) -> None:
+    response = settings.client().request("DELETE", path)
+    if response.status_code == 202:
+        click.echo(f"{row_id} cancelling; deleted once it has stopped")
+    else:
+        click.echo(f"{row_id} deleted ({what} and its files)")
+
+
+@remote.group()
+def models() -> None:
+    """Uploaded models."""
+
+
+@models.command("delete")
+@click.argument("model_ids", metavar="MODEL...", nargs=-1, required=True)
+@pass_settings
+def models_delete(settings: Settings, model_ids: tuple[str, ...]) -> None:
+    """Delete models and their files (refused while a queued or running job uses one)."""
+    for model_id in model_ids:
+        _delete(settings, "model", f"/v1/models/{model_id}", model_id)
+
+
+@datasets.command("delete")
+@click.argument("dataset_ids", metavar="DATASET...", nargs=-1, required=True)
+@pass_settings
+def datasets_delete(settings: Settings, dataset_ids: tuple[str, ...]) -> None:
+    """Delete datasets and their files (refused while a queued or running job uses one)."""
+    for dataset_id in dataset_ids:
+        _delete(settings, "dataset", f"/v1/datasets/{dataset_id}", dataset_id)
+
+
+@remote.group()
+def jobs() -> None:
+    """Jobs."""
+
+
+@jobs.command("delete")
+@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
+@pass_settings
+def jobs_delete(settings: Settings, job_ids: tuple[str, ...]) -> None:
+    """Delete jobs and every file they produced; a queued or running job is cancelled first."""
+    for job_id in job_ids:
+        _delete(settings, "job", f"/v1/jobs/{job_id}", job_id)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@remote.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
+@pass_settings
+def usage(settings: Settings, as_json: bool) -> None:
+    """What your tenant stores and runs, against its limits."""
+    data = settings.client().get_json("/v1/usage")
+    if as_json:
+        _print_json(data)
+        return
+    limits = data["limits"]
+    retention = f"{limits['retention_days']:g} days" if limits.get("retention_days") else "off"
+    click.echo(f"uploads   {_size(data['upload_bytes'])} of {_size(limits['upload_bytes'])}")
+    click.echo(f"results   {_size(data['job_bytes'])}")
+    click.echo(f"models    {data['models']}   datasets {data['datasets']}   jobs {data['jobs']}")
+    click.echo(f"queued    {data['jobs_queued']} of {limits['queued_jobs']}")
+    click.echo(f"running   {data['jobs_running']} of {limits['running_jobs']}")
+    click.echo(f"retention {retention}")

@@ -13,6 +13,7 @@ from sqlalchemy import delete
 
 from app import logs
 from app.db import get_engine, session_scope
+from app.housekeeping import service as housekeeping
 from app.jobs import service
 from app.queue import celery_config
 from app.settings import get_settings
@@ -89,8 +90,22 @@ def _reaper(stop: threading.Event, worker_id: str) -> None:
             return
 
 
+def _housekeeping(stop: threading.Event) -> None:
+    """Retention (SHEARS_RETENTION_DAYS, uploads' `expires_in`) and deletes of stopped jobs, forever."""
+    settings = get_settings()
+    while not stop.wait(settings.retention_sweep_s):
+        try:
+            with session_scope() as session:
+                removed = housekeeping.sweep(session, settings, get_store(settings))
+            if removed:
+                log.info("housekeeping removed %s", removed)
+        except Exception:
+            log.warning("housekeeping round failed", exc_info=True)
+
+
 @worker_ready.connect
 def _start_reaper(**_: object) -> None:
+    threading.Thread(target=_housekeeping, args=(threading.Event(),), name="shears-housekeeping", daemon=True).start()
     threading.Thread(target=_reaper, args=(threading.Event(), owner_id()), name="shears-reaper", daemon=True).start()
     try:  # this CPU's host tables, if no worker with its fingerprint has calibrated yet (workers.host_calibration)
         start_background(get_settings(), get_store(get_settings()))

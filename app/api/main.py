@@ -16,12 +16,14 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app import logs
+from app.api.compat import too_old
 from app.api.devices import router as devices_router
 from app.api.webhook_secret import router as webhook_secret_router
 from app.datasets.endpoints import router as datasets_router
 from app.datasets.resumable import router as uploads_router
 from app.db import session_scope
 from app.errors import ShearsError
+from app.housekeeping.endpoints import router as housekeeping_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.service import queues_without_live_worker
 from app.metrics import LATENCY, REQUESTS
@@ -59,6 +61,7 @@ def create_app() -> FastAPI:
         devices_router,
         webhook_secret_router,
         ui_router,
+        housekeeping_router,
     ):
         app.include_router(router)
 
@@ -118,7 +121,7 @@ def create_app() -> FastAPI:
         request_id = logs.request_id_from(request.headers.get("x-request-id"))
         with logs.bound(request_id=request_id):
             try:
-                response: Response = await call_next(request)
+                response: Response = too_old(request, settings.min_client_version) or await call_next(request)
             except Exception:  # a bug: logged, counted and answered here, with the request's id
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 response = _error(500, "internal_error", "an internal error occurred; it has been logged")

@@ -8,6 +8,10 @@ from app.api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from app.api.docs import ERRORS, multipart_file
 from app.datasets import repository, service
 from app.datasets.schemas import DatasetList, DatasetOut
+from app.housekeeping import service as housekeeping
+from app.housekeeping.service import EXPIRES_HELP
+from app.housekeeping.service import MAX_EXPIRES_IN_S as EXPIRES_MAX
+from app.tables import Dataset
 
 OPTIONS_DOC = (
     "JSON object. All formats: format (npz|images|audio|csv, else detected), seed, val_fraction, "
@@ -37,10 +41,13 @@ async def upload_dataset(
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     options: Annotated[str | None, Query(max_length=4000, description=OPTIONS_DOC)] = None,
+    expires_in: Annotated[int | None, Query(ge=1, le=EXPIRES_MAX, description=EXPIRES_HELP)] = None,
 ) -> Any:
     """Upload a dataset; it is checked and converted in a confined process, and never unpickled."""
     opts = service.parse_options(options)
     status, body = await service.upload_dataset(request, session, tenant.id, settings, store, idempotency_key, opts)
+    if expires_in is not None:
+        body["expires_at"] = housekeeping.set_expiry(session, Dataset, body["id"], expires_in).isoformat()
     return JSONResponse(body, status_code=status)
 
 

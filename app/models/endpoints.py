@@ -6,8 +6,12 @@ from fastapi.responses import JSONResponse
 from app import pagination
 from app.api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from app.api.docs import ERRORS, multipart_file
+from app.housekeeping import service as housekeeping
+from app.housekeeping.service import EXPIRES_HELP
+from app.housekeeping.service import MAX_EXPIRES_IN_S as EXPIRES_MAX
 from app.models import repository, service
 from app.models.schemas import ModelList, ModelOut
+from app.tables import Model
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -26,9 +30,12 @@ async def upload_model(
     settings: SettingsDep,
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    expires_in: Annotated[int | None, Query(ge=1, le=EXPIRES_MAX, description=EXPIRES_HELP)] = None,
 ) -> Any:
     """Upload a model; its format is read from its content and its shape and size from loading it."""
     status, body = await service.upload_model(request, session, tenant.id, settings, store, idempotency_key)
+    if expires_in is not None:
+        body["expires_at"] = housekeeping.set_expiry(session, Model, body["id"], expires_in).isoformat()
     return JSONResponse(body, status_code=status)
 
 

@@ -1,6 +1,7 @@
 """The OpenAPI document is complete and true: schemathesis against a real server finds no 5xx
 and no response that breaks the document."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,12 @@ def test_schemathesis_finds_no_server_error_and_no_broken_response(embedded: Ser
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:]
+
+
+def test_the_published_document_is_the_running_apps(embedded: Service) -> None:
+    """docs/openapi.json is the contract clients are built against: a route or schema change must
+    update it (`make openapi`), so a change that breaks old clients shows in review and fails here."""
+    published = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+    with embedded.client() as c:
+        served = c.get("/openapi.json").json()
+    assert published == served, "docs/openapi.json is stale: run `make openapi` and review the diff"

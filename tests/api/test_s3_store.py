@@ -334,6 +334,11 @@ def test_the_service_keeps_every_artifact_in_s3(
             local = root / "artifacts"
             assert not local.exists() or not any(p.is_file() for p in local.rglob("*"))
 
+            # Deletes remove the objects from the bucket (issue 17: housekeeping).
+            for path in (f"/v1/jobs/{job_id}", f"/v1/models/{model['id']}", f"/v1/datasets/{dataset.json()['id']}"):
+                assert client.delete(path).status_code == 204, path
+            assert _keys(endpoint, bucket) == {}
+
             # The bucket gone: /readyz says so.
             s3 = _boto(endpoint)
             s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})

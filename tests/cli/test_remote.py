@@ -635,3 +635,25 @@ def test_datasets_upload_resumable_with_options(cli: Cli, tmp_path: Path) -> Non
     assert record["summary"]["shape"] == [8, 8, 3]
     bad = cli("datasets", "upload", "--options", "{", str(tmp_path / "img.zip"))
     assert bad.returncode == 1
+
+
+def test_delete_commands_and_usage(embedded: Service, four_class_model: Path, tmp_path: Path) -> None:
+    cli = Cli(embedded, embedded.new_key())  # a tenant of its own: the deletes touch no other test's rows
+    model_id = json.loads(cli("upload", str(four_class_model)).stdout)["id"]
+    usage = cli("usage", "--json")
+    assert usage.returncode == 0, usage.stderr
+    assert json.loads(usage.stdout)["models"] == 1
+    text = cli("usage")
+    assert "models    1" in text.stdout, text.stdout
+    assert "retention off" in text.stdout
+    out = cli("models", "delete", model_id)
+    assert out.returncode == 0, out.stderr
+    assert f"{model_id} deleted" in out.stdout
+    again = cli("models", "delete", model_id)
+    assert again.returncode == remote.EXIT_REQUEST
+    assert "404 not_found" in again.stderr
+    for group, row_id in (("jobs", "job_nope"), ("datasets", "ds_nope")):
+        gone = cli(group, "delete", row_id)
+        assert gone.returncode == remote.EXIT_REQUEST, gone.stderr
+        assert "404 not_found" in gone.stderr
+    assert json.loads(cli("usage", "--json").stdout)["models"] == 0

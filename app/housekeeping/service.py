@@ -1,0 +1,183 @@
+"""Housekeeping: deleting uploads and jobs (their files too), usage against the quotas, retention.
+
+A deleted model or dataset keeps its row (finished jobs name it) with `deleted_at` set, and its
+file is removed from the store; a deleted job is removed with its events, deliveries and files.
+Store deletes run after the transaction commits, so a rolled-back delete loses no file.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from app import quotas
+from app.datasets import repository as datasets
+from app.db import after_commit
+from app.errors import Conflict, InvalidInput, NotFound
+from app.jobs import repository as jobs
+from app.jobs import service as job_service
+from app.models import repository as models
+from app.settings import Settings
+from app.storage import ArtifactStore
+from app.tables import TERMINAL, Artifact, Dataset, Job, JobEvent, Model, WebhookDelivery
+
+ACTIVE = ("queued", "running")
+MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600
+EXPIRES_HELP = "seconds until the housekeeping sweep deletes the upload (unless a job still uses it)"
+
+
+def _delete_files(session: Session, store: ArtifactStore, keys: list[str]) -> None:
+    def remove() -> None:
+        for key in keys:
+            store.delete(key)
+
+    if keys:
+        after_commit(session, remove)
+
+
+def _in_use(session: Session, column: Any, row_id: str) -> list[str]:
+    query = select(Job.id).where(column == row_id, Job.status.in_(ACTIVE), Job.kind != "sweep").limit(5)
+    return list(session.scalars(query))
+
+
+def _tombstone(session: Session, store: ArtifactStore, row: Model | Dataset) -> None:
+    row.deleted_at = datetime.now(UTC)
+    artifact = session.get(Artifact, row.artifact_id)
+    if artifact is not None:
+        # The file, then its folder (`{tenant}/models/{id}`) when the upload made one.
+        folder = artifact.storage_key.rpartition("/")[0]
+        _delete_files(session, store, [artifact.storage_key, *([folder] if folder.endswith(f"/{row.id}") else [])])
+
+
+def delete_model(session: Session, tenant_id: str, model_id: str, store: ArtifactStore) -> None:
+    model = models.get(session, tenant_id, model_id)
+    if model is None:
+        raise NotFound(f"no model {model_id!r}")
+    users = _in_use(session, Job.model_id, model_id)
+    if users:
+        raise Conflict(
+            f"model {model_id} is used by queued or running job(s) {', '.join(users)}: cancel or delete them first",
+            code="model_in_use",
+        )
+    _tombstone(session, store, model)
+
+
+def delete_dataset(session: Session, tenant_id: str, dataset_id: str, store: ArtifactStore) -> None:
+    dataset = datasets.get(session, tenant_id, dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {dataset_id!r}")
+    users = _in_use(session, Job.dataset_id, dataset_id)
+    if users:
+        raise Conflict(
+            f"dataset {dataset_id} is used by queued or running job(s) {', '.join(users)}: cancel or delete them first",
+            code="dataset_in_use",
+        )
+    _tombstone(session, store, dataset)
+
+
+def _remove_job(session: Session, job: Job, store: ArtifactStore) -> None:
+    """Remove a stopped job (and a sweep's points) with everything it produced."""
+    for point in jobs.children(session, job.id):
+        _remove_job(session, point, store)
+    artifacts = jobs.artifacts(session, job.id)
+    # Its folder last: it holds the files, and a checkpoint a crashed attempt may have left.
+    _delete_files(session, store, [*(a.storage_key for a in artifacts), f"{job.tenant_id}/jobs/{job.id}"])
+    for artifact in artifacts:
+        session.delete(artifact)
+    session.execute(delete(JobEvent).where(JobEvent.job_id == job.id))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job.id))
+    session.flush()
+    session.delete(job)
+    session.flush()
+
+
+def delete_job(session: Session, tenant_id: str, job_id: str, store: ArtifactStore) -> Job | None:
+    """None when the job is gone now; the job when it was running and is deleted once it stops."""
+    job = job_service.get_job(session, tenant_id, job_id, lock=True)
+    if job.parent_id is not None:
+        raise Conflict(f"job {job_id} is a point of the sweep {job.parent_id}: delete the sweep", code="part_of_sweep")
+    if job.status not in TERMINAL:
+        job_service.request_cancel(session, tenant_id, job_id)
+    if job.status in TERMINAL and (job.kind != "sweep" or not _sweep_busy(session, job)):
+        _remove_job(session, job, store)
+        return None
+    job.delete_requested_at = datetime.now(UTC)
+    return job
+
+
+def _sweep_busy(session: Session, sweep: Job) -> bool:
+    return any(point.status not in TERMINAL for point in jobs.children(session, sweep.id))
+
+
+def set_expiry(session: Session, table: type[Model] | type[Dataset], row_id: str, expires_in: int) -> datetime:
+    if not 0 < expires_in <= MAX_EXPIRES_IN_S:
+        raise InvalidInput(f"expires_in must be 1 to {MAX_EXPIRES_IN_S} seconds", code="invalid_request")
+    row = session.get(table, row_id)
+    assert isinstance(row, Model | Dataset)
+    expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)
+    row.expires_at = expires_at
+    return expires_at
+
+
+def usage(session: Session, tenant_id: str, settings: Settings) -> dict[str, Any]:
+    uploads = models.stored_bytes(session, tenant_id) + datasets.stored_bytes(session, tenant_id)
+    produced = session.scalar(
+        select(func.coalesce(func.sum(Artifact.bytes), 0)).where(
+            Artifact.tenant_id == tenant_id, Artifact.job_id.is_not(None)
+        )
+    )
+
+    def count(table: Any, *where: Any) -> int:
+        return int(
+            session.scalar(select(func.count()).select_from(table).where(table.tenant_id == tenant_id, *where)) or 0
+        )
+
+    return {
+        "bytes_stored": uploads + int(produced or 0),
+        "upload_bytes": uploads,
+        "job_bytes": int(produced or 0),
+        "models": count(Model, Model.deleted_at.is_(None)),
+        "datasets": count(Dataset, Dataset.deleted_at.is_(None)),
+        "jobs": count(Job),
+        "jobs_queued": quotas.jobs_in(session, tenant_id, "queued"),
+        "jobs_running": quotas.jobs_in(session, tenant_id, "running"),
+        "limits": {
+            "upload_bytes": settings.quota_upload_bytes,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "queued_jobs": settings.quota_queued_jobs,
+            "running_jobs": settings.quota_running_jobs,
+            "retention_days": settings.retention_days or None,
+        },
+    }
+
+
+def _expired_uploads(session: Session, table: Any, cutoff: datetime | None, now: datetime) -> Sequence[Any]:
+    due = [table.expires_at < now]
+    if cutoff is not None:
+        due.append(table.created_at < cutoff)
+    return session.scalars(select(table).where(table.deleted_at.is_(None), or_(*due)).limit(500)).all()
+
+
+def sweep(session: Session, settings: Settings, store: ArtifactStore) -> list[str]:
+    """One round of retention: expired uploads not in use, old finished jobs, and running jobs whose
+    delete waited for them to stop. Returns the ids removed."""
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.retention_days) if settings.retention_days else None
+    removed = []
+    for table, column in ((Model, Job.model_id), (Dataset, Job.dataset_id)):
+        for row in _expired_uploads(session, table, cutoff, now):
+            if not _in_use(session, column, row.id):
+                _tombstone(session, store, row)
+                removed.append(row.id)
+    due: list[ColumnElement[bool]] = [Job.delete_requested_at.is_not(None)]
+    if cutoff is not None:
+        due.append(Job.finished_at < cutoff)
+    query = select(Job).where(Job.parent_id.is_(None), Job.status.in_(TERMINAL), or_(*due)).limit(500)
+    for job in session.scalars(query.with_for_update(skip_locked=True)).all():
+        if job.kind != "sweep" or not _sweep_busy(session, job):
+            removed.append(job.id)
+            _remove_job(session, job, store)
+    return removed
