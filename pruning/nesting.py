@@ -85,4 +85,7 @@ def flatten(model: keras.Model) -> tuple[keras.Model, list[str]]:
             new.set_weights(weights)
         # A backbone frozen for transfer learning is trained again: its channels are cut too.
         new.trainable = True
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:  # what it was compiled with, for fine-tuning's learning rate (pruning.recipe)
+        flat.compile(optimizer=type(optimizer).from_config(optimizer.get_config()), loss=model.loss)
     return flat, inlined

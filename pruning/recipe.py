@@ -33,6 +33,9 @@ EARLY_STOP_TOLERANCE = {"classification": 0.005, "regression": 0.02}
 (relative) of the dense error."""
 DISTILL_WEIGHT, DISTILL_TEMPERATURE = 0.5, 2.0
 RANGE_TEST_STEPS, RANGE_TEST_LOW, RANGE_TEST_HIGH = 60, 1e-5, 1.0
+RANGE_TEST_FLOOR = 1e-4
+"""A range test whose lowest loss came at its first steps (a model cut so hard its loss is noise) would
+choose a rate too small to train at all; 1e-4 is the smallest it may choose."""
 
 
 @dataclass
@@ -115,7 +118,7 @@ def range_test(model: keras.Model, x: Any, y: Any, loss: Any, batch_size: int, s
                 break  # diverged
     finally:
         model.set_weights(weights)
-    return float(np.clip(best_rate / 10, 1e-5, 1e-2))
+    return float(np.clip(best_rate / 10, RANGE_TEST_FLOOR, 1e-2))
 
 
 def choose(

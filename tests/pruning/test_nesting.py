@@ -12,6 +12,7 @@ from pruning.datasets import Data, digits
 from pruning.errors import PruningError
 from pruning.graph import analyse
 from pruning.nesting import flatten, nested_models
+from pruning.recipe import compiled_optimizer
 from pruning.run import run
 from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
@@ -52,8 +53,12 @@ def _transfer(frozen: bool = False) -> keras.Model:
 
 def test_a_nested_model_is_flattened_into_the_same_computation() -> None:
     model = _randomise(_transfer())
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy")
     assert nested_models(model) == ["inner", "backbone"]
     flat, inlined = flatten(model)
+    # What it was compiled with goes along: fine-tuning rewinds to it (pruning.recipe).
+    assert compiled_optimizer(flat) == compiled_optimizer(model)
+    assert flat.loss == "sparse_categorical_crossentropy"
     assert inlined == ["inner", "backbone"]
     assert not nested_models(flat)
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
