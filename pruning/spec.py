@@ -114,7 +114,7 @@ class PruneSpec:
             batch_size=int(finetune.get("batch_size") or cls.batch_size),
             learning_rate=None if finetune.get("learning_rate") is None else float(finetune["learning_rate"]),
             distill=finetune.get("distill"),
-            control=bool(finetune.get("control", False)),
+            control=bool(finetune.get("control")),
             max_accuracy_drop=spec.get("max_accuracy_drop"),
             max_error_increase=spec.get("max_error_increase"),
             quantization=spec.get("quantization", cls.quantization),

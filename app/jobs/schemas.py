@@ -61,8 +61,8 @@ class Finetune(Strict):
         description="unset: the model's own compiled optimizer and rate, else a short range test; "
         "with a warm-up and cosine decay",
     )
-    control: bool = Field(
-        False,
+    control: bool | None = Field(
+        None,
         description="channel cuts: also train the thinned architecture from scratch for the same epochs "
         "(Liu et al. 2019) and say in the report whether pruning beat it",
     )
