@@ -66,8 +66,13 @@ def open_session(session: Session, key: str) -> tuple[Tenant, str]:
     tenant = authenticate(session, f"Bearer {key}")
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
     assert api_key is not None  # authenticate() found it a moment ago
-    payload = f"{api_key.id}.{int(time.time()) + SESSION_TTL_S}"
-    return tenant, f"{payload}.{_signature(api_key.key_hash, payload)}"
+    expires = int(time.time()) + SESSION_TTL_S
+    while True:  # a token logged out in this same second is not handed out again: the next second is
+        payload = f"{api_key.id}.{expires}"
+        signature = _signature(api_key.key_hash, payload)
+        if session.get(EndedSession, signature) is None:
+            return tenant, f"{payload}.{signature}"
+        expires += 1
 
 
 def session_tenant(session: Session, token: str | None) -> Tenant:
