@@ -154,7 +154,9 @@ def run(
     guard = spec.max_accuracy_drop if task == "classification" else spec.max_error_increase
     headline = metrics.headline(task)
     classes = int(model.outputs[0].shape[-1])
-    dense_train = _predict(model, data.x_train) if task == "classification" and classes > 1 else None
+    # The dense model's outputs on the training split, before any cut, only when it is to teach (finetune.distill).
+    teaches = bool(spec.distill) and task == "classification" and classes > 1
+    dense_train = _predict(model, data.x_train) if teaches else None
     kept = Snapshot(0, 0.0, before, pruner.snapshot(model))
     rounds: list[dict[str, Any]] = []
     broke_guard = False

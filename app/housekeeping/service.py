@@ -53,29 +53,25 @@ def _tombstone(session: Session, store: ArtifactStore, row: Model | Dataset) -> 
 
 
 def delete_model(session: Session, tenant_id: str, model_id: str, store: ArtifactStore) -> None:
-    model = models.get(session, tenant_id, model_id)
-    if model is None:
-        raise NotFound(f"no model {model_id!r}")
-    users = _in_use(session, Job.model_id, model_id)
-    if users:
-        raise Conflict(
-            f"model {model_id} is used by queued or running job(s) {', '.join(users)}: cancel or delete them first",
-            code="model_in_use",
-        )
-    _tombstone(session, store, model)
+    _delete_upload(session, store, "model", models.get(session, tenant_id, model_id), Job.model_id, model_id)
 
 
 def delete_dataset(session: Session, tenant_id: str, dataset_id: str, store: ArtifactStore) -> None:
-    dataset = datasets.get(session, tenant_id, dataset_id)
-    if dataset is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
-    users = _in_use(session, Job.dataset_id, dataset_id)
+    row = datasets.get(session, tenant_id, dataset_id)
+    _delete_upload(session, store, "dataset", row, Job.dataset_id, dataset_id)
+
+
+def _delete_upload(session: Session, store: ArtifactStore, kind: str, row: Any, column: Any, row_id: str) -> None:
+    """Tombstone an upload and remove its files; 404 when absent, 409 while a live job uses it."""
+    if row is None:
+        raise NotFound(f"no {kind} {row_id!r}")
+    users = _in_use(session, column, row_id)
     if users:
         raise Conflict(
-            f"dataset {dataset_id} is used by queued or running job(s) {', '.join(users)}: cancel or delete them first",
-            code="dataset_in_use",
+            f"{kind} {row_id} is used by queued or running job(s) {', '.join(users)}: cancel or delete them first",
+            code=f"{kind}_in_use",
         )
-    _tombstone(session, store, dataset)
+    _tombstone(session, store, row)
 
 
 def _remove_job(session: Session, job: Job, store: ArtifactStore) -> None:
