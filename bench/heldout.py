@@ -146,7 +146,7 @@ def ds_cnn() -> tuple[keras.Model, Data, int]:
 MODELS = {f.__name__: f for f in (nested_mobilenetv2, mobilenetv3small, wide_cnn, conv1d_gru, ds_cnn)}
 
 
-def bench_model(name: str) -> list[dict[str, Any]]:
+def bench_model(name: str, only: str | None = None) -> list[dict[str, Any]]:
     keras.utils.set_random_seed(SEED)
     model, data, epochs = MODELS[name]()
     for layer in model._flatten_layers():  # nested backbones too (keras.applications use momentum 0.999)
@@ -161,6 +161,8 @@ def bench_model(name: str) -> list[dict[str, Any]]:
         model.save(path)
         dense_tflite = export.to_tflite(model)
         for granularity, sparsity, budget in ROWS:
+            if only is not None and granularity != only:
+                continue
             spec = PruneSpec(granularity=granularity, sparsity=sparsity, epochs=budget, seed=SEED)
             started = time.perf_counter()
             result = run(path, data, spec, Path(tmp) / f"{granularity}-{budget}")
@@ -173,6 +175,8 @@ def bench_model(name: str) -> list[dict[str, Any]]:
                 "sparsity": sparsity,
                 "budget": "default" if budget is None else f"{budget} epochs",
                 "epochs_trained": trained,
+                "schedule": f"{report['schedule']['kind']} x{report['schedule']['steps']}"
+                + (f", {report['pruning']['scope']}" if granularity == "unstructured" else ""),
                 "finetune": report["finetune"],
                 "before": report["accuracy"]["before"],
                 "after": report["accuracy"]["after"],
@@ -202,6 +206,7 @@ def render() -> str:
             r["model"],
             f"{r['granularity']} {r['sparsity']:.0%}",
             r["budget"],
+            r.get("schedule", "one_shot x1, per_layer" if r["granularity"] == "unstructured" else "one_shot x1"),
             r["epochs_trained"],
             f"{100 * r['before']:.1f}",
             f"{r['drop_points']:+.1f}",
@@ -212,8 +217,8 @@ def render() -> str:
         ]
         for r in rows
     ]
-    header = ["model", "cut", "budget", "epochs run", "dense acc %", "drop (pts)", "speedup", "scratch acc %",
-              "pruning - scratch (pts)", "wall s"]  # fmt: skip
+    header = ["model", "cut", "budget", "schedule", "epochs run", "dense acc %", "drop (pts)", "speedup",
+              "scratch acc %", "pruning - scratch (pts)", "wall s"]  # fmt: skip
     command = "for m in " + " ".join(MODELS) + "; do .venv/bin/python bench/heldout.py --models $m; done"
     return "\n".join(
         [
@@ -233,11 +238,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=[], choices=sorted(MODELS))
     parser.add_argument("--render", action="store_true")
+    parser.add_argument(
+        "--only", choices=("channel", "unstructured"), help="re-run only these rows; the model's other rows are kept"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.models:
-        rows = bench_model(name)
-        (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
+        rows = bench_model(name, args.only)
+        path = RESULTS / f"{name}.json"
+        if args.only and path.exists():
+            rows = [r for r in json.loads(path.read_text()) if r["granularity"] != args.only] + rows
+        path.write_text(json.dumps(rows, indent=1))
         print(f"wrote {RESULTS / f'{name}.json'} ({shlex.join(sys.argv)})")
     if args.render:
         write_section(SECTION, render())

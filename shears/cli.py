@@ -322,13 +322,15 @@ def examples(name: str, out: Path) -> None:
     help="Channel granularity: prune until the estimated latency on --device is at most this (NetAdapt-style search).",
 )
 @click.option("--device", default=None, help="The device profile of --latency-ms (see `shears devices`).")
-@click.option("--scope", type=click.Choice(["per_layer", "global"]), default="per_layer", show_default=True)
+@click.option("--scope", type=click.Choice(["per_layer", "global"]), default=None, help="Unstructured [global].")
 @click.option(
     "--block", type=int, default=1, show_default=True, help="Unstructured: drop weights in runs of this many inputs."
 )
 @click.option("--n", "n", type=int, default=2, show_default=True, help="N of N:M.")
 @click.option("--m", "m", type=int, default=4, show_default=True, help="M of N:M.")
-@click.option("--schedule", type=click.Choice(["one_shot", "polynomial"]), default="one_shot", show_default=True)
+@click.option(
+    "--schedule", type=click.Choice(["one_shot", "polynomial"]), default=None, help="[polynomial if unstructured]."
+)
 @click.option("--steps", type=int, default=None)
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [chosen from the data and the cut].")
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -354,7 +356,7 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     if options["sparsity"] is None and options["macs_reduction"] is None and options["latency_ms"] is None:
         options["sparsity"] = 0.5
     try:
-        spec = PruneSpec(**options, steps=steps or (5 if options["schedule"] == "polynomial" else 1))
+        spec = PruneSpec(**options, steps=steps)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     try:

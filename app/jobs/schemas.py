@@ -28,8 +28,12 @@ class Target(Strict):
 
 
 class Schedule(Strict):
-    kind: Literal["one_shot", "polynomial"] = "one_shot"
-    steps: int | None = Field(None, ge=1, le=50, description="rounds of prune -> fine-tune (polynomial)")
+    kind: Literal["one_shot", "polynomial"] | None = Field(
+        None, description="unset: polynomial for unstructured cuts (gradual, Zhu & Gupta 2017), one shot otherwise"
+    )
+    steps: int | None = Field(
+        None, ge=1, le=50, description="rounds of prune -> fine-tune (polynomial); unset: 5, or fewer epochs if set"
+    )
 
 
 class Augment(Strict):
@@ -128,8 +132,10 @@ class JobSpec(Strict):
     granularity: Literal["unstructured", "n_of_m", "channel"] = "unstructured"
     target: Target | None = None
     sweep: Sweep | None = Field(None, description='kind "sweep" only: the sparsities or latency budgets to try')
-    scope: Literal["per_layer", "global"] = Field(
-        "per_layer", description="unstructured only: one threshold per layer, or one for the whole model"
+    scope: Literal["per_layer", "global"] | None = Field(
+        None,
+        description="unstructured only: one threshold per layer, or one for the whole model over LAMP scores "
+        "(unset: global)",
     )
     block: int = Field(
         1,

@@ -90,6 +90,12 @@ def test_blocks_of_zeros_reach_the_downloaded_model(embedded: Service, key: str,
     assert report["pruning"]["block"] == 4
     assert report["sparsity"]["overall"] == pytest.approx(0.75, abs=0.02)
     assert zero_fraction(tflite) >= 0.7
+    # Scope and schedule were left unset: the engine chose them and says so.
+    assert report["pruning"]["scope"] == "global"
+    assert report["schedule"]["chosen"] == ["scope", "schedule", "steps"]
+    assert report["schedule"]["kind"] == "polynomial"
+    assert report["schedule"]["steps"] == 1  # no epochs: one round
+    assert "unset in the job" in report["schedule"]["why"]
 
 
 def test_unknown_ids_are_404(embedded: Service, key: str, model_id: str) -> None:

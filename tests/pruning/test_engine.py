@@ -50,7 +50,7 @@ def test_a_schedule_config_rebuilds_the_same_schedule() -> None:
 def test_unstructured_masks_hold_through_finetune_and_export(
     digits_model: Path, small_digits: Data, tmp_path: Path
 ) -> None:
-    spec = PruneSpec(sparsity=0.7, epochs=2, learning_rate=1e-3, schedule="polynomial", steps=2)
+    spec = PruneSpec(sparsity=0.7, epochs=2, learning_rate=1e-3, schedule="polynomial", steps=2, scope="per_layer")
     result = run(digits_model, small_digits, spec, tmp_path)
     pruned = keras.saving.load_model(result.keras_path)
     for variable in masks.prunable_variables(pruned):

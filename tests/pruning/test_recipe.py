@@ -74,3 +74,24 @@ def test_the_from_scratch_control_is_reported(digits_model: Path, data: Data, tm
     assert 0 <= control["from_scratch"] <= 1
     assert control["pruning_wins_by"] == pytest.approx(control["pruned"] - control["from_scratch"])
     assert ("did NOT beat" in control["note"]) == (control["pruning_wins_by"] <= 0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "scope", "schedule", "steps", "chosen"),
+    [
+        ({}, "global", "polynomial", 5, ("scope", "schedule", "steps")),
+        ({"epochs": 3}, "global", "polynomial", 3, ("scope", "schedule", "steps")),
+        ({"epochs": 0}, "global", "polynomial", 1, ("scope", "schedule", "steps")),
+        ({"granularity": "channel"}, "global", "one_shot", 1, ("scope", "schedule", "steps")),
+        ({"scope": "per_layer", "schedule": "one_shot"}, "per_layer", "one_shot", 1, ("steps",)),
+        ({"scope": "global", "schedule": "polynomial", "steps": 2}, "global", "polynomial", 2, ()),
+    ],
+)
+def test_unset_scope_and_schedule_are_chosen_and_named(
+    fields: dict[str, object], scope: str, schedule: str, steps: int, chosen: tuple[str, ...]
+) -> None:
+    spec = PruneSpec(**fields)  # type: ignore[arg-type]
+    assert (spec.scope, spec.schedule, spec.steps, spec.defaults) == (scope, schedule, steps, chosen)
+    assert PruneSpec.from_job_spec({"schedule": {"kind": "one_shot"}, "scope": "per_layer"}).defaults == ("steps",)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        PruneSpec(schedule="cosine")
