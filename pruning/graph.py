@@ -89,6 +89,9 @@ class ChannelGraph:
     """id(tensor) -> its last axis as (group, index) pairs; None where unknown."""
     parent: dict[int, int]
     skipped: list[dict[str, str]]
+    heads: dict[str, int] = field(default_factory=dict)
+    """MultiHeadAttention layer name -> the group of its heads (pruned whole: queries, keys, values and
+    their rows of the output projection)."""
 
     def find(self, g: int) -> int:
         while self.parent[g] != g:
@@ -180,6 +183,15 @@ def analyse(model: keras.Model) -> ChannelGraph:
             else:
                 freeze(ins[0], f"{layer.name} returns its states or is stateful")
                 graph.skipped.append({"layer": layer.name, "reason": f"{name} returning states is not pruned"})
+        elif isinstance(layer, keras.layers.MultiHeadAttention) and len(node.outputs) == 1:
+            for chan in ins:  # the widths around the layer stay; only the number of heads changes
+                freeze(chan, f"MultiHeadAttention {layer.name} keeps the width of its inputs (its heads are pruned)")
+            graph.heads[layer.name] = len(graph.groups)
+            new_group(layer, int(layer.num_heads), None)
+            graph.groups[graph.heads[layer.name]].tensors = []
+            out = new_group(layer, int(node.outputs[0].shape[-1]), node.outputs[0])
+            graph.groups[out[0][0]].producers = [f"{layer.name}:output"]
+            freeze(out, f"MultiHeadAttention {layer.name} keeps the width of its output projection")
         elif isinstance(layer, DEPTHWISE) and layer.depth_multiplier == 1:
             out = ins[0]
         elif isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (-1, len(node.inputs[0].shape) - 1):
@@ -225,13 +237,8 @@ def analyse(model: keras.Model) -> ChannelGraph:
             spatial = prod(int(d) for d in node.inputs[0].shape[1:-1])
             out = list(ins[0]) * spatial
         else:
-            why = (
-                "attention heads are not pruned yet"
-                if isinstance(layer, keras.layers.MultiHeadAttention)
-                else "is not supported by channel pruning"
-            )
             for chan in ins:
-                freeze(chan, f"{name} {layer.name} {why}")
+                freeze(chan, f"{name} {layer.name} is not supported by channel pruning")
             if any(chan for chan in ins):
                 graph.skipped.append({"layer": layer.name, "reason": f"{name} is not supported by channel pruning"})
         if out is not None and len(node.outputs) == 1:

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning.graph import DEPTHWISE, SEPARABLE, ChannelGraph
+from pruning.graph import DEPTHWISE, SEPARABLE, ChannelGraph, Group
 
 METHODS = ("magnitude", "gradient", "activation")
 
@@ -132,6 +132,8 @@ def weight_scores(
 
 
 def _filter_kernel(layer: keras.layers.Layer) -> keras.Variable:
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return layer._output_dense.kernel  # (heads, value_dim, out): a head's rows of the output projection
     if isinstance(layer, keras.layers.RNN):
         return layer.cell.kernel  # (inputs, gates * units), gate by gate
     return layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel
@@ -140,8 +142,21 @@ def _filter_kernel(layer: keras.layers.Layer) -> keras.Variable:
 def channel_scores(graph: ChannelGraph, method: str, x: np.ndarray, y: np.ndarray, loss: Any) -> dict[int, np.ndarray]:
     """One score per channel of each prunable group, aggregated over the whole group."""
     groups = graph.prunable()
+    # Attention heads are no tensor's channels: they are scored by their weights, with the activation method too.
+    headless = [g for g in groups if not g.tensors]
+    if method == "activation" and headless:
+        scores = _kernel_scores(graph, [g for g in groups if g.tensors], "activation", x, y, loss)
+        return {**scores, **_kernel_scores(graph, headless, "magnitude", x, y, loss)}
+    return _kernel_scores(graph, groups, method, x, y, loss)
+
+
+def _kernel_scores(
+    graph: ChannelGraph, groups: list[Group], method: str, x: np.ndarray, y: np.ndarray, loss: Any
+) -> dict[int, np.ndarray]:
     model = graph.model
     if method == "activation":
+        if not groups:
+            return {}
         tensors = [t for g in groups for t in g.tensors]
         probe = keras.Model(model.inputs, tensors)
         outputs = probe.predict(_sample(x)[0], batch_size=256, verbose=0)
@@ -166,6 +181,8 @@ def channel_scores(graph: ChannelGraph, method: str, x: np.ndarray, y: np.ndarra
         total = np.zeros(g.size)
         for name in g.producers:
             k = per_weight[kernels[name].path]
+            if name in graph.heads:
+                k = np.moveaxis(k, 0, -1)  # heads last
             filt = k.reshape(-1, k.shape[-1]).sum(0)
             filt = filt.reshape(-1, g.size).sum(0)  # a recurrent unit's gates count as one channel
             # Residual members can differ in fan-in: normalise so each producer counts alike.

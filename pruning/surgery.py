@@ -44,6 +44,14 @@ def _sliced_weights(
     return old
 
 
+def _sliced_heads(old: list[np.ndarray], heads: list[int]) -> list[np.ndarray]:
+    """MultiHeadAttention weights (query, key, value kernels (in, heads, dim) and biases (heads, dim), then
+    the output kernel (heads, dim, out) and bias) without the heads left out."""
+    *projections, out_kernel = old[:-1] if old[-1].ndim == 1 else old
+    sliced = [_take(w, 1 if w.ndim == 3 else 0, heads) for w in projections] + [_take(out_kernel, 0, heads)]
+    return sliced + ([old[-1]] if old[-1].ndim == 1 else [])
+
+
 def remove_channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> keras.Model:
     """A new model without the channels that `kept` leaves out (group id -> kept indices)."""
     model = graph.model
@@ -66,11 +74,14 @@ def remove_channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> keras.Mod
         elif keep_out is not None and isinstance(layer, keras.layers.Reshape):
             new_sizes[layer.name] = len(keep_out)  # a target shape that spells out the channels
 
+    heads = {name: sorted(kept[graph.find(gid)]) for name, gid in graph.heads.items() if graph.find(gid) in kept}
     config: dict[str, Any] = model.get_config()
     for entry in config["layers"]:
         # Shapes come from calling the layers on the new, narrower tensors.
         entry.pop("build_config", None)
         cfg = entry["config"]
+        if cfg.get("name") in heads:
+            cfg["num_heads"] = len(heads[cfg["name"]])
         if cfg.get("name") in new_sizes:
             if entry["class_name"] == "Reshape":
                 cfg["target_shape"] = [*cfg["target_shape"][:-1], new_sizes[cfg["name"]]]
@@ -82,6 +93,9 @@ def remove_channels(graph: ChannelGraph, kept: dict[int, set[int]]) -> keras.Mod
         old_layer = model.get_layer(layer.name)
         old = [np.asarray(w) for w in old_layer.get_weights()]
         if not old:
+            continue
+        if layer.name in heads:
+            layer.set_weights(_sliced_heads(old, heads[layer.name]))
             continue
         keep_in, keep_out = slices.get(layer.name, (None, None))
         layer.set_weights(_sliced_weights(old_layer, old, keep_in, keep_out))

@@ -35,6 +35,13 @@ def _zero_removed_inputs(model: keras.Model, kept: dict[int, set[int]]) -> keras
     for node in graph.nodes:
         layer = node.layer
         units = keep_indices(graph.chan(node.outputs[0]), kept)
+        if layer.name in graph.heads and graph.find(graph.heads[layer.name]) in kept:
+            # A removed head adds nothing once its values are zero (kernel and bias; query, key, value, output).
+            removed = sorted(set(range(layer.num_heads)) - kept[graph.find(graph.heads[layer.name])])
+            weights = reference.get_layer(layer.name).get_weights()
+            weights[4][:, removed, :], weights[5][removed, :] = 0, 0
+            reference.get_layer(layer.name).set_weights(weights)
+            continue
         if isinstance(layer, RECURRENT) and units is not None:
             # A removed unit no longer feeds the kept ones through the recurrent kernel.
             weights = reference.get_layer(layer.name).get_weights()
@@ -94,7 +101,18 @@ def _recurrent() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Concatenate()([a, b])))
 
 
+def _attention() -> keras.Model:
+    """A transformer-lite block on sensor frames: embedding, self-attention with a residual, LayerNorm."""
+    inputs = keras.Input((10, 6))
+    x = keras.layers.Dense(16, activation="relu", name="embed")(inputs)
+    a = keras.layers.MultiHeadAttention(num_heads=4, key_dim=4, name="mha")(x, x)
+    x = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))
+    x = keras.layers.Dense(16, activation="relu")(keras.layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
 CASES = {
+    "attention": (_attention, (10, 6)),
     "recurrent": (_recurrent, (20, 3)),
     "branchy": (_branchy, (12, 12, 3)),
     "conv1d": (_conv1d, (32, 3)),
@@ -215,3 +233,29 @@ def test_a_channel_pruned_resnet_fine_tunes(tmp_path: Path) -> None:
     spec = PruneSpec(granularity="channel", sparsity=0.5, epochs=1, learning_rate=1e-3)
     report = run(tmp_path / "r8.keras", data, spec, tmp_path / "out").report
     assert report["macs"]["after"] < 0.35 * report["macs"]["before"]
+
+
+@pytest.mark.slow
+def test_attention_heads_are_pruned_as_groups(tmp_path: Path) -> None:
+    graph = analyse(_attention())
+    heads = graph.groups[graph.heads["mha"]]
+    assert (heads.size, heads.frozen) == (4, None)
+    frozen = {g.producers[0]: g.frozen for g in graph.groups.values()}
+    assert "keeps the width of its inputs" in (frozen["embed"] or "")
+    pruned = remove_channels(graph, {heads.id: {0, 3}})
+    assert pruned.get_layer("mha").num_heads == 2
+    # Through a job: half the heads go, the model exports and the report names the head group.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 10, 6)).astype("float32")
+    y = (x[:, :, 0].mean(1) > 0).astype("int64") + (x[:, :, 1].mean(1) > 0)
+    model = _attention()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "attention.keras")
+    data = Data(x[:192], y[:192], x[192:], y[192:], name="synthetic frames")
+    report = run(tmp_path / "attention.keras", data, PruneSpec(granularity="channel", sparsity=0.5, epochs=1),
+                 tmp_path / "job").report  # fmt: skip
+    (group,) = [g for g in report["pruning"]["groups"] if g["producers"] == ["mha"]]
+    assert group["prunable"] is True
+    assert report["macs"]["after"] < report["macs"]["before"]
+    assert report["tflite_check"]["loads"] is True
