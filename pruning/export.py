@@ -13,11 +13,46 @@ from pruning.tflite_file import stored_tensors
 REPRESENTATIVE_SAMPLES = 200
 
 
+def _recurrent(model: keras.Model) -> bool:
+    return any(isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional) for layer in model._flatten_layers())
+
+
+def unrolled(model: keras.Model) -> keras.Model:
+    """The same model with every recurrent layer unrolled over its (fixed) time steps.
+
+    TF 2.21's converter crashes the process (SIGSEGV) quantizing a GRU, LSTM or SimpleRNN loop to int8;
+    unrolled, the steps are plain builtins it quantizes like any other layer.
+    """
+    config = model.get_config()
+
+    def unroll(entry: dict[str, Any]) -> None:
+        if entry.get("class_name") in ("GRU", "LSTM", "SimpleRNN"):
+            entry["config"]["unroll"] = True
+        for value in (entry.get("config") or {}).values():
+            if isinstance(value, dict) and "class_name" in value:
+                unroll(value)  # Bidirectional's layer and backward_layer
+
+    for entry in config["layers"]:
+        unroll(entry)
+    copy = type(model).from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy  # type: ignore[no-any-return]
+
+
 def to_tflite(model: keras.Model, quantization: str = "none", representative: np.ndarray | None = None) -> bytes:
+    if quantization == "int8" and _recurrent(model):
+        if any(d is None for d in model.inputs[0].shape[1:]):
+            raise PruningError(
+                "export_failed",
+                "int8 export of a recurrent model needs a fixed number of time steps (the converter crashes "
+                "quantizing the loop); give the input a fixed length, or use float16 or dynamic_int8",
+            )
+        converted = _convert(unrolled(model), quantization, representative, fixed_batch=True)
+        return expand_dims_as_reshape(positive_zeros(converted))
     try:
         converted = _convert(model, quantization, representative, fixed_batch=False)
     except PruningError:
-        if not any(isinstance(layer, keras.layers.RNN) for layer in model._flatten_layers()):
+        if not _recurrent(model):
             raise
         # Recurrent layers with a dynamic batch leave TensorList ops the builtin kernels lack; with the
         # batch fixed at 1 (what a device runs) the converter unrolls them into builtins.

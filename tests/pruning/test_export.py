@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from pruning.errors import PruningError
 from pruning.export import expand_dims_as_reshape, interpreter, predict, to_tflite
 
 L = keras.layers
@@ -120,3 +121,25 @@ def test_a_recurrent_model_exports_with_its_batch_fixed_at_one() -> None:
     x = np.random.default_rng(0).normal(size=(5, 32, 3)).astype("float32")
     tflite = to_tflite(model)
     np.testing.assert_allclose(predict(tflite, x), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["GRU", "LSTM", "SimpleRNN", "Bidirectional"])
+def test_a_recurrent_model_exports_to_int8_unrolled(layer: str) -> None:
+    """TF 2.21's converter dies (SIGSEGV) quantizing a recurrent loop to int8; the export unrolls the
+    time steps first, and the int8 file agrees with the Keras model."""
+    keras.utils.set_random_seed(0)
+    rnn = (
+        keras.layers.Bidirectional(keras.layers.GRU(6)) if layer == "Bidirectional" else getattr(keras.layers, layer)(8)
+    )
+    model = keras.Sequential([keras.Input((16, 3)), keras.layers.Conv1D(8, 3, strides=2), rnn, keras.layers.Dense(4)])
+    x = np.random.default_rng(0).normal(size=(64, 16, 3)).astype("float32")
+    tflite = to_tflite(model, "int8", x)
+    got, want = predict(tflite, x[:16]), model.predict(x[:16], verbose=0)
+    assert np.mean(np.argmax(got, 1) == np.argmax(want, 1)) >= 0.8
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 0.05
+
+
+def test_int8_export_of_a_recurrent_model_without_fixed_steps_fails_with_a_reason() -> None:
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4), keras.layers.Dense(2)])
+    with pytest.raises(PruningError, match="fixed number of time steps"):
+        to_tflite(model, "int8", np.zeros((4, 8, 3), "float32"))
