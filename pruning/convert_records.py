@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.dataformats import SHOW_BAD, SPLITS, Archive, BadEntries, Sink, decode_image, fail
 from pruning.tfrecord import RecordError, parse_example, records
@@ -58,7 +59,7 @@ def feature_spec(options: dict[str, Any]) -> tuple[str, dict[str, Any], str, dic
     return inputs[0], features[inputs[0]], label, features[label]
 
 
-def _value(record: dict[str, tuple[str, Any]], name: str, spec: dict[str, Any]) -> np.ndarray:
+def _value(record: dict[str, tuple[str, Any]], name: str, spec: dict[str, Any]) -> NDArray[Any]:
     """The feature as the spec says, or ValueError saying how it differs."""
     if name not in record:
         raise ValueError(f"no feature {name!r} (has {', '.join(sorted(record)[:5]) or 'none'})")
@@ -70,7 +71,8 @@ def _value(record: dict[str, tuple[str, Any]], name: str, spec: dict[str, Any]) 
         if len(values) != 1:
             raise ValueError(f"{name!r} has {len(values)} byte strings, expected 1")
         if spec["decode"] == "image":
-            return decode_image(bytes(values[0]), shape[:2], shape[2])
+            image: NDArray[Any] = decode_image(bytes(values[0]), (shape[0], shape[1]), shape[2])
+        return image
         dtype = np.dtype(DECODE[spec["decode"]]).newbyteorder("<")
         if len(values[0]) != int(np.prod(shape)) * dtype.itemsize:
             raise ValueError(
@@ -82,7 +84,8 @@ def _value(record: dict[str, tuple[str, Any]], name: str, spec: dict[str, Any]) 
         raise ValueError(f"{name!r} has {values.size} values, shape {list(shape)} needs {int(np.prod(shape))}")
     if kind == "float32" and not np.all(np.isfinite(values)):
         raise ValueError(f"{name!r} has NaN or infinite values")
-    return values.reshape(shape)
+    reshaped: NDArray[Any] = values.reshape(shape)
+    return reshaped
 
 
 def _shards(path: Path) -> list[str]:

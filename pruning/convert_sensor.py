@@ -97,7 +97,9 @@ def convert(
         raise fail(f"channel columns not in the header: {missing or 'none left'}")
     idx = [header.index(c) for c in channels]
     keys = [header.index(c) for c in (label, split_col, group_col) if c]
-    rows, bad, values, runs = 0, BadEntries(0, max_bad), [], []
+    rows, bad = 0, BadEntries(0, max_bad)
+    values: list[list[float]] = []
+    runs: list[tuple[tuple[str, ...], int] | None] = []
     for where, row in reader:
         rows += 1
         try:

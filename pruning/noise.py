@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.frontend import FrontEnd
 from pruning.mapped import ScaledArray
@@ -25,13 +26,13 @@ def is_noise(name: str) -> bool:
     return f"/{NOISE_FOLDER}/" in f"/{name}"
 
 
-def pcm16(clip: np.ndarray, n: int) -> np.ndarray:
+def pcm16(clip: NDArray[Any], n: int) -> NDArray[Any]:
     """A float clip in [-1, 1] as int16, padded or cut to `n` samples (as the front end does)."""
     clip = np.pad(clip[:n], (0, max(0, n - len(clip))))
     return np.round(np.clip(clip, -1, 1) * 32767).astype(np.int16)
 
 
-def segments(clip: np.ndarray, n: int) -> list[np.ndarray]:
+def segments(clip: NDArray[Any], n: int) -> list[NDArray[Any]]:
     """Clip-long pieces of a noise recording, half a clip apart (one padded piece if it is short)."""
     if len(clip) <= n:
         return [pcm16(clip, n)]
@@ -45,13 +46,13 @@ class Waveforms:
         self.samples, self.n = samples, 0
         self.path = folder / "w_train.npy"
         self.w = np.lib.format.open_memmap(self.path, "w+", np.int16, (max(rows, 1), samples))
-        self.noise: list[np.ndarray] = []
+        self.noise: list[NDArray[Any]] = []
 
-    def add(self, clip: np.ndarray) -> None:
+    def add(self, clip: NDArray[Any]) -> None:
         self.w[self.n] = pcm16(clip, self.samples)
         self.n += 1
 
-    def add_noise(self, clip: np.ndarray) -> None:
+    def add_noise(self, clip: NDArray[Any]) -> None:
         self.noise += segments(clip, self.samples)
 
     def append_to(self, out: Path) -> dict[str, int]:
@@ -67,10 +68,10 @@ class Waveforms:
 class NoisyAudio:
     """Training batches of features rebuilt from the stored waveforms with background noise mixed in."""
 
-    def __init__(self, waves: np.ndarray, noise: np.ndarray, fe: dict[str, Any], features: ScaledArray) -> None:
+    def __init__(self, waves: NDArray[Any], noise: NDArray[Any], fe: dict[str, Any], features: ScaledArray) -> None:
         self.waves, self.noise, self.extract, self.features = waves, noise, FrontEnd(fe), features
 
-    def batch(self, rows: np.ndarray, rng: np.random.Generator, volume: float) -> np.ndarray:
+    def batch(self, rows: NDArray[Any], rng: np.random.Generator, volume: float) -> NDArray[Any]:
         clips = np.asarray(self.waves[rows], np.float32) / 32767.0
         picks = rng.integers(0, len(self.noise), len(rows))
         gains = rng.uniform(0, volume, (len(rows), 1)).astype(np.float32)
@@ -83,7 +84,7 @@ class NoisyAudio:
         return x.astype(np.float32, copy=False)
 
 
-def attach(x_train: Any, mapped: dict[str, np.ndarray], meta: dict[str, Any] | None) -> None:
+def attach(x_train: Any, mapped: dict[str, NDArray[Any]], meta: dict[str, Any] | None) -> None:
     """Give the memory-mapped training features their waveforms and noise, when the dataset kept them."""
     if not meta or "frontend" not in meta or not isinstance(x_train, ScaledArray):
         return

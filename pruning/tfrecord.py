@@ -47,7 +47,7 @@ def looks_like_tfrecord(head: bytes) -> bool:
     """The first record's length and its checksum agree (or the head is gzip: a compressed TFRecord)."""
     if len(head) < 12:
         return False
-    return struct.unpack("<I", head[8:12])[0] == masked_crc(head[:8])
+    return bool(struct.unpack("<I", head[8:12])[0] == masked_crc(head[:8]))
 
 
 class RecordError(ValueError):
@@ -110,6 +110,7 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
     while pos < end:
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: Any
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
