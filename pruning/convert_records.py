@@ -72,7 +72,7 @@ def _value(record: dict[str, tuple[str, Any]], name: str, spec: dict[str, Any]) 
             raise ValueError(f"{name!r} has {len(values)} byte strings, expected 1")
         if spec["decode"] == "image":
             image: NDArray[Any] = decode_image(bytes(values[0]), (shape[0], shape[1]), shape[2])
-        return image
+            return image
         dtype = np.dtype(DECODE[spec["decode"]]).newbyteorder("<")
         if len(values[0]) != int(np.prod(shape)) * dtype.itemsize:
             raise ValueError(

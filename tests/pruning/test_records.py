@@ -174,3 +174,28 @@ def test_a_damaged_parquet_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PruningError) as info:
         check(path, tmp_path / "out.npz", {"window": 20})
     assert "Parquet" in info.value.message
+
+
+def test_raw_uint8_features_from_a_tar_of_shards_and_a_label_absent_from_train(tmp_path: Path) -> None:
+    import tarfile
+
+    rng = np.random.default_rng(3)
+    spec = {"pixels": {"dtype": "string", "shape": [4, 4, 1], "decode": "raw_uint8"}, "y": {"dtype": "int64"}}
+    train = write_records(tmp_path / "train.tfrecord", [example(pixels=rng.bytes(16), y=i % 2) for i in range(6)])
+    val = write_records(tmp_path / "validation.tfrecord", [example(pixels=rng.bytes(16), y=i % 2) for i in range(4)])
+    out = tmp_path / "shards.tar"
+    with tarfile.open(out, "w") as tar:
+        tar.add(train, "d/train.tfrecord")
+        tar.add(val, "d/validation.tfrecord")
+    summary = check(out, tmp_path / "out.npz", {"features": spec, "label": "y"})
+    assert summary["samples"] == {"train": 6, "val": 4}
+    assert summary["dtype"] == "uint8"
+    assert summary["scale"] == 1.0
+    data = load_npz(tmp_path / "out.npz")
+    assert data.x_train.shape == (6, 4, 4, 1)
+
+    odd = write_records(tmp_path / "test.tfrecord", [example(pixels=rng.bytes(16), y=5)])
+    with tarfile.open(out, "a") as tar:
+        tar.add(odd, "d/test.tfrecord")
+    with pytest.raises(PruningError, match="labels absent from train: 5"):
+        check(out, tmp_path / "out2.npz", {"features": spec, "label": "y"})
