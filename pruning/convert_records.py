@@ -173,6 +173,8 @@ def convert(path: Path, out: Path, options: dict[str, Any], common: tuple[int, f
                 if not regression:
                     labels[split].add(int(label))
         bad.check()
+        if not sink.rows.get("train"):
+            raise fail("no usable samples in the train split (name the shards train/val/test, or leave them unnamed)")
         absent = sorted((labels["val"] | labels["test"]) - labels["train"])
         if absent:
             raise fail(f"labels absent from train: {', '.join(map(str, absent[:SHOW_BAD]))}")

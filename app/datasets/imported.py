@@ -9,6 +9,8 @@ object, never a host, so it cannot be turned against another address (no SSRF).
 import hashlib
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,28 +51,39 @@ def allowed(url: str, tenant_name: str, settings: Settings) -> bool:
     return any(p and url.startswith(p if p.endswith("/") else p + "/") for p in prefixes)
 
 
-def _fetch(settings: Settings, bucket: str, key: str, into: Path) -> tuple[int, str]:
-    client = _s3_client(settings.s3_endpoint_url, settings.s3_region, quick=False)
-    url = f"s3://{bucket}/{key}"
-    try:
-        size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        if size > settings.max_dataset_bytes:
-            raise PayloadTooLarge(f"{url} is {size} bytes, over the {settings.max_dataset_bytes}-byte dataset limit")
-        client.download_file(bucket, key, str(into))
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
-            raise NotFound(f"no object {url} (or the server may not list it)", code="no_such_object") from exc
-        if code in ("403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise ImportForbidden(f"the server's S3 credentials cannot read {url} ({code})") from exc
-        raise StorageUnavailable(f"S3 refused to read {url}: {code or exc}") from exc
-    except BotoCoreError as exc:  # no credentials, endpoint unreachable
-        raise StorageUnavailable(f"could not read {url}: {exc}") from exc
-    digest = hashlib.sha256()
-    with into.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return size, digest.hexdigest()
+class _Reader:
+    """The server's S3 client for one object, with S3's answers turned into the caller's 4xx."""
+
+    def __init__(self, settings: Settings, bucket: str, key: str) -> None:
+        self.client = _s3_client(settings.s3_endpoint_url, settings.s3_region, quick=False)
+        self.bucket, self.key, self.url = bucket, key, f"s3://{bucket}/{key}"
+
+    def size(self) -> int:
+        with self._answers():
+            return int(self.client.head_object(Bucket=self.bucket, Key=self.key)["ContentLength"])
+
+    def download(self, into: Path) -> str:
+        with self._answers():
+            self.client.download_file(self.bucket, self.key, str(into))
+        digest = hashlib.sha256()
+        with into.open("rb") as f:
+            while chunk := f.read(8 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    @contextmanager
+    def _answers(self) -> Iterator[None]:
+        try:
+            yield
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+                raise NotFound(f"no object {self.url} (or the server may not list it)", code="no_such_object") from exc
+            if code in ("403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise ImportForbidden(f"the server's S3 credentials cannot read {self.url} ({code})") from exc
+            raise StorageUnavailable(f"S3 refused to read {self.url}: {code or exc}") from exc
+        except BotoCoreError as exc:  # no credentials, endpoint unreachable
+            raise StorageUnavailable(f"could not read {self.url}: {exc}") from exc
 
 
 async def import_dataset(
@@ -91,12 +104,18 @@ async def import_dataset(
     spool = settings.data_dir / "imports"
     spool.mkdir(parents=True, exist_ok=True)
     path = spool / f"{tenant_id}-{secrets.token_hex(8)}"
+    reader = _Reader(settings, bucket, key)
+    size = await run_in_threadpool(reader.size)
+    if size > settings.max_dataset_bytes:
+        raise PayloadTooLarge(f"{url} is {size} bytes, over the {settings.max_dataset_bytes}-byte dataset limit")
+    # The quota before the download (not after, as for an upload): an over-quota tenant does not make the
+    # server fetch gigabytes, at the price of a 429 even when the same bytes are stored already.
+    await run_in_threadpool(quotas.check_upload, session, tenant_id, size, settings)
     try:
-        size, digest = await run_in_threadpool(_fetch, settings, bucket, key, path)
+        digest = await run_in_threadpool(reader.download, path)
         existing = await run_in_threadpool(repository.by_sha256, session, tenant_id, digest)
         if existing is not None:
             return 200, existing
-        await run_in_threadpool(quotas.check_upload, session, tenant_id, size, settings)
 
         async def publish(storage_key: str, converted: Path | None) -> Artifact:
             return await service.put(store, tenant_id, storage_key, converted or path)

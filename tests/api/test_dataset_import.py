@@ -29,6 +29,7 @@ def imports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service,
                 "SHEARS_S3_ENDPOINT_URL": endpoint,
                 "SHEARS_S3_REGION": REGION,
                 "SHEARS_DATASET_IMPORT_PREFIXES": f"s3://{bucket}/shared/, s3://{bucket}/tenants/{{tenant}}/",
+                "SHEARS_MAX_DATASET_BYTES": str(4 << 20),
                 **CREDENTIALS,
             }
             service = Service(tmp_path_factory.mktemp("imports"), env).start()
@@ -80,8 +81,9 @@ def test_each_tenant_reads_only_its_own_prefix(imports: tuple[Service, Any, str]
         ("s3://127.0.0.1:9000/shared/x", 422, "not an S3 bucket name"),
         ("s3://{bucket}/shared/missing.zip", 404, "no object"),
         ("s3://{bucket}/shared/notes.txt", 415, "a dataset must be"),
+        ("s3://{bucket}/shared/huge.zip", 413, "over the 4194304-byte dataset limit"),
     ],
-    ids=["other-bucket", "other-prefix", "dot-dot", "http-ssrf", "host-as-bucket", "missing", "not-a-dataset"],
+    ids=["other-bucket", "other-prefix", "dot-dot", "http-ssrf", "host-as-bucket", "missing", "not-a-dataset", "big"],
 )
 def test_urls_outside_the_allowed_prefixes_or_unusable_are_4xx(
     imports: tuple[Service, Any, str], url: str, status: int, needle: str
@@ -89,6 +91,7 @@ def test_urls_outside_the_allowed_prefixes_or_unusable_are_4xx(
     service, s3, bucket = imports
     s3.put_object(Bucket=bucket + "-private", Key="shared/img.zip", Body=b"PK\x03\x04secret")
     s3.put_object(Bucket=bucket, Key="shared/notes.txt", Body=b"hello")
+    s3.put_object(Bucket=bucket, Key="shared/huge.zip", Body=b"PK\x03\x04" + bytes(5 << 20))
     with service.client(service.new_key()) as c:
         r = c.post("/v1/datasets/import", json={"url": url.format(bucket=bucket)})
     assert r.status_code == status, r.text

@@ -199,3 +199,13 @@ def test_raw_uint8_features_from_a_tar_of_shards_and_a_label_absent_from_train(t
         tar.add(odd, "d/test.tfrecord")
     with pytest.raises(PruningError, match="labels absent from train: 5"):
         check(out, tmp_path / "out2.npz", {"features": spec, "label": "y"})
+
+
+def test_shards_that_are_all_val_or_test_leave_no_train_split(tmp_path: Path) -> None:
+    path = write_records(tmp_path / "mnist-test.tfrecord", [example(x=[1.0], label=0)] * 3)
+    out = tmp_path / "only.zip"
+    with zipfile.ZipFile(out, "w") as z:
+        z.write(path, path.name)
+    spec = {"x": {"dtype": "float32", "shape": [1]}, "label": {"dtype": "int64"}}
+    with pytest.raises(PruningError, match="no usable samples in the train split"):
+        check(out, tmp_path / "out.npz", {"features": spec})
