@@ -209,3 +209,15 @@ def test_shards_that_are_all_val_or_test_leave_no_train_split(tmp_path: Path) ->
     spec = {"x": {"dtype": "float32", "shape": [1]}, "label": {"dtype": "int64"}}
     with pytest.raises(PruningError, match="no usable samples in the train split"):
         check(out, tmp_path / "out.npz", {"features": spec})
+
+
+def test_parquet_without_pyarrow_is_refused_saying_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    path = tmp_path / "rec.parquet"
+    path.write_bytes(b"PAR1" + bytes(64) + b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # import fails as on a server without the extra
+    with pytest.raises(PruningError, match=r"shears\[parquet\]"):
+        check(path, tmp_path / "out.npz", {"window": 20})
