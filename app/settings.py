@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     """Largest dataset, sent by resumable (tus) upload above `max_upload_bytes`."""
     dataset_check_timeout_s: float = 3600.0
     """How long the confined checker may take to check and convert one dataset."""
+    dataset_import_prefixes: str = ""
+    """Comma-separated `s3://bucket/prefix` under which `POST /v1/datasets/import` may read objects with the
+    server's S3 credentials; `{tenant}` stands for the caller's tenant name. Empty: no imports."""
     inspect_timeout_s: float = 180.0
     """Time allowed to read an uploaded model's shape and size in a subprocess."""
     job_time_limit_s: int = 3600

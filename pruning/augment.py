@@ -3,14 +3,25 @@
 Images: `flip` (left-right), `crop` (random shift by up to that many pixels, edges repeated),
 `rotation_deg` (small rotations, nearest neighbour), `brightness` and `contrast` (relative jitter).
 Audio features (N, frames, bins, 1): `time_shift` (fraction of the frames, zero filled) and
-SpecAugment masks `time_mask` / `freq_mask` (widest mask in frames / bins). Off unless asked.
+SpecAugment masks `time_mask` / `freq_mask` (widest mask in frames / bins); `background_noise` (the
+loudest mix, applied to the waveforms before the front end by `pruning.noise`). Off unless asked.
 """
 
 from typing import Any
 
 import numpy as np
 
-KNOWN = ("flip", "crop", "rotation_deg", "brightness", "contrast", "time_shift", "time_mask", "freq_mask")
+KNOWN = (
+    "flip",
+    "crop",
+    "rotation_deg",
+    "brightness",
+    "contrast",
+    "time_shift",
+    "time_mask",
+    "freq_mask",
+    "background_noise",
+)
 
 
 def check(spec: dict[str, Any] | None) -> dict[str, Any]:

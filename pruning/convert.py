@@ -5,7 +5,6 @@ keep as it is), and prints the summary: `format`, `samples`, `classes`, `shape`,
 `skipped`, `scale`, `offset` (and `frontend` for audio), or raises `PruningError`.
 """
 
-import csv
 import io
 import json
 import tempfile
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pruning import frontend
+from pruning import convert_records, convert_sensor, frontend, noise
 from pruning.dataformats import (
     IMAGE_SUFFIXES,
     SHOW_BAD,
@@ -29,15 +28,18 @@ from pruning.dataformats import (
     read_wav,
 )
 from pruning.datasets import describe_npz, infer_task
+from pruning.tfrecord import looks_like_tfrecord
 
-FORMATS = ("npz", "images", "audio", "csv")
+FORMATS = ("npz", "images", "audio", "csv", "parquet", "tfrecord")
 COMMON = {"format", "seed", "val_fraction", "test_fraction", "max_bad_fraction", "scale", "offset"}
 KNOWN = {
     "npz": COMMON,
     "images": COMMON | {"image_size", "channels"},
     "audio": COMMON | {"frontend"},
     "csv": COMMON | {"label", "channels", "window", "stride", "split_column", "group"},
+    "tfrecord": COMMON | {"features", "label"},
 }
+KNOWN["parquet"] = KNOWN["csv"]
 
 
 def detect(path: Path, options: dict[str, Any]) -> str:
@@ -51,13 +53,29 @@ def detect(path: Path, options: dict[str, Any]) -> str:
             names = zf.namelist()
         if any(n.endswith(".npy") for n in names):
             return "npz"
+        if any("tfrec" in n.lower() for n in names):
+            return "tfrecord"
         return "audio" if any(n.lower().endswith(".wav") for n in names) else "images"
     import tarfile
 
     if tarfile.is_tarfile(path):
         names = [name for name, _, _ in Archive(path).members()]
+        if any("tfrec" in n.lower() for n in names):
+            return "tfrecord"
         return "audio" if any(n.lower().endswith(".wav") for n in names) else "images"
-    return "csv"
+    with path.open("rb") as f:
+        head = f.read(12)
+    if head.startswith(convert_sensor.PARQUET_MAGIC):
+        return "parquet"
+    if head.startswith(b"\x1f\x8b"):
+        import gzip
+
+        try:
+            with gzip.open(path) as g:
+                head = g.read(12)
+        except (OSError, EOFError):
+            return "csv"
+    return "tfrecord" if looks_like_tfrecord(head) else "csv"
 
 
 def _common(options: dict[str, Any]) -> tuple[int, float, float, float]:
@@ -77,6 +95,7 @@ def _convert_folders(path: Path, out: Path, options: dict[str, Any], audio: bool
     archive = Archive(path)
     names = [name for name, _, _ in archive.members()]
     fixed: dict[str, str] = {}
+    noise_names: set[str] = set()
     if audio:  # Speech Commands: validation_list.txt / testing_list.txt name the val and test clips
         lists = {n.rsplit("/", 1)[-1]: n for n in names if n.endswith(("validation_list.txt", "testing_list.txt"))}
         if lists:
@@ -85,7 +104,8 @@ def _convert_folders(path: Path, out: Path, options: dict[str, Any], audio: bool
                     if name == lists.get(list_name) and data:
                         root = name[: -len(list_name)]
                         fixed |= {root + line.strip(): split for line in data.decode().splitlines() if line.strip()}
-        names = [n for n in names if "/_background_noise_/" not in f"/{n}"]
+        noise_names = {n for n in names if noise.is_noise(n) and n.lower().endswith(".wav")}
+        names = [n for n in names if not noise.is_noise(n)]
     entries, loose = folder_entries(names, (".wav",) if audio else IMAGE_SUFFIXES)
     if not entries:
         kind = "WAV clips" if audio else "JPEG/PNG images"
@@ -93,7 +113,7 @@ def _convert_folders(path: Path, out: Path, options: dict[str, Any], audio: bool
         raise fail(f"no class folders with {kind} (put each class in its own folder, e.g. cat/001.png); first: {first}")
     split_of, classes = assign_splits(entries, seed, val, test, fixed)
     label_of = {name: classes.index(label) for name, label, _ in entries}
-    bad = BadEntries(len(entries) + len(loose), max_bad)
+    bad = BadEntries(len(entries) + len(loose) + len(noise_names), max_bad)
     for name in loose:
         bad.add(name, "not in a class folder")
     capacity = {s: sum(1 for n in label_of if split_of[n] == s) for s in ("train", "val", "test")}
@@ -122,95 +142,29 @@ def _convert_folders(path: Path, out: Path, options: dict[str, Any], audio: bool
     meta["offset"] = float(options.get("offset", 0.0))
     with tempfile.TemporaryDirectory(dir=out.parent) as folder:
         sink = Sink(Path(folder), shape, dtype, capacity)
+        waves = noise.Waveforms(Path(folder), capacity["train"], fe["clip_samples"]) if noise_names else None
         for name, data in archive.read_all():
-            if name not in label_of:
+            if name not in label_of and name not in noise_names:
                 continue
             try:
                 if data is None:
                     raise ValueError("over 64 MiB")
-                x = extract(read_wav(data, fe["sample_rate"])) if audio else decode_image(data, shape[:2], shape[2])
+                if name in noise_names and waves is not None:
+                    waves.add_noise(read_wav(data, fe["sample_rate"]))
+                    continue
+                pcm = read_wav(data, fe["sample_rate"]) if audio else None
+                x = extract(pcm) if pcm is not None else decode_image(data, shape[:2], shape[2])
             except Exception as exc:  # noqa: BLE001 - decoders raise many kinds for a bad file
                 bad.add(name, str(exc)[:120] or type(exc).__name__)
                 continue
             sink.add(split_of[name], x, label_of[name])
+            if waves is not None and pcm is not None and split_of[name] == "train":
+                waves.add(pcm)
         bad.check()
         samples = sink.pack(out, meta)
+        if waves is not None and waves.noise:
+            meta["background_noise"] = waves.append_to(out)
     return {**meta, "samples": samples, "shape": list(shape), "dtype": np.dtype(dtype).name, "skipped": bad.summary()}
-
-
-def _convert_csv(path: Path, out: Path, options: dict[str, Any]) -> dict[str, Any]:
-    seed, val, test, max_bad = _common(options)
-    label = str(options.get("label", "label"))
-    try:
-        window = int(options.get("window", 128))
-        stride = int(options.get("stride", max(1, window // 2)))
-    except (TypeError, ValueError) as exc:
-        raise fail(f"window and stride must be integers: {exc}") from exc
-    if window < 1 or stride < 1:
-        raise fail("window and stride must be at least 1")
-    with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if label not in header:
-            raise fail(f"no label column {label!r} in the CSV header {header[:10]} (set options.label)")
-        split_col = options.get("split_column", "split" if "split" in header else None)
-        group_col = options.get("group")
-        skip = {label, split_col, group_col, "time", "timestamp"}
-        channels = list(options.get("channels") or [h for h in header if h not in skip])
-        missing = [c for c in channels if c not in header]
-        if missing or not channels:
-            raise fail(f"channel columns not in the header: {missing or 'none left'}")
-        idx = [header.index(c) for c in channels]
-        keys = [header.index(c) for c in (label, split_col, group_col) if c]
-        rows, bad, values, runs = 0, BadEntries(0, max_bad), [], []
-        for line, row in enumerate(reader, start=2):
-            rows += 1
-            try:
-                key = tuple(row[k].strip() for k in keys)
-                vals = [float(row[i]) for i in idx]
-                if not key[0] or not np.all(np.isfinite(vals)):
-                    raise ValueError("missing or non-finite value")
-            except (ValueError, IndexError):
-                bad.add(f"line {line}", "missing or non-numeric value")
-                runs.append(None)  # a bad row ends the run
-                continue
-            if not runs or runs[-1] is None or runs[-1][0] != key:
-                runs.append((key, len(values)))
-            values.append(vals)
-    bad.total = rows
-    bad.check()
-    x_all = np.asarray(values, np.float32)
-    starts: dict[str, list[tuple[int, str]]] = {s: [] for s in ("train", "val", "test")}
-    spans = [r for r in runs if r is not None]
-    ends = [s[1] for s in spans[1:]] + [len(values)]
-    for (key, begin), end in zip(spans, ends, strict=True):
-        windows = list(range(begin, end - window + 1, stride))
-        if split_col:
-            split = {"train": "train", "val": "val", "validation": "val", "test": "test"}.get(key[1].lower())
-            if split is None:
-                raise fail(f"split column {split_col!r} has {key[1]!r}; use train, val or test")
-            starts[split] += [(w, key[0]) for w in windows]
-        else:  # contiguous blocks per run, so overlapping windows rarely straddle two splits
-            n_val, n_test = round(val * len(windows)), round(test * len(windows))
-            n_train = len(windows) - n_val - n_test
-            for i, w in enumerate(windows):
-                starts["train" if i < n_train else "val" if i < n_train + n_val else "test"].append((w, key[0]))
-    classes = sorted({c for _, c in starts["train"]})
-    absent = sorted({c for s in ("val", "test") for _, c in starts[s]} - set(classes))
-    if absent:
-        raise fail(f"labels absent from train: {', '.join(absent[:SHOW_BAD])}")
-    rng = np.random.default_rng(seed)
-    with tempfile.TemporaryDirectory(dir=out.parent) as folder:
-        sink = Sink(Path(folder), (window, len(channels)), np.float32, {s: len(v) for s, v in starts.items()})
-        for split, items in starts.items():
-            for i in rng.permutation(len(items)):
-                w, c = items[i]
-                sink.add(split, x_all[w : w + window], classes.index(c))
-        meta = {"format": "csv", "classes": classes, "channels": channels, "window": window, "stride": stride}
-        meta |= {"scale": float(options.get("scale", 1.0)), "offset": float(options.get("offset", 0.0))}
-        samples = sink.pack(out, meta)
-    shape = [window, len(channels)]
-    return {**meta, "samples": samples, "shape": shape, "dtype": "float32", "skipped": bad.summary()}
 
 
 def _convert_npz(path: Path, out: Path, options: dict[str, Any], max_total: int) -> dict[str, Any]:
@@ -255,8 +209,10 @@ def check(path: Path, out: Path, options: dict[str, Any], max_total: int = 8 << 
         raise fail(f"unknown options for {fmt}: {', '.join(unknown)} (known: {', '.join(sorted(KNOWN[fmt]))})")
     if fmt == "npz":
         summary = _convert_npz(path, out, options, max_total)
-    elif fmt == "csv":
-        summary = _convert_csv(path, out, options)
+    elif fmt in ("csv", "parquet"):
+        summary = convert_sensor.convert(path, out, options, _common(options), fmt)
+    elif fmt == "tfrecord":
+        summary = convert_records.convert(path, out, options, _common(options))
     else:
         summary = _convert_folders(path, out, options, audio=fmt == "audio")
     summary["format"] = fmt

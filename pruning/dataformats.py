@@ -93,8 +93,9 @@ class Sink:
     shape: tuple[int, ...]
     dtype: Any
     capacity: dict[str, int]
+    label_dtype: Any = np.int64
     rows: dict[str, int] = field(default_factory=dict)
-    labels: dict[str, list[int]] = field(default_factory=dict)
+    labels: dict[str, list[Any]] = field(default_factory=dict)
     _x: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,7 +105,7 @@ class Sink:
                 self._x[split] = np.lib.format.open_memmap(path, "w+", self.dtype, (n, *self.shape))
                 self.rows[split], self.labels[split] = 0, []
 
-    def add(self, split: str, x: np.ndarray, label: int) -> None:
+    def add(self, split: str, x: np.ndarray, label: Any) -> None:
         self._x[split][self.rows[split]] = x
         self.rows[split] += 1
         self.labels[split].append(label)
@@ -121,7 +122,7 @@ class Sink:
                     continue
                 x.flush()
                 _write_rows(zf, f"x_{split}.npy", self.folder / f"x_{split}.npy", x, n)
-                _write_array(zf, f"y_{split}.npy", np.asarray(self.labels[split], np.int64))
+                _write_array(zf, f"y_{split}.npy", np.asarray(self.labels[split], self.label_dtype))
                 arrays[split] = n
             _write_array(zf, "meta.npy", np.frombuffer(json.dumps(meta).encode(), np.uint8))
         self._x.clear()

@@ -115,6 +115,10 @@ def load_npz(path: Path, name: str = "uploaded") -> Data:
                     arrays[key] = arrays[key] * np.float32(scale) + np.float32(offset)
             if np.issubdtype(arrays[key].dtype, np.floating) and not np.isfinite(arrays[key]).all():
                 raise PruningError("invalid_dataset", f"{key} has NaN or infinite values")
+    if "x_train" in arrays:
+        from pruning.noise import attach
+
+        attach(arrays["x_train"], mapped, meta)
     return Data(**arrays, name=name, meta=meta)
 
 

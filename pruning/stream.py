@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from pruning import augment as augmentation
+from pruning.errors import PruningError
 from pruning.mapped import ScaledArray, mapped_members
 
 __all__ = ["Batches", "ScaledArray", "fit_input", "mapped_members", "predict", "take_input_time"]
@@ -44,9 +45,14 @@ class Batches(keras.utils.PyDataset):  # type: ignore[misc]
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        xb, yb = np.asarray(self.x[rows], np.float32), self.y[rows]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        audio, volume = getattr(self.x, "audio", None), float(self.augment.get("background_noise", 0))
+        if audio is not None and volume > 0:  # rebuilt from the waveforms with noise mixed in (pruning.noise)
+            xb = audio.batch(rows, rng, volume)
+        else:
+            xb = np.asarray(self.x[rows], np.float32)
+        yb = self.y[rows]
         if self.augment:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
             xb = augmentation.apply(xb, self.augment, rng)
         _input_s[0] += time.perf_counter() - start
         return xb, yb
@@ -61,6 +67,11 @@ def fit_input(x: Any, y: np.ndarray, batch_size: int, augment: dict[str, Any] | 
     else a `Batches` stream seeded from Keras's global seed."""
     if isinstance(x, np.ndarray) and not augment:
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+    if (augment or {}).get("background_noise") and getattr(x, "audio", None) is None:
+        raise PruningError(
+            "invalid_spec",
+            "augment.background_noise needs an audio dataset uploaded with a _background_noise_ folder of WAV files",
+        )
     seed = int(np.random.randint(0, 2**31 - 1))  # seeded by keras.utils.set_random_seed
     return {"x": Batches(x, y, batch_size, seed, augment)}
 

@@ -535,7 +535,7 @@ def upload(settings: Settings, model: Path, quiet: bool) -> None:
 
 @remote.group()
 def datasets() -> None:
-    """Datasets (.npz; .zip/.tar of image or WAV class folders; .csv with a label column)."""
+    """Datasets (.npz; .zip/.tar of image or WAV class folders; .csv/.parquet with a label column; TFRecord)."""
 
 
 RESUMABLE_ABOVE = 256 << 20

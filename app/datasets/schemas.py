@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class DatasetOut(BaseModel):
@@ -27,3 +27,11 @@ class DatasetList(BaseModel):
     items: list[DatasetOut]
     next_cursor: str | None
     builtin: list[BuiltinDataset]
+
+
+class DatasetImport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=1024, description="s3://bucket/key of a dataset file, under an allowed prefix")
+    options: dict[str, Any] = Field(default_factory=dict, description="as for POST /v1/datasets")
+    expires_in: int | None = Field(None, ge=1, description="seconds until the dataset is deleted")

@@ -19,6 +19,7 @@ from app.storage import ArtifactStore
 from app.tables import Artifact, Dataset, new_id
 from app.uploads import Upload, store_upload
 from pruning.datasets import BUILTIN
+from pruning.tfrecord import looks_like_tfrecord
 
 TAR_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
 
@@ -27,10 +28,11 @@ def sniff(head: bytes, filename: str, options: dict[str, Any]) -> None:
     """Refuse (415) what is none of the formats before starting the checker."""
     is_tar = len(head) > 262 and head[257:262] == b"ustar" or head.startswith(TAR_MAGIC)
     is_csv = filename.lower().endswith(".csv") or options.get("format") == "csv"
-    if not (head.startswith(b"PK\x03\x04") or is_tar or is_csv):
+    is_columns = head.startswith(b"PAR1") or looks_like_tfrecord(head[:12]) or options.get("format") == "tfrecord"
+    if not (head.startswith(b"PK\x03\x04") or is_tar or is_csv or is_columns):
         raise UnsupportedMediaType(
             "a dataset must be an .npz (numpy.savez with x_train, y_train, x_val, y_val), a .zip or .tar of "
-            "class folders (images or WAV clips), or a .csv with a label column"
+            "class folders (images or WAV clips), a .csv or .parquet with a label column, or TFRecord shards"
         )
 
 

@@ -47,6 +47,13 @@ class Augment(Strict):
     time_shift: float = Field(0, ge=0, le=0.5, description="audio features: shift by up to this fraction of frames")
     time_mask: int = Field(0, ge=0, le=100, description="audio features: SpecAugment time mask, widest in frames")
     freq_mask: int = Field(0, ge=0, le=100, description="audio features: SpecAugment frequency mask, widest in bins")
+    background_noise: float = Field(
+        0,
+        ge=0,
+        le=1,
+        description="audio: mix a random piece of the dataset's _background_noise_ clips into each training clip "
+        "at a volume drawn up to this (needs a dataset uploaded with that folder)",
+    )
 
 
 class Finetune(Strict):

@@ -105,6 +105,11 @@ def _sample_shape(session: Session, tenant_id: str, dataset_id: str) -> tuple[li
     return list(dataset.arrays["x_train"]["shape"][1:]), dataset.task
 
 
+def _has_noise(session: Session, tenant_id: str, dataset_id: str) -> bool:
+    dataset = None if dataset_id.startswith("builtin:") else datasets.get(session, tenant_id, dataset_id)
+    return dataset is not None and bool((dataset.summary or {}).get("background_noise"))
+
+
 def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settings) -> Job:
     """Record a queued job; its task is sent only once the row is committed."""
     _check_supported(spec)
@@ -135,6 +140,12 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
             )
         if task == "regression" and spec.max_accuracy_drop is not None:
             raise InvalidInput("a regression dataset is guarded by max_error_increase", code="invalid_spec")
+        augment = spec.finetune.augment if spec.finetune else None
+        if augment is not None and augment.background_noise and not _has_noise(session, tenant_id, spec.dataset_id):
+            raise InvalidInput(
+                "augment.background_noise needs an audio dataset uploaded with a _background_noise_ folder",
+                code="invalid_spec",
+            )
     if spec.kind == "sweep":
         return _create_sweep(session, tenant_id, spec)
     job = repository.add(
