@@ -25,7 +25,7 @@ COPY . .
 # runtime stage needs no source tree. The cache mount keeps pip's downloads
 # (TensorFlow is large) across rebuilds without adding them to a layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install '.[ops]' \
+    pip install ./client '.[ops,mcu]' \
  && shears --help > /dev/null
 
 # ---- runtime ----
