@@ -78,13 +78,16 @@ class Size(_Typed):
 
 @dataclass
 class DeviceFigures(_Typed):
-    """One device's entry of `latency`: the estimate with its band, memory, fit, energy and its basis."""
+    """One device's entry of `latency`: the estimate with its band (`measured_ms` and its p10/p90 on `host`),
+    memory, fit, energy per inference, and `basis` (what each figure rests on, energy's included)."""
 
     device: str | None = None
     estimate_ms: float | None = None
     low_ms: float | None = None
     high_ms: float | None = None
     measured_ms: float | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
     ram_bytes: int | None = None
     flash_bytes: int | None = None
     fits: bool | None = None
@@ -92,7 +95,7 @@ class DeviceFigures(_Typed):
     energy_mj: float | None = None
     energy_low_mj: float | None = None
     energy_high_mj: float | None = None
-    energy_basis: str | None = None
+    inferences_per_mah: float | None = None
 
     @property
     def ms(self) -> float | None:

@@ -43,11 +43,11 @@ def test_wrong_url(client_venv: ClientVenv) -> None:
 
 def test_expired_key(client_venv: ClientVenv, embedded: Service) -> None:
     key = embedded.new_key()
-    assert _run(client_venv, embedded.url, key, "devices").returncode == 0
+    assert _run(client_venv, embedded.url, key, "usage").returncode == 0
     embedded.cli("keys", "revoke", key)
-    out = _run(client_venv, embedded.url, key, "devices")
+    out = _run(client_venv, embedded.url, key, "usage")
     _error_line(out, 1, "HTTP 401", "SHEARS_API_KEY", "shears keys create")
-    debug = _run(client_venv, embedded.url, key, "--debug", "devices")
+    debug = _run(client_venv, embedded.url, key, "--debug", "usage")
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr
     assert "AuthenticationError" in debug.stderr

@@ -83,7 +83,7 @@ import shears_client as shears
 
 with shears.Client(sys.argv[1], sys.argv[2]) as client:
     assert any(d["name"] == "host" for d in client.devices())
-    job = client.submit(sys.argv[3], "builtin:digits", target={"sparsity": 0.5}, devices=["host"],
+    job = client.submit(sys.argv[3], "builtin:digits", target={"sparsity": 0.5}, devices=["host", "cortex-m4f-120mhz"],
                         finetune={"epochs": 0})
     job.wait(timeout=300, interval=0.3)
     report = job.report
@@ -91,6 +91,14 @@ with shears.Client(sys.argv[1], sys.argv[2]) as client:
     assert report.size.tflite_bytes > 0 and report.accuracy.after is not None
     assert report.device("host").ms > 0
     assert job.record.status == "succeeded"
+    raw = job.report_json  # every typed field is a field the live server writes
+    assert set(shears.Report.fields()) <= set(raw), set(shears.Report.fields()) - set(raw)
+    from shears_client import report as typed
+    for name, kind in (("accuracy", typed.Accuracy), ("params", typed.Params), ("macs", typed.Before),
+                       ("sparsity", typed.Sparsity), ("size", typed.Size)):
+        assert set(kind.fields()) <= set(raw[name]), (name, set(kind.fields()) - set(raw[name]))
+    seen = set().union(*(entry.keys() for entry in raw["latency"]))
+    assert set(shears.DeviceFigures.fields()) <= seen, set(shears.DeviceFigures.fields()) - seen
     print(job.id, report.size.tflite_bytes, client.usage().jobs)
     try:
         client.job("job_nope")
