@@ -24,10 +24,10 @@ COPY . .
 # Alembic migrations (package-data) all land in /opt/venv/site-packages, so the
 # runtime stage needs no source tree. The cache mount keeps pip's downloads
 # (TensorFlow is large) across rebuilds without adding them to a layer.
-# `--build-arg EXTRAS=ops,parquet` adds pyarrow (about 170 MB) for Parquet dataset uploads.
-ARG EXTRAS=ops
+# `--build-arg EXTRAS=ops,mcu,parquet` adds pyarrow (about 170 MB) for Parquet dataset uploads.
+ARG EXTRAS=ops,mcu
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install ".[${EXTRAS}]" \
+    pip install ./client ".[${EXTRAS}]" \
  && shears --help > /dev/null
 
 # ---- runtime ----

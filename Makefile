@@ -2,14 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml client/pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install run test test-fast lint typecheck contracts bench clean openapi
 
-$(STAMP): pyproject.toml
+# Two distributions: the client (client/, shears-client) and the server, which depends on it; one
+# pip call installs both from this checkout. The mcu extra (tflite-micro) installs only on x86_64 Linux.
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./client -e '.[dev,mcu]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -22,7 +24,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy app workers shears
+	$(BIN)/mypy app workers shears client/shears_client
 
 contracts: install
 	$(BIN)/lint-imports

@@ -1,7 +1,7 @@
 """Image-folder datasets at size: resumable upload, conversion, and streamed fine-tuning.
 
 Generates N PNG images (96x96x3, 10 class folders) in a .zip, starts the API alone (embedded default),
-uploads the zip with the resumable client (`shears.upload`), cut once at 50% by the transport, and
+uploads the zip with the resumable client (`shears_client.upload`), cut once at 50% by the transport, and
 samples the uvicorn process's RSS throughout (upload + the confined check that converts it to uint8).
 Then, in fresh engine processes, one fine-tuning epoch of a small CNN on the converted set:
 streamed from the memory-mapped uint8 file (`pruning.stream.Batches`) and from the same data
@@ -140,8 +140,8 @@ def main() -> None:
     if args.engine:
         print(json.dumps(engine(args.engine[0], args.engine[1], args.batch)))
         return
-    from shears.remote import Api
-    from shears.upload import upload_resumable
+    from shears_client.http import Api
+    from shears_client.upload import upload_resumable
 
     with tempfile.TemporaryDirectory(prefix="shears-bench-datasets-") as tmp:
         root = Path(tmp)

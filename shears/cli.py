@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from shears.remote import remote
+from shears_client.commands import remote
 
 
 @contextlib.contextmanager

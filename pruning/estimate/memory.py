@@ -58,10 +58,15 @@ def ram_estimate(tflite: bytes, graph: Graph, costs: list[OpCost], profile: Devi
     on LiteRT + XNNPACK), plus the runtime's own RAM."""
     peak = peak_activation_bytes(graph)
     if profile.runtime_key.startswith("tflm"):
+        why = "tflite-micro could not load the model"
         if profile.arena_tool:
             from pruning import micro
 
-            arena = micro.arena_bytes(tflite, hint=peak)
+            arena = None
+            if micro.available():
+                arena = micro.arena_bytes(tflite, hint=peak)
+            else:  # an optional extra (shears[mcu]): its only wheels are for x86_64 Linux
+                why = "tflite-micro is not installed on this worker (the extra shears[mcu], x86_64 Linux only)"
             if arena is not None:
                 return arena + profile.runtime_ram_bytes, (
                     f"RAM = tensor arena {arena} B measured with the tflite-micro interpreter "
@@ -71,7 +76,7 @@ def ram_estimate(tflite: bytes, graph: Graph, costs: list[OpCost], profile: Devi
         persistent = 256 * len(graph.ops) + 64 * len(graph.tensors)
         return peak + persistent + profile.runtime_ram_bytes, (
             f"RAM = computed peak activations {peak} B + arena bookkeeping ~{persistent} B "
-            f"+ runtime {profile.runtime_ram_bytes} B (tflite-micro could not load the model)"
+            f"+ runtime {profile.runtime_ram_bytes} B ({why})"
         )
     packed = packed_weight_bytes(graph, costs)
     return peak + packed + profile.runtime_ram_bytes, (

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from shears import remote
+from shears_client import http as remote
 from tests.api.test_auth_and_tenancy import _assert_error
 from tests.services import Service
 

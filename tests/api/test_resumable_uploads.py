@@ -81,8 +81,8 @@ class CutFirstPatch(httpx.HTTPTransport):
 
 
 def test_the_client_resumes_after_a_cut_without_resending(embedded: Service, tmp_path: Path) -> None:
-    from shears.remote import Api
-    from shears.upload import upload_resumable
+    from shears_client.http import Api
+    from shears_client.upload import upload_resumable
 
     path = tmp_path / "d.npz"
     path.write_bytes(_npz_bytes(3000))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import shears
-from shears import sdk
+import shears_client as sdk
 from tests.services import Service
 
 
@@ -23,8 +23,10 @@ def test_upload_submit_wait_download_and_delete(embedded: Service, digits_model:
         paths = job.download(tmp_path)
         assert tmp_path / "model.tflite" in paths
         assert tmp_path / "report.json" in paths
-        assert job.report["size"]["tflite_bytes"] == (tmp_path / "model.tflite").stat().st_size
-        assert client.usage()["jobs"] == 1
+        assert job.report.size is not None
+        assert job.report.size.tflite_bytes == (tmp_path / "model.tflite").stat().st_size
+        assert job.report_json["size"]["tflite_bytes"] == job.report.size.tflite_bytes
+        assert client.usage().jobs == 1
 
         second = client.submit(model.id, "builtin:digits", target={"sparsity": 0.5}, finetune={"epochs": 0})
         with pytest.raises(sdk.Conflict) as busy:  # queued or running: a job of seconds, asked at once

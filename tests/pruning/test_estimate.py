@@ -249,3 +249,16 @@ def test_xnnpack_sparse_path_needs_densify() -> None:
     from pruning.estimate import estimate
 
     assert "no speed-up" in estimate(_export(model, "none"), p)["basis"]
+
+
+def test_mcu_ram_falls_back_and_says_so_without_tflite_micro(conv_int8: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tflite-micro is an optional extra (x86_64 Linux wheels only): without it the arena is computed."""
+    from pruning import micro
+    from pruning.estimate import estimate, parse, peak_activation_bytes
+
+    monkeypatch.setattr(micro, "available", lambda: False)
+    monkeypatch.setattr(micro, "arena_bytes", lambda *a, **k: pytest.fail("tflite-micro was asked"))
+    e = estimate(conv_int8, devices.get_profile("cortex-m4f-120mhz"))
+    assert "tflite-micro is not installed on this worker" in e["basis"]
+    assert "shears[mcu]" in e["basis"]
+    assert e["ram_bytes"] >= peak_activation_bytes(parse(conv_int8))

@@ -1,4 +1,4 @@
-"""Resumable dataset upload (tus 1.0.0) for `shears remote datasets upload`: a cut connection is
+"""Resumable dataset upload (tus 1.0.0) for `shears remote datasets upload` and the SDK: a cut connection is
 resumed from the offset the server reports, without resending what arrived."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import base64
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import httpx
 
-if TYPE_CHECKING:
-    from shears.remote import Api
+from shears_client.errors import Refused, ServerUnavailable
+from shears_client.http import Api, error_text
 
 CHUNK_BYTES = 16 << 20
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -27,18 +27,16 @@ def upload_resumable(
     api: Api, path: Path, options: dict[str, Any] | None, chunk_bytes: int = CHUNK_BYTES, progress: bool = True
 ) -> dict[str, Any]:
     """Create the upload, PATCH it in chunks (resuming after a cut), then make the dataset; its record."""
-    from shears.remote import Refused, Unreachable, error_text
-
     size = path.stat().st_size
     metadata = f"filename {_b64(path.name)}" + (f",options {_b64(json.dumps(options))}" if options else "")
     headers = {**TUS, "Upload-Length": str(size), "Upload-Metadata": metadata}
-    created = api._checked(
-        api._retrying(lambda: api.http.post("/v1/uploads", headers=headers), "POST /v1/uploads"), "POST /v1/uploads"
+    created = api.checked(
+        api.retrying(lambda: api.http.post("/v1/uploads", headers=headers), "POST /v1/uploads"), "POST /v1/uploads"
     )
     location = created.headers["location"]
 
     def head() -> int:
-        r = api._checked(api._retrying(lambda: api.http.head(location, headers=TUS), f"HEAD {location}"), "HEAD")
+        r = api.checked(api.retrying(lambda: api.http.head(location, headers=TUS), f"HEAD {location}"), "HEAD")
         return int(r.headers["upload-offset"])
 
     offset, failures, delay = 0, 0, api.backoff_s
@@ -55,7 +53,9 @@ def upload_resumable(
             except httpx.TransportError as exc:
                 failures += 1
                 if failures >= api.tries:
-                    raise Unreachable(f"PATCH {location}: cut {failures} times ({type(exc).__name__}: {exc})") from exc
+                    raise ServerUnavailable(
+                        f"PATCH {location}: cut {failures} times ({type(exc).__name__}: {exc})"
+                    ) from exc
                 click.echo(f"shears: upload cut at {offset} bytes ({exc}); resuming in {delay:.1f} s", err=True)
                 api.sleep(delay)
                 delay *= 2
@@ -66,7 +66,8 @@ def upload_resumable(
                 elif r.status_code == 409 or r.status_code >= 500:
                     new = head()
                 else:
-                    raise Refused(f"PATCH {location}: {error_text(r)}")
+                    api.checked(r, f"PATCH {location}")  # a 4xx raises its own class (413, 429...)
+                    raise Refused(f"PATCH {location}: {error_text(r)}", status=r.status_code)
             bar.update(new - offset)
             offset = new
     return api.post_json(f"{location}/dataset")

@@ -1,0 +1,184 @@
+"""Typed views of the server's answers: a job's record (`JobRecord`, the OpenAPI `JobOut`), the
+tenant's usage (`Usage`) and a finished job's report (`Report`).
+
+Each is a dataclass built from the JSON with `from_json`, which keeps fields the server added after
+this client was made in `extra` (an old client still reads a new server). tests/client checks the
+field names against docs/openapi.json, and the report's against a live server's report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T", bound="_Typed")
+
+
+@dataclass
+class _Typed:
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, kw_only=True)
+    """Fields of the server's JSON that this client does not know."""
+    nested: ClassVar[dict[str, type[_Typed]]] = {}
+    """Fields holding another typed object (or a list of them)."""
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        """The JSON field names this class reads."""
+        return [f.name for f in dataclasses.fields(cls) if f.init and f.name != "extra"]
+
+    @classmethod
+    def from_json(cls: type[T], data: dict[str, Any] | None) -> T:
+        data = dict(data or {})
+        known = cls.fields()
+        kwargs = {name: data.pop(name, None) for name in known}
+        for name, kind in cls.nested.items():
+            value = kwargs.get(name)
+            if isinstance(value, list):
+                kwargs[name] = [kind.from_json(v) if isinstance(v, dict) else v for v in value]
+            elif isinstance(value, dict):
+                kwargs[name] = kind.from_json(value)
+        return cls(**kwargs, extra=data)
+
+
+@dataclass
+class Accuracy(_Typed):
+    before: float | None = None
+    after: float | None = None
+    metric: str | None = None
+    split: str | None = None
+
+
+@dataclass
+class Before(_Typed):
+    before: float | None = None
+    after: float | None = None
+
+
+@dataclass
+class Params(_Typed):
+    before: int | None = None
+    after: int | None = None
+    nonzero: int | None = None
+
+
+@dataclass
+class Sparsity(_Typed):
+    overall: float | None = None
+    target: float | None = None
+    per_layer: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Size(_Typed):
+    keras_bytes: int | None = None
+    tflite_bytes: int | None = None
+    tflite_gzip_bytes: int | None = None
+
+
+@dataclass
+class DeviceFigures(_Typed):
+    """One device's entry of `latency`: the estimate with its band (`measured_ms` and its p10/p90 on `host`),
+    memory, fit, energy per inference, and `basis` (what each figure rests on, energy's included)."""
+
+    device: str | None = None
+    estimate_ms: float | None = None
+    low_ms: float | None = None
+    high_ms: float | None = None
+    measured_ms: float | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    ram_bytes: int | None = None
+    flash_bytes: int | None = None
+    fits: bool | None = None
+    basis: str | None = None
+    energy_mj: float | None = None
+    energy_low_mj: float | None = None
+    energy_high_mj: float | None = None
+    inferences_per_mah: float | None = None
+
+    @property
+    def ms(self) -> float | None:
+        """The estimate when there is one, else the measured figure (as the budgets read it)."""
+        return self.estimate_ms if self.estimate_ms is not None else self.measured_ms
+
+
+@dataclass
+class Report(_Typed):
+    """A finished job's report: for the pruned model, and in `baseline` for the dense one exported the same way."""
+
+    accuracy: Accuracy | None = None
+    params: Params | None = None
+    macs: Before | None = None
+    sparsity: Sparsity | None = None
+    size: Size | None = None
+    latency: list[DeviceFigures] | None = None
+    baseline: Report | None = None
+
+    def device(self, name: str) -> DeviceFigures | None:
+        return next((d for d in self.latency or [] if d.device == name), None)
+
+
+Report.nested = {
+    "accuracy": Accuracy,
+    "params": Params,
+    "macs": Before,
+    "sparsity": Sparsity,
+    "size": Size,
+    "latency": DeviceFigures,
+    "baseline": Report,
+}
+
+
+@dataclass
+class JobError(_Typed):
+    code: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class JobRecord(_Typed):
+    """`GET /v1/jobs/{id}` (the OpenAPI schema `JobOut`)."""
+
+    id: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    stage: str | None = None
+    progress: float | None = None
+    attempts: int | None = None
+    error: JobError | None = None
+    result: dict[str, Any] | None = None
+    model_id: str | None = None
+    dataset_id: str | None = None
+    spec: dict[str, Any] | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    cancel_requested: bool | None = None
+    parent_id: str | None = None
+    nested: ClassVar[dict[str, type[_Typed]]] = {"error": JobError}
+
+
+@dataclass
+class Limits(_Typed):
+    upload_bytes: int | None = None
+    max_upload_bytes: int | None = None
+    queued_jobs: int | None = None
+    running_jobs: int | None = None
+    retention_days: float | None = None
+
+
+@dataclass
+class Usage(_Typed):
+    """`GET /v1/usage` (the OpenAPI schema `Usage`)."""
+
+    bytes_stored: int | None = None
+    upload_bytes: int | None = None
+    job_bytes: int | None = None
+    models: int | None = None
+    datasets: int | None = None
+    jobs: int | None = None
+    jobs_queued: int | None = None
+    jobs_running: int | None = None
+    limits: Limits | None = None
+    nested: ClassVar[dict[str, type[_Typed]]] = {"limits": Limits}
