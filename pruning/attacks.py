@@ -13,6 +13,7 @@ import resource
 import runpy
 import signal
 import socket
+import stat
 import sys
 import traceback
 from collections.abc import Callable
@@ -104,6 +105,16 @@ def _exec() -> tuple[bool, str]:
     return True, "ran /bin/true"
 
 
+def _unshare() -> tuple[bool, str]:
+    """A user namespace of its own (where it would hold every capability) and a mount namespace."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return True, "made a user and a mount namespace"
+
+
 def _memory_limit() -> tuple[bool, str]:
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
@@ -126,6 +137,46 @@ def _file_limit(out: str) -> tuple[bool, str]:
         fh.write(b"x")
         fh.flush()
     return True, f"wrote past the {soft} byte limit"
+
+
+def _uid_probe(out: str) -> tuple[bool, str]:
+    """A file of its own in `out/`: the checker reads from outside which uid owns it."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out, "uid-probe").write_text(str(os.getuid()))
+    return False, f"wrote out/uid-probe as uid {os.getuid()} inside (the checker looks at its owner outside)"
+
+
+# The kernel's views, the sandbox's own devices and private /tmp, and the system's tree (root's, bound
+# read-only: its own entry is still looked at, not the many thousand files below it).
+SKIP = ("/proc", "/sys", "/dev", "/tmp", "/usr")
+
+
+def private_files(top: str, own: str, limit: int = 5) -> list[str]:
+    """Paths under `top` (not under `own`) this process may write, or may read only as their owner or
+    group (no read bit for others): what would be the worker's own files if its uid were ours."""
+    found: list[str] = []
+    for parent, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if os.path.join(parent, d) not in (own, *SKIP)]
+        for name in [*dirs, *files]:
+            path = os.path.join(parent, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            writable = os.access(path, os.W_OK)
+            private = not info.st_mode & stat.S_IROTH and os.access(path, os.R_OK)
+            if writable or private:
+                found.append(f"{path} ({'writable' if writable else 'readable only as its owner or group'})")
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def _worker_files(job: str) -> tuple[bool, str]:
+    found = private_files("/", job)
+    return bool(found), "; ".join(found) if found else "nothing outside its folder is writable or private to it"
 
 
 def _limits() -> tuple[bool, str]:
@@ -161,9 +212,12 @@ def suite(t: dict[str, Any]) -> dict[str, Callable[[], tuple[bool, str]]]:
     attacks["hardlink_out_of_out"] = lambda: _link("hardlink", t["secret"], t["out"])
     attacks["fork"] = _fork
     attacks["exec"] = _exec
+    attacks["unshare_namespaces"] = _unshare
     attacks["exceed_memory"] = _memory_limit
     attacks["exceed_file_size"] = lambda: _file_limit(t["out"])
     attacks["no_resource_limits"] = _limits
+    attacks["own_files_as_worker_uid"] = lambda: _uid_probe(t["out"])
+    attacks["find_worker_files"] = lambda: _worker_files(str(Path(t["out"]).parent))
     return attacks
 
 

@@ -10,6 +10,8 @@ The filter is inherited by every thread and cannot be removed (`no_new_privs` is
 Nor may it open a socket of any family but `AF_UNIX` (no TCP, UDP, raw or netlink: no network
 even where the engine has no network namespace of its own, `pruning.jail`).
 
+Nor may it make namespaces (`unshare`, `setns`), mount, load eBPF or touch kernel keyrings.
+
 Nor may it reach into another process: `ptrace`, `process_vm_readv`, `process_vm_writev` and
 `pidfd_getfd` get EPERM too, and the process drops every capability first (so that, even as root,
 it has no CAP_SYS_PTRACE to open another process's `/proc/PID/mem`, and no CAP_DAC_OVERRIDE).
@@ -42,6 +44,15 @@ SYSCALLS = {
         "socket": 41,
         "seccomp": 317,
         "capset": 126,
+        "unshare": 272,
+        "setns": 308,
+        "mount": 165,
+        "umount2": 166,
+        "pivot_root": 155,
+        "bpf": 321,
+        "add_key": 248,
+        "request_key": 249,
+        "keyctl": 250,
     },
     "aarch64": {
         "execve": 221,
@@ -55,9 +66,21 @@ SYSCALLS = {
         "socket": 198,
         "seccomp": 277,
         "capset": 91,
+        "unshare": 97,
+        "setns": 268,
+        "mount": 40,
+        "umount2": 39,
+        "pivot_root": 41,
+        "bpf": 280,
+        "add_key": 217,
+        "request_key": 218,
+        "keyctl": 219,
     },
 }
 DENIED = ("fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd")
+# No namespaces of its own (a user namespace would hand it capabilities over new mounts and much of
+# the kernel's surface), no mounts, no eBPF, no kernel keyrings.
+DENIED += ("unshare", "setns", "mount", "umount2", "pivot_root", "bpf", "add_key", "request_key", "keyctl")
 X32_SYSCALL_BIT = 0x40000000
 CLONE_THREAD = 0x00010000
 AF_UNIX = 1

@@ -4,7 +4,7 @@
 Levels, strongest first:
 
 - `namespaces`: the child runs under bubblewrap in its own user, pid, network, ipc, uts and cgroup
-  namespaces, as uid 65534 (mapped to the worker's uid), with no capabilities, a fresh `/proc` of its
+  namespaces, as uid 65534 inside, with no capabilities, a fresh `/proc` of its
   own pid namespace, no network but its own loopback, a private `/tmp`, and a filesystem of only the
   read-only runtime (system libraries, the Python install, the venv, the `pruning` package) and its
   own job folder (writable) plus the files it was handed (read-only).
@@ -15,6 +15,13 @@ Levels, strongest first:
 
 Every level adds resource limits (CPU, address space, processes, file size, open files, no core).
 `SHEARS_SANDBOX=strict` refuses to start a child below `namespaces` (`SandboxTooWeak`).
+
+Who the child is outside (`pruning.sandbox_ids`): a worker or API running as root starts each child
+as a uid and gid of its own, drawn per launch from `SHEARS_SANDBOX_UIDS`, and hands it its folder
+(chowned) and its inputs (by descriptor, group-readable), so nothing of root's is its own and its
+process limit counts. A worker that is not root cannot switch: the child's uid 65534 is the worker's
+uid outside, and the filesystem view (the read-only runtime and its own folder) is what keeps the
+worker's other files out of reach; `shears sandbox-check` looks for any of them from inside.
 """
 
 import ctypes
@@ -31,7 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pruning import landlock
+from pruning import landlock, sandbox_ids
+from pruning.sandbox_ids import Ids
 
 log = logging.getLogger("shears.sandbox")
 
@@ -64,6 +72,7 @@ class Probe:
     user_namespaces: bool
     landlock_abi: int
     seccomp: bool
+    distinct_uid: bool = False
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -74,6 +83,7 @@ class Probe:
             "user_namespaces": self.user_namespaces,
             "landlock_abi": self.landlock_abi,
             "seccomp": self.seccomp,
+            "distinct_uid": self.distinct_uid,
             "notes": self.notes,
         }
 
@@ -98,17 +108,22 @@ def probe() -> Probe:
     notes: list[str] = []
     bwrap = shutil.which("bwrap")
     userns = False
+    ids = sandbox_ids.pick()
     if bwrap is None:
         notes.append("bubblewrap (bwrap) is not installed")
     else:
-        try:
-            argv = [bwrap, *_namespace_args([], [], Path("/")), "--", "true"]
+        try:  # as the children will be started: as a uid of their own when this process is root
+            argv = [bwrap, *_namespace_args([], [], Path("/"), ids), "--", *_as_ids(ids), "true"]
             tried = subprocess.run(argv, capture_output=True, text=True, timeout=20)
             userns = tried.returncode == 0
             if not userns:
                 notes.append(f"bwrap cannot create namespaces: {tried.stderr.strip()[:200]}")
         except (OSError, subprocess.TimeoutExpired) as exc:
             notes.append(f"bwrap failed: {exc}")
+    if ids is None and os.geteuid() == 0:
+        notes.append("SHEARS_SANDBOX_UIDS=off or no setpriv: children run as root outside their namespaces")
+    elif ids is None:
+        notes.append(f"not root: children share this process's uid {os.geteuid()} outside (their view protects it)")
     abi = landlock.abi()
     seccomp = _seccomp_available()
     forced = os.environ.get("SHEARS_SANDBOX", "").strip().lower()
@@ -122,7 +137,9 @@ def probe() -> Probe:
         level = "landlock"
     else:
         level = "seccomp" if seccomp else "none"
-    return Probe(level, bwrap, userns, abi, seccomp, notes)
+    if ids is not None and level != "namespaces":
+        notes.append("below the namespaces level a root worker's children stay root (no uid of their own)")
+    return Probe(level, bwrap, userns, abi, seccomp, ids is not None and level == "namespaces", notes)
 
 
 def check() -> Probe:
@@ -155,9 +172,25 @@ def runtime_paths() -> list[Path]:
     return [p.resolve() for p in paths if not p.resolve().is_relative_to("/usr")]
 
 
-def _namespace_args(readable: Sequence[Path], writable: Sequence[Path], chdir: Path) -> list[str]:
-    args = ["--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
-    args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox"]
+def _as_ids(ids: Ids | None) -> list[str]:
+    """The command that turns a root child into `ids` inside the sandbox (util-linux's setpriv)."""
+    if ids is None:
+        return []
+    drop = ["--reuid", str(ids.uid), "--regid", str(ids.gid), "--clear-groups", "--inh-caps=-all"]
+    return [sandbox_ids.SETPRIV, *drop, "--"]
+
+
+def _namespace_args(readable: Sequence[Path], writable: Sequence[Path], chdir: Path, ids: Ids | None) -> list[str]:
+    """bubblewrap's arguments. Started by root with `ids`, bubblewrap makes its namespaces (no user
+    namespace: there is no need for one) and binds what the child sees as root, then keeps only the
+    capability to change uid, which setpriv uses once to become `ids` (and so loses it) before the
+    child's command runs: the child is a uid of its own on the host, not root seen through a mapping."""
+    if ids is None:
+        args = ["--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL"]
+    else:
+        args = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
     args += ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64"):
         target = Path("/", top)
@@ -172,12 +205,23 @@ def _namespace_args(readable: Sequence[Path], writable: Sequence[Path], chdir: P
     if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true":  # a GPU worker's engine sees the GPU (unverified)
         for device in sorted(glob.glob("/dev/nvidia*")):
             args += ["--dev-bind", device, device]
+    made: set[Path] = set()
+
+    def folders_to(dest: Path) -> list[str]:
+        """As root, bubblewrap makes the folders leading to a bind 0700: a child of its own uid
+        could not pass them, so they are made here, 0755 (on the sandbox's own root)."""
+        if ids is None:
+            return []
+        made_now = [p for p in reversed(dest.parents) if p != Path("/") and p not in made]
+        made.update(made_now)
+        return [a for p in made_now for a in ("--perms", "0755", "--dir", str(p))]
+
     for path in runtime_paths():
-        args += ["--ro-bind", str(path), str(path)]
+        args += [*folders_to(path), "--ro-bind", str(path), str(path)]
     for path in readable:  # at the name the child is given (a link's target, bound there)
-        args += ["--ro-bind", str(path.resolve()), str(path)]
+        args += [*folders_to(path), "--ro-bind", str(path.resolve()), str(path)]
     for path in writable:
-        args += ["--bind", str(path), str(path)]
+        args += [*folders_to(path), "--bind", str(path), str(path)]
     # The root (a tmpfs bwrap fills with the binds above, and the folders leading to them) read-only.
     return [*args, "--remount-ro", "/", "--chdir", str(chdir)]
 
@@ -208,6 +252,7 @@ class Launch:
     argv: list[str]
     preexec: Callable[[], None]
     level: str
+    ids: Ids | None = None
 
 
 def launch(
@@ -225,9 +270,13 @@ def launch(
     level = level or found.level
     readable = [Path(os.path.abspath(p)) for p in readable]
     writable = [workdir.resolve()]
+    ids = sandbox_ids.pick() if level == "namespaces" else None
+    if ids is not None:
+        sandbox_ids.hand_over(ids, writable, readable)
     if level == "namespaces":
         assert found.bwrap is not None
-        full = [found.bwrap, *_namespace_args(readable, writable, (chdir or workdir).resolve()), "--", *argv]
+        bwrap_args = _namespace_args(readable, writable, (chdir or workdir).resolve(), ids)
+        full = [found.bwrap, *bwrap_args, "--", *_as_ids(ids), *argv]
     else:
         full = list(argv)
-    return Launch(full, _preexec(limits, level, readable, writable), level)
+    return Launch(full, _preexec(limits, level, readable, writable), level, ids)

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 from app.storage import ArtifactStore
+from workers.outputs import take_outputs
+from workers.sandbox import EngineFailed
 
 log = logging.getLogger("shears.worker")
 
@@ -23,10 +25,12 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 
 
 class JobCheckpoint:
-    def __init__(self, store: ArtifactStore, tenant_id: str, job_id: str, workdir: Path) -> None:
+    def __init__(self, store: ArtifactStore, tenant_id: str, job_id: str, workdir: Path, taken: Path) -> None:
+        """`workdir`: the engine's folder; `taken`: a folder of the worker's the engine cannot see."""
         self.store = store
         self.prefix = f"{tenant_id}/jobs/{job_id}/checkpoint"
         self.local = workdir / "checkpoint"
+        self.taken = taken
         self.files: set[str] = set()  # what the stored state names
         self.step = 0
 
@@ -61,20 +65,35 @@ class JobCheckpoint:
         return True
 
     def save(self, step: int) -> None:
-        """Store the checkpoint the engine wrote after round `step`, then free its local folder."""
-        folder = self.local / str(step)
-        names = self._names(folder / STATE)
-        present = {p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink() and SAFE_NAME.match(p.name)}
-        missing = names - present - self.files
-        if missing:
-            raise ValueError(f"the checkpoint of round {step} lacks {sorted(missing)}")
-        for name in sorted(present & names):
-            self.store.put_file(self._key(name), folder / name)
-        self.store.put_file(self._key(STATE), folder / STATE)
+        """Store the checkpoint the engine wrote after round `step`, then free its local folder.
+
+        The engine is still running: each file is taken as outputs are (`workers.outputs`: never
+        through a link, a regular file with one link) into `taken`, a folder it cannot see, and
+        stored from there; a link or a file swapped in meanwhile is refused, not followed."""
+        here = f"{self.local.name}/{step}"
+        copies = self.taken / str(step)
+        try:
+            state = take_outputs(self.local.parent, (f"{here}/{STATE}",), copies)[f"{here}/{STATE}"]
+            names = self._names(state)
+            present: dict[str, Path] = {}
+            for name in sorted(names):
+                try:
+                    present.update(take_outputs(self.local.parent, (f"{here}/{name}",), copies))
+                except EngineFailed:
+                    if name not in self.files:  # not written this round nor stored before
+                        raise
+            for name in sorted(names):
+                if f"{here}/{name}" in present:
+                    self.store.put_file(self._key(name), present[f"{here}/{name}"])
+            self.store.put_file(self._key(STATE), state)
+        except EngineFailed as exc:
+            raise ValueError(f"the checkpoint of round {step} was refused: {exc.message}") from None
+        finally:
+            shutil.rmtree(copies, ignore_errors=True)
         for name in self.files - names:
             self.store.delete(self._key(name))
         self.files = names
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.local / str(step), ignore_errors=True)
 
     def delete(self) -> None:
         """Remove the stored checkpoint (the job is finished)."""

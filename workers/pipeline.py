@@ -155,7 +155,10 @@ def execute(job_id: str) -> None:
     if outcome == "wait":
         raise WaitForSlot(job_id)
     store = get_store(settings)
-    workdir = Path(tempfile.mkdtemp(prefix=f"shears-{job_id}-"))
+    # The engine sees `job/` only; what the worker takes from it goes beside, where it cannot reach.
+    base = Path(tempfile.mkdtemp(prefix=f"shears-{job_id}-"))
+    workdir = base / "job"
+    workdir.mkdir()
     last = [0.0]
 
     def note(message: str) -> None:
@@ -185,7 +188,7 @@ def execute(job_id: str) -> None:
         if cancel:
             raise Cancelled()
 
-    checkpoint = JobCheckpoint(store, tenant_id, job_id, workdir)
+    checkpoint = JobCheckpoint(store, tenant_id, job_id, workdir, base / "checkpoint-taken")
 
     def checkpointed(step: int) -> None:
         try:
@@ -218,7 +221,7 @@ def execute(job_id: str) -> None:
         if beat.lost:
             raise LeaseLost()
         # Copied, not followed, into a folder the engine never saw (workers.outputs).
-        taken = take_outputs(workdir / "out", OUTPUTS[request["kind"]], workdir / "taken")
+        taken = take_outputs(workdir / "out", OUTPUTS[request["kind"]], base / "taken")
         artifacts = []
         for path, copy in taken.items():
             artifacts.append(store_artifact(store, tenant_id, job_id, path.rsplit("/", 1)[-1], copy))
@@ -266,4 +269,4 @@ def execute(job_id: str) -> None:
         with session_scope() as session:
             service.fail(session, job_id, "internal_error", f"{type(exc).__name__}: {str(exc)[:500]}")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)

@@ -26,7 +26,13 @@ from pruning import jail
 from workers.outputs import take_outputs
 from workers.sandbox import EngineFailed, engine_limits, start_confined
 
-FAST_ONLY = ("read_environ_worker0", "read_memory_worker0", "connect_listener", "write_tmp_outside")
+FAST_ONLY = (
+    "read_environ_worker0",
+    "read_memory_worker0",
+    "connect_listener",
+    "write_tmp_outside",
+    "own_files_as_worker_uid",
+)
 
 
 @dataclass
@@ -128,6 +134,18 @@ def _look_from_outside(
     for name, path in writes.items():
         if Path(path).is_dir() and Path(path, "escaped-by-sandbox-check").exists():
             succeeded(f"write_{name}", f"a file appeared in {path}")
+    probe = out / "uid-probe"
+    if "own_files_as_worker_uid" in by_name and probe.is_file() and not probe.is_symlink():
+        owner = probe.stat().st_uid
+        if owner == os.geteuid() == 0:
+            succeeded("own_files_as_worker_uid", "its files are root's outside: it runs as the worker's uid")
+        elif owner == os.geteuid():  # a worker that is not root cannot give it another uid
+            by_name["own_files_as_worker_uid"].detail += (
+                f"; outside it is this worker's uid {owner} (not root, so no other uid can be given): "
+                "only its view keeps the worker's files away (find_worker_files)"
+            )
+        else:
+            by_name["own_files_as_worker_uid"].detail += f"; outside it is uid {owner}, not the worker's {os.geteuid()}"
     for name, output in (("symlink_out_of_out", "model.tflite"), ("hardlink_out_of_out", "report.json")):
         if name in by_name and (out / output).exists():
             try:

@@ -6,6 +6,7 @@ No parser of model files (HDF5, flatbuffers, LiteRT) ever reads an untrusted fil
 import asyncio
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,28 @@ async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
 
 OUTPUT = "{output}"
 """Stands, in a checker's arguments, for the file it writes (inside its own writable folder)."""
+
+
+def take_output(produced: Path, output: Path, what: str) -> None:
+    """Move the file a checker wrote to `output`: only a regular file with one link, never followed
+    (a checker that a parser bug took over could leave a link to any file the API can read)."""
+    try:
+        fd = os.open(produced, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # nothing converted: the upload is stored as it came
+    except OSError as exc:
+        why = os.strerror(exc.errno or 0)
+        raise InvalidInput(f"the {what} checker's output was refused: {why}", code=f"{what}_load_failed") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            refused = f"the {what} checker's output was refused: not a regular file with one link"
+            raise InvalidInput(refused, code=f"{what}_load_failed")
+        if os.geteuid() == 0:
+            os.fchown(fd, 0, 0)  # a child's own uid (pruning.sandbox_ids) owns nothing kept
+    finally:
+        os.close(fd)
+    os.replace(produced, output)
 
 
 async def run_checker(
@@ -83,8 +106,8 @@ async def run_checker(
             raise InvalidInput(
                 f"reading the {what} took longer than {timeout_s:.0f} s", code=f"{what}_inspect_timeout"
             ) from None
-        if output is not None and proc.returncode == 0 and produced.is_file():
-            os.replace(produced, output)
+        if output is not None and proc.returncode == 0:
+            take_output(produced, output, what)
     last = out.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
     try:
         payload = json.loads(last[0])
