@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     server's S3 credentials; `{tenant}` stands for the caller's tenant name. Empty: no imports."""
     inspect_timeout_s: float = 180.0
     """Time allowed to read an uploaded model's shape and size in a subprocess."""
+    max_concurrent_checks: int = Field(2, ge=1)
+    """Upload checks (model and dataset) one API process runs at once; more wait their turn."""
+    check_queue_wait_s: float = Field(30.0, ge=0)
+    """How long an upload waits for a free check before the answer is 503 `checks_busy`."""
+    check_memory_bytes: int = 0
+    """Address-space limit of an upload check (0: the host's RAM). TensorFlow reserves far more
+    virtual memory than it uses: a model check needs several GiB of it."""
     job_time_limit_s: int = 3600
     worker_concurrency: int = 1
     engine_memory_bytes: int = 0

@@ -58,6 +58,9 @@ def hand_over(ids: Ids, writable: Sequence[Path], readable: Sequence[Path]) -> N
     """Give `writable` (recursively, never through a link) to `ids`, and let its gid read `readable`."""
     for folder in writable:
         os.chown(folder, ids.uid, ids.gid, follow_symlinks=False)
+        # bubblewrap changes into it as root without CAP_DAC_OVERRIDE: it must be passable by others
+        # (a mkdtemp folder is 0700); its parent, which the child never sees, still keeps it private.
+        os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | stat.S_IXGRP | stat.S_IXOTH)
         for parent, dirs, files in os.walk(folder):  # walk does not enter linked folders
             for name in [*dirs, *files]:
                 os.chown(os.path.join(parent, name), ids.uid, ids.gid, follow_symlinks=False)

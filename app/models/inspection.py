@@ -4,15 +4,20 @@ No parser of model files (HDF5, flatbuffers, LiteRT) ever reads an untrusted fil
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidInput, ShearsError
+from app.settings import get_settings
 from pruning import jail
 
 # The child gets no database, broker or storage credentials: only what Python and TF need.
@@ -25,6 +30,40 @@ class InspectionUnavailable(ShearsError):
     status_code = 503
     code = "sandbox_unavailable"
     retry_after = 60
+
+
+class ChecksBusy(InspectionUnavailable):
+    """Every check slot of this API process stayed taken for `check_queue_wait_s`."""
+
+    code = "checks_busy"
+    retry_after = 10
+
+
+_slots_lock = threading.Lock()
+_running = [0]
+
+
+@contextlib.asynccontextmanager
+async def check_slot() -> AsyncIterator[None]:
+    """One of `max_concurrent_checks` slots, waited for (without holding the event loop) at most
+    `check_queue_wait_s`; a plain counter, so it does not belong to one event loop."""
+    settings = get_settings()
+    deadline = time.monotonic() + settings.check_queue_wait_s
+    while True:
+        with _slots_lock:
+            if _running[0] < settings.max_concurrent_checks:
+                _running[0] += 1
+                break
+        if time.monotonic() >= deadline:
+            raise ChecksBusy(
+                f"all {settings.max_concurrent_checks} upload checks are busy; try again shortly", code="checks_busy"
+            )
+        await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        with _slots_lock:
+            _running[0] -= 1
 
 
 async def inspect_model(path: Path, timeout_s: float) -> dict[str, Any]:
@@ -70,7 +109,22 @@ async def run_checker(
     """Run `python -m module *args` confined by the engine's launcher (pruning.jail: no credentials,
     only `readable` to read, its own scratch folder to write, files capped at `max_file_bytes`) and
     return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`.
-    An `OUTPUT` argument is a file in the scratch folder, moved to `output` when the checker wrote it."""
+    An `OUTPUT` argument is a file in the scratch folder, moved to `output` when the checker wrote it.
+    At most `max_concurrent_checks` run at once (`ChecksBusy` past the wait); the event loop only
+    waits on the child's pipes, so it keeps answering other requests meanwhile."""
+    async with check_slot():
+        return await _run_checker(module, args, timeout_s, what, max_file_bytes, readable, output)
+
+
+async def _run_checker(
+    module: str,
+    args: list[str],
+    timeout_s: float,
+    what: str,
+    max_file_bytes: int,
+    readable: list[Path],
+    output: Path | None = None,
+) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["CUDA_VISIBLE_DEVICES"] = ""
@@ -85,7 +139,9 @@ async def run_checker(
                 workdir=Path(scratch),
                 readable=readable,
                 limits=jail.Limits(
-                    cpu_seconds=int(timeout_s) + 5, memory_bytes=jail.host_memory(), file_bytes=max_file_bytes
+                    cpu_seconds=int(timeout_s) + 5,
+                    memory_bytes=get_settings().check_memory_bytes or jail.host_memory(),
+                    file_bytes=max_file_bytes,
                 ),
             )
         except jail.SandboxTooWeak as exc:

@@ -41,7 +41,8 @@ def test_a_root_workers_child_is_a_uid_of_its_own_and_the_worker_reads_what_it_w
     assert launch.ids is not None
     first, last = sandbox_ids.configured_range() or (0, 0)
     written = workdir / "out.txt"
-    assert first <= written.stat().st_uid <= last and written.stat().st_uid == launch.ids.uid
+    assert first <= written.stat().st_uid <= last
+    assert written.stat().st_uid == launch.ids.uid
     # It ran as that uid (not root seen through a user namespace), read its inputs, and the worker reads it back.
     assert written.read_text() == f'{launch.ids.uid} {{"from": "worker"}} uploaded'
     assert stat.S_IMODE(upload.stat().st_mode) == 0o640  # the child's group reads it; nobody else does
