@@ -49,6 +49,11 @@ ENV SHEARS_SANDBOX=strict
 
 # Unprivileged user; /data (scratch, or the local artifact folder when no S3 store is set) is
 # created here owned by it, so an empty named volume mounted there inherits that ownership.
+# Not being root, the worker cannot give each engine a uid of its own (SHEARS_SANDBOX_UIDS needs
+# root): an engine is uid 10001 outside its user namespace, and only its view (the read-only
+# runtime and its job folder) keeps the worker's files from it; `shears sandbox-check` shows that
+# (own_files_as_worker_uid, find_worker_files). A root worker here would be worse: the container
+# runs with seccomp, AppArmor and /proc masking off so that bubblewrap can work.
 RUN groupadd --system --gid 10001 shears \
  && useradd --system --uid 10001 --gid shears --create-home --home-dir /home/shears \
         --shell /usr/sbin/nologin shears \

@@ -131,8 +131,9 @@ def check_model_file(path: Path, fmt: str) -> None:
     if fmt == "keras":
         with check_archive(path) as archive:
             names = set(archive.namelist())
-            if "config.json" not in names:
-                raise PruningError("corrupt_model", "a .keras archive needs a config.json")
+            if not {"config.json", "metadata.json"} <= names:  # the API answers 415 to this code
+                message = "a zip archive, but not a Keras 3 .keras file (no config.json/metadata.json)"
+                raise PruningError("unsupported_format", message)
             try:
                 config = json.loads(archive.read("config.json"))
             except (json.JSONDecodeError, zipfile.BadZipFile, OSError, EOFError) as exc:

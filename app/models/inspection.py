@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from app.errors import InvalidInput, ShearsError
+from app.errors import InvalidInput, ShearsError, UnsupportedMediaType
 from app.settings import get_settings
 from pruning import jail
 
@@ -173,6 +173,8 @@ async def _run_checker(
             f"the {what} file could not be read: its reader stopped (exit {proc.returncode})",
             code=f"{what}_load_failed",
         ) from None
+    if proc.returncode == 3 and payload["code"] == UnsupportedMediaType.code:
+        raise UnsupportedMediaType(payload["message"])
     if proc.returncode == 3:
         raise InvalidInput(payload["message"], code=payload["code"])
     if proc.returncode == 5:

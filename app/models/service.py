@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from app.errors import NotFound, UnsupportedMediaType, rejected
+from app.errors import NotFound, UnsupportedMediaType
 from app.models import repository
 from app.models.inspection import inspect_model
 from app.models.schemas import ModelOut
@@ -21,11 +21,8 @@ from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Model, new_id
 from app.uploads import Upload, store_upload
-from pruning.errors import PruningError
-from pruning.safety import check_archive
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-KERAS_MEMBERS = ("config.json", "metadata.json")
 
 
 def sniff_model_format(head: bytes) -> str | None:
@@ -43,15 +40,8 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
     fmt = sniff_model_format(upload.writer.head)
     if fmt is None:
         raise UnsupportedMediaType("not a Keras (.keras, .h5) or TensorFlow Lite (.tflite) model file")
-    if fmt == "keras":
-        try:
-            with check_archive(upload.path, max_total=4 * settings.max_upload_bytes) as archive:
-                names = set(archive.namelist())
-        except PruningError as exc:
-            raise rejected(exc) from exc
-        if not all(member in names for member in KERAS_MEMBERS):
-            raise UnsupportedMediaType("a zip archive, but not a Keras 3 .keras file (no config.json/metadata.json)")
-
+    # The archive's checks (members, sizes, CRCs: a full decompression) run in the confined checker
+    # with the rest (`pruning.safety.check_model_file`), never in this process nor on its event loop.
     # The spooled bytes are read before they are stored, under the name whose suffix tells the
     # inspector the format: a rejected file never reaches the store, and S3 is not read back.
     with tempfile.TemporaryDirectory(prefix="shears-inspect-") as folder:
