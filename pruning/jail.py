@@ -201,7 +201,9 @@ def _namespace_args(readable: Sequence[Path], writable: Sequence[Path], chdir: P
     for name in _ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+    # Its own /tmp and /dev/shm: as root, bubblewrap makes them root's 0755, so with `ids` they are 1777.
+    sticky = ["--perms", "1777"] if ids is not None else []
+    args += ["--proc", "/proc", "--dev", "/dev", *sticky, "--tmpfs", "/tmp", *sticky, "--tmpfs", "/dev/shm"]
     if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true":  # a GPU worker's engine sees the GPU (unverified)
         for device in sorted(glob.glob("/dev/nvidia*")):
             args += ["--dev-bind", device, device]
