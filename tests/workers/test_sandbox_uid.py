@@ -112,3 +112,22 @@ def test_a_checkpoint_file_swapped_for_a_link_is_refused_not_stored(tmp_path: Pa
     (round_dir / "weights.bin").write_bytes(b"w")
     checkpoint.save(1)
     assert store.exists("t1/jobs/job1/checkpoint/weights.bin")
+
+
+def test_a_checkers_output_that_is_a_link_is_refused_not_stored(tmp_path: Path) -> None:
+    from app.errors import InvalidInput
+    from app.models.inspection import take_output
+
+    secret = tmp_path / "api-secret"
+    secret.write_text("SHEARS_SECRET_KEY=...")
+    produced, output = tmp_path / "output.bin", tmp_path / "data.npz"
+    produced.symlink_to(secret)
+    with pytest.raises(InvalidInput) as caught:
+        take_output(produced, output, "dataset")
+    assert caught.value.code == "dataset_load_failed"
+    assert not output.exists()
+    produced.unlink()
+    produced.write_bytes(b"converted")
+    take_output(produced, output, "dataset")
+    assert output.read_bytes() == b"converted"
+    assert output.stat().st_uid == os.geteuid()
