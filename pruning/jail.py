@@ -3,8 +3,9 @@
 
 Levels, strongest first:
 
-- `namespaces`: the child runs under bubblewrap in its own user, pid, network, ipc, uts and cgroup
-  namespaces, as uid 65534 inside, with no capabilities, a fresh `/proc` of its
+- `namespaces`: the child runs under bubblewrap in its own pid, network, ipc, uts and cgroup
+  namespaces, and either as a uid of its own (a root parent: no user namespace is needed) or as
+  uid 65534 of its own user namespace (any other parent), with no capabilities, a fresh `/proc` of its
   own pid namespace, no network but its own loopback, a private `/tmp`, and a filesystem of only the
   read-only runtime (system libraries, the Python install, the venv, the `pruning` package) and its
   own job folder (writable) plus the files it was handed (read-only).
