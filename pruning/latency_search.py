@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import export, metrics
 from pruning.datasets import Data
@@ -56,7 +57,7 @@ class _Proposal:
     loss: float = 0.0
 
 
-def hold_out(data: Data, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def hold_out(data: Data, seed: int) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """(x_fit, y_fit, x_hold, y_hold): a seeded share of the training split kept out of the search's fine-tuning."""
     n = len(data.x_train)
     k = min(HOLD_OUT_MAX, max(HOLD_OUT_MIN, int(HOLD_OUT_SHARE * n)))
@@ -119,7 +120,7 @@ class _Search:
         return float(value), float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_hold, pred))))
 
     def proposals(
-        self, model: keras.Model, graph: ChannelGraph, order: dict[int, np.ndarray], now_ms: float, step: float
+        self, model: keras.Model, graph: ChannelGraph, order: dict[int, NDArray[Any]], now_ms: float, step: float
     ) -> tuple[list[_Proposal], float]:
         """Per group, the fewest lowest-scored channels whose removal lowers the estimate by `step`, and
         the step used: halved (down to `MIN_STEP` of the dense latency) while fewer than half of the
