@@ -1,5 +1,6 @@
 """`run(model, data, spec, progress) -> Result`: load, score, prune, fine-tune, export, profile."""
 
+import functools
 import json
 import math
 import time
@@ -10,6 +11,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import export, metrics, plots, schedule, stream
 from pruning.checkpoint import Checkpoints
@@ -87,7 +89,7 @@ def _check_data(model: keras.Model, data: Data) -> None:
             raise PruningError("data_mismatch", f"labels go up to {top} but the model has {classes} outputs")
 
 
-def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+def _predict(model: keras.Model, x: NDArray[Any]) -> NDArray[Any]:
     return stream.predict(model, x)
 
 
@@ -102,6 +104,15 @@ def _evaluate(model: keras.Model, data: Data, loss: Any) -> dict[str, Any]:
             out[split] = metrics.evaluate(pred, xy[1], data.task)
             out[split]["loss"] = float(np.mean(keras.ops.convert_to_numpy(loss_fn(xy[1], pred))))
     return out
+
+
+def _finetuning(stages: _Stages, step: int, steps: int, fraction: float) -> None:
+    stages.enter("finetuning", (step - 1 + fraction) / steps)
+
+
+def _recovered(before: dict[str, Any], data: Data, loss: Any, task: str, within: float, model: keras.Model) -> bool:
+    """The early stop of the last round: the drop is back within `within`."""
+    return _drop(before, _evaluate(model, data, loss), task) <= within
 
 
 def _drop(before: dict[str, Any], after: dict[str, Any], task: str) -> float:
@@ -212,8 +223,8 @@ def run(
             optimizer=recipe.make_optimizer,
             variables=pruner.variables,
             masks=pruner.masks,
-            on_progress=lambda f, s=step: stages.enter("finetuning", (s - 1 + f) / plan.steps),
-            stop=None if within is None else lambda m, w=within: _drop(before, _evaluate(m, data, loss), task) <= w,
+            on_progress=functools.partial(_finetuning, stages, step, plan.steps),
+            stop=None if within is None else functools.partial(_recovered, before, data, loss, task, within),
             augment=spec.augment,
         )
         after_step = _evaluate(model, data, loss)
