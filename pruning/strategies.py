@@ -13,6 +13,7 @@ from pruning.datasets import Data
 from pruning.errors import PruningError
 from pruning.finetune import recalibrate_batchnorm
 from pruning.graph import analyse
+from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
 
 # Re-estimate BatchNorm statistics right after each cut, before fine-tuning starts from it.
@@ -166,7 +167,7 @@ class ChannelPruner:
         return model
 
 
-def make_pruner(model: keras.Model, data: Data, loss: Any, spec: Any) -> MaskPruner | ChannelPruner:
+def make_pruner(model: keras.Model, data: Data, loss: Any, spec: PruneSpec) -> MaskPruner | ChannelPruner:
     if spec.method not in scoring.METHODS:
         raise PruningError("invalid_spec", f"unknown method {spec.method!r}; choose from {', '.join(scoring.METHODS)}")
     if spec.granularity == "channel":
