@@ -31,6 +31,7 @@ from pruning.estimate import estimate
 from pruning.estimate.keras_model import estimate_keras_ms
 from pruning.graph import ChannelGraph, Group, analyse, keep_indices
 from pruning.scoring import channel_scores
+from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
 
 MIN_STEP = 0.03
@@ -84,7 +85,7 @@ class _Search:
         self,
         data: Data,
         loss: Any,
-        spec: Any,
+        spec: PruneSpec,
         profile: DeviceProfile,
         log: Callable[[str], None],
         progress: Callable[[float], None],
@@ -181,7 +182,7 @@ def search_latency(
     model: keras.Model,
     data: Data,
     loss: Any,
-    spec: Any,
+    spec: PruneSpec,
     dense_tflite: bytes | None = None,
     log: Callable[[str], None] | None = None,
     progress: Callable[[float], None] | None = None,
@@ -193,6 +194,7 @@ def search_latency(
     """
     say = log or (lambda _m: None)
     profile = get_profile(str(spec.device))
+    assert spec.latency_ms is not None, "run() searches only for a job with a latency budget"
     budget = float(spec.latency_ms)
     search = _Search(data, loss, spec, profile, say, progress or (lambda _f: None))
     guard = spec.max_accuracy_drop if data.task == "classification" else spec.max_error_increase
