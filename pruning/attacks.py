@@ -47,8 +47,8 @@ def _memory(pid: str) -> tuple[bool, str]:
     return bool(data) and outside, f"read memory at {start:#x} of a process {'outside' if outside else 'inside'}"
 
 
-def _connect(host: str, port: int, timeout: float) -> tuple[bool, str]:
-    with socket.create_connection((host, port), timeout=timeout):
+def _connect(host: str, port: int | str, timeout: float) -> tuple[bool, str]:
+    with socket.create_connection((host, int(port)), timeout=timeout):
         return True, "connected"
 
 
@@ -129,8 +129,8 @@ def _file_limit(out: str) -> tuple[bool, str]:
     return True, f"wrote past the {soft} byte limit"
 
 
-def _kill(pid: int) -> tuple[bool, str]:
-    os.kill(pid, signal.SIGKILL)
+def _kill(t: dict[str, Any]) -> tuple[bool, str]:
+    os.kill(int(t["victim"]), signal.SIGKILL)  # read when the attempt runs, as the other targets are
     return True, "sent SIGKILL"
 
 
@@ -155,14 +155,14 @@ def suite(t: dict[str, Any]) -> dict[str, Callable[[], tuple[bool, str]]]:
         attacks[f"read_environ_{who}"] = functools.partial(_environ, pid)
         attacks[f"read_memory_{who}"] = functools.partial(_memory, pid)
     for name, port in t["ports"].items():
-        attacks[f"connect_{name}"] = functools.partial(_connect, "127.0.0.1", int(port), timeout)
+        attacks[f"connect_{name}"] = functools.partial(_connect, "127.0.0.1", port, timeout)
     attacks["connect_metadata_169.254.169.254"] = lambda: _connect("169.254.169.254", 80, timeout)
     attacks["resolve_dns"] = lambda: _resolve("example.com")
     attacks["read_other_job_folder"] = lambda: _read_folder(t["other_job"])
     attacks["read_artifact_store"] = lambda: _read_folder(t["store"])
     for name, path in t["writes"].items():
         attacks[f"write_{name}"] = functools.partial(_write, path, name == "tmp_outside")
-    attacks["signal_other_process"] = functools.partial(_kill, int(t["victim"]))
+    attacks["signal_other_process"] = functools.partial(_kill, t)
     attacks["symlink_out_of_out"] = lambda: _link("symlink", t["secret"], t["out"])
     attacks["hardlink_out_of_out"] = lambda: _link("hardlink", t["secret"], t["out"])
     attacks["fork"] = _fork
