@@ -1,6 +1,5 @@
 """`run(model, data, spec, progress) -> Result`: load, score, prune, fine-tune, export, profile."""
 
-import functools
 import json
 import math
 import time
@@ -106,15 +105,6 @@ def _evaluate(model: keras.Model, data: Data, loss: Any) -> dict[str, Any]:
     return out
 
 
-def _finetuning(stages: _Stages, step: int, steps: int, fraction: float) -> None:
-    stages.enter("finetuning", (step - 1 + fraction) / steps)
-
-
-def _recovered(before: dict[str, Any], data: Data, loss: Any, task: str, within: float, model: keras.Model) -> bool:
-    """The early stop of the last round: the drop is back within `within`."""
-    return _drop(before, _evaluate(model, data, loss), task) <= within
-
-
 def _drop(before: dict[str, Any], after: dict[str, Any], task: str) -> float:
     """How much worse `after` is, in the headline metric's units (positive = worse)."""
     key = metrics.headline(task)
@@ -176,6 +166,8 @@ def run(
     target = spec.target_sparsity
     if spec.macs_reduction is not None and isinstance(pruner, ChannelPruner):
         target = pruner.sparsity_for_macs(model, spec.macs_reduction)
+    assert spec.schedule is not None  # PruneSpec.__post_init__ sets both
+    assert spec.steps is not None
     plan = schedule.make_schedule(spec.schedule if spec.granularity != "n_of_m" else "one_shot", target, spec.steps)
     guard = spec.max_accuracy_drop if task == "classification" else spec.max_error_increase
     headline = metrics.headline(task)
@@ -223,8 +215,9 @@ def run(
             optimizer=recipe.make_optimizer,
             variables=pruner.variables,
             masks=pruner.masks,
-            on_progress=functools.partial(_finetuning, stages, step, plan.steps),
-            stop=None if within is None else functools.partial(_recovered, before, data, loss, task, within),
+            # Both are called during this round's fit, so they see this round's step (B023 is about later calls).
+            on_progress=lambda f: stages.enter("finetuning", (step - 1 + f) / plan.steps),  # noqa: B023
+            stop=None if within is None else lambda m: _drop(before, _evaluate(m, data, loss), task) <= within,  # noqa: B023
             augment=spec.augment,
         )
         after_step = _evaluate(model, data, loss)
