@@ -160,8 +160,8 @@ def channel_scores(
 
 
 def _kernel_scores(
-    graph: ChannelGraph, groups: list[Group], method: str, x: np.ndarray, y: np.ndarray, loss: Any
-) -> dict[int, np.ndarray]:
+    graph: ChannelGraph, groups: list[Group], method: str, x: NDArray[Any], y: NDArray[Any], loss: Any
+) -> dict[int, NDArray[Any]]:
     model = graph.model
     if method == "activation":
         if not groups:

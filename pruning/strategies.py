@@ -172,4 +172,5 @@ def make_pruner(model: keras.Model, data: Data, loss: Any, spec: PruneSpec) -> M
         raise PruningError("invalid_spec", f"unknown method {spec.method!r}; choose from {', '.join(scoring.METHODS)}")
     if spec.granularity == "channel":
         return ChannelPruner(model, data, loss, spec.method)
+    assert spec.scope is not None  # PruneSpec.__post_init__ sets it
     return MaskPruner(model, data, loss, spec.method, spec.granularity, spec.scope, spec.n, spec.m, spec.block)

@@ -45,7 +45,7 @@ def _sliced_weights(
     return old
 
 
-def _sliced_heads(old: list[np.ndarray], heads: list[int]) -> list[np.ndarray]:
+def _sliced_heads(old: list[NDArray[Any]], heads: list[int]) -> list[NDArray[Any]]:
     """MultiHeadAttention weights (query, key, value kernels (in, heads, dim) and biases (heads, dim), then
     the output kernel (heads, dim, out) and bias) without the heads left out."""
     *projections, out_kernel = old[:-1] if old[-1].ndim == 1 else old
