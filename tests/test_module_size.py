@@ -1,14 +1,13 @@
-"""No Python file past 400 lines in the code, the benchmarks or the tests (issue 18, item 5)."""
+"""No Python file past 400 lines in the code (client/ too), the benchmarks or the tests (issue 18, item 5)."""
 
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKED = ("app", "workers", "pruning", "shears", "bench", "tests")
+CHECKED = ("app", "workers", "pruning", "shears", "client", "bench", "tests")
 LIMIT = 400
 # Being split on another branch while this test landed; each entry goes when its branch merges.
 BEING_SPLIT = {
     "app/jobs/service.py": "h18-contract (the job lifecycle moves out)",
-    "shears/remote.py": "h17-client (client, budgets, commands)",
     "bench/device_zoo.py": "h14-devices",
 }
 
