@@ -47,7 +47,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import markdown, write_section  # noqa: E402
-from bench.engine import _train, interleaved_latency, upsample  # noqa: E402
+from bench.engine_harness import _train, upsample  # noqa: E402
+from bench.engine_latency import interleaved_latency  # noqa: E402
 from pruning import architectures, export  # noqa: E402
 from pruning.control import from_scratch  # noqa: E402
 from pruning.datasets import Data, digits, har  # noqa: E402

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 
 from bench.common import markdown, write_section  # noqa: E402
-from bench.engine import MODELS  # noqa: E402
+from bench.engine_harness import MODELS  # noqa: E402
 from pruning import export  # noqa: E402
 from pruning.devices import get_profile  # noqa: E402
 from pruning.estimate import estimate  # noqa: E402

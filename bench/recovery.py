@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import markdown, write_section  # noqa: E402
-from bench.engine import _digits16_cnn, _ic_resnet8, _kws_dscnn  # noqa: E402
+from bench.engine_harness import _digits16_cnn, _ic_resnet8, _kws_dscnn  # noqa: E402
 from pruning.run import run  # noqa: E402
 from pruning.spec import PruneSpec  # noqa: E402
 

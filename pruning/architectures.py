@@ -6,13 +6,15 @@ The four MLPerf Tiny v1.1 models, as described in shared/reference/mlperf-tiny-m
 import keras
 
 
-def _conv_bn_relu(x: object, filters: int, kernel: int | tuple[int, int], strides: int = 1) -> object:
+def _conv_bn_relu(
+    x: keras.KerasTensor, filters: int, kernel: int | tuple[int, int], strides: int = 1
+) -> keras.KerasTensor:
     x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization()(x)
     return keras.layers.ReLU()(x)
 
 
-def _dw_bn_relu(x: object, strides: int = 1) -> object:
+def _dw_bn_relu(x: keras.KerasTensor, strides: int = 1) -> keras.KerasTensor:
     x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization()(x)
     return keras.layers.ReLU()(x)

@@ -6,6 +6,7 @@ as `pruning.job` confines itself). Prints one JSON line per attempt: {"name", "d
 """
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -47,8 +48,8 @@ def _memory(pid: str) -> tuple[bool, str]:
     return bool(data) and outside, f"read memory at {start:#x} of a process {'outside' if outside else 'inside'}"
 
 
-def _connect(host: str, port: int, timeout: float) -> tuple[bool, str]:
-    with socket.create_connection((host, port), timeout=timeout):
+def _connect(host: str, port: int | str, timeout: float) -> tuple[bool, str]:
+    with socket.create_connection((host, int(port)), timeout=timeout):
         return True, "connected"
 
 
@@ -179,6 +180,11 @@ def _worker_files(job: str) -> tuple[bool, str]:
     return bool(found), "; ".join(found) if found else "nothing outside its folder is writable or private to it"
 
 
+def _kill(t: dict[str, Any]) -> tuple[bool, str]:
+    os.kill(int(t["victim"]), signal.SIGKILL)  # read when the attempt runs, as the other targets are
+    return True, "sent SIGKILL"
+
+
 def _limits() -> tuple[bool, str]:
     unlimited = [
         name
@@ -197,17 +203,17 @@ def suite(t: dict[str, Any]) -> dict[str, Callable[[], tuple[bool, str]]]:
         ("pid1", "1"),
         *((f"worker{i}", p) for i, p in enumerate(t["pids"])),
     ):
-        attacks[f"read_environ_{who}"] = lambda pid=pid: _environ(pid)
-        attacks[f"read_memory_{who}"] = lambda pid=pid: _memory(pid)
+        attacks[f"read_environ_{who}"] = functools.partial(_environ, pid)
+        attacks[f"read_memory_{who}"] = functools.partial(_memory, pid)
     for name, port in t["ports"].items():
-        attacks[f"connect_{name}"] = lambda port=port: _connect("127.0.0.1", int(port), timeout)
+        attacks[f"connect_{name}"] = functools.partial(_connect, "127.0.0.1", port, timeout)
     attacks["connect_metadata_169.254.169.254"] = lambda: _connect("169.254.169.254", 80, timeout)
     attacks["resolve_dns"] = lambda: _resolve("example.com")
     attacks["read_other_job_folder"] = lambda: _read_folder(t["other_job"])
     attacks["read_artifact_store"] = lambda: _read_folder(t["store"])
     for name, path in t["writes"].items():
-        attacks[f"write_{name}"] = lambda path=path, tmp=name == "tmp_outside": _write(path, tmp)
-    attacks["signal_other_process"] = lambda: (os.kill(int(t["victim"]), signal.SIGKILL), (True, "sent SIGKILL"))[1]
+        attacks[f"write_{name}"] = functools.partial(_write, path, name == "tmp_outside")
+    attacks["signal_other_process"] = functools.partial(_kill, t)
     attacks["symlink_out_of_out"] = lambda: _link("symlink", t["secret"], t["out"])
     attacks["hardlink_out_of_out"] = lambda: _link("hardlink", t["secret"], t["out"])
     attacks["fork"] = _fork
@@ -240,13 +246,12 @@ def main(targets_path: str) -> int:
         try:
             with contextlib.redirect_stdout(printed):
                 runpy.run_path(targets["payload"], run_name="__main__")
-            outcome = {"name": "payload", "done": True, "detail": "ran to the end"}
+            done, detail = True, "ran to the end"
         except BaseException as exc:  # noqa: BLE001
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:500]
-            outcome = {"name": "payload", "done": False, "detail": detail}
+            done, detail = False, "".join(traceback.format_exception_only(type(exc), exc)).strip()[:500]
         if printed.getvalue():
-            outcome["detail"] += f"; it printed: {printed.getvalue()[-1500:]}"
-        print(json.dumps(outcome), flush=True)  # noqa: T201
+            detail += f"; it printed: {printed.getvalue()[-1500:]}"
+        print(json.dumps({"name": "payload", "done": done, "detail": detail}), flush=True)  # noqa: T201
     return 0
 
 

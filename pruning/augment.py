@@ -10,6 +10,7 @@ loudest mix, applied to the waveforms before the front end by `pruning.noise`). 
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 KNOWN = (
     "flip",
@@ -39,7 +40,7 @@ def check(spec: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if v}
 
 
-def apply(x: np.ndarray, spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+def apply(x: NDArray[Any], spec: dict[str, Any], rng: np.random.Generator) -> NDArray[Any]:
     if x.ndim != 4:
         return x
     x = x.copy()
@@ -80,7 +81,7 @@ def apply(x: np.ndarray, spec: dict[str, Any], rng: np.random.Generator) -> np.n
     return x.astype(np.float32, copy=False)
 
 
-def _rotate(x: np.ndarray, angles: np.ndarray) -> np.ndarray:
+def _rotate(x: NDArray[Any], angles: NDArray[Any]) -> NDArray[Any]:
     n, h, w, _ = x.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, cx = (h - 1) / 2, (w - 1) / 2

@@ -77,10 +77,12 @@ SYSCALLS = {
         "keyctl": 219,
     },
 }
-DENIED = ("fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd")
-# No namespaces of its own (a user namespace would hand it capabilities over new mounts and much of
-# the kernel's surface), no mounts, no eBPF, no kernel keyrings.
-DENIED += ("unshare", "setns", "mount", "umount2", "pivot_root", "bpf", "add_key", "request_key", "keyctl")
+# No processes, no reading others' memory; no namespaces of its own (a user namespace would hand it
+# capabilities over new mounts and much of the kernel's surface), no mounts, no eBPF, no kernel keyrings.
+DENIED: tuple[str, ...] = (
+    "fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
+    "unshare", "setns", "mount", "umount2", "pivot_root", "bpf", "add_key", "request_key", "keyctl",
+)  # fmt: skip
 X32_SYSCALL_BIT = 0x40000000
 CLONE_THREAD = 0x00010000
 AF_UNIX = 1

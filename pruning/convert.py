@@ -153,7 +153,7 @@ def _convert_folders(path: Path, out: Path, options: dict[str, Any], audio: bool
                     waves.add_noise(read_wav(data, fe["sample_rate"]))
                     continue
                 pcm = read_wav(data, fe["sample_rate"]) if audio else None
-                x = extract(pcm) if pcm is not None else decode_image(data, shape[:2], shape[2])
+                x = extract(pcm) if pcm is not None else decode_image(data, (shape[0], shape[1]), shape[2])
             except Exception as exc:  # noqa: BLE001 - decoders raise many kinds for a bad file
                 bad.add(name, str(exc)[:120] or type(exc).__name__)
                 continue

@@ -21,6 +21,10 @@ def _shape(tensor: object) -> tuple[int, ...]:
     return tuple(int(d) for d in getattr(tensor, "shape")[1:])  # noqa: B009 - symbolic tensors
 
 
+def _size(kernel_size: tuple[int, ...]) -> int:
+    return prod(int(k) for k in kernel_size)
+
+
 # Weight matrices per recurrent step: one per gate (LSTM: input, forget, cell, output; GRU: update, reset, new).
 RECURRENT_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 
@@ -63,18 +67,19 @@ def layer_macs(layer: keras.layers.Layer) -> int:
     if isinstance(layer, keras.layers.MultiHeadAttention):
         return _attention_macs(layer)
     if isinstance(layer, keras.layers.Dense):
-        return prod(_shape(layer.input)[:-1] or (1,)) * int(layer.kernel.shape[0]) * layer.units
+        return prod(_shape(layer.input)[:-1] or (1,)) * int(layer.kernel.shape[0]) * int(layer.units)
     if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
         out = _shape(layer.output)
         cin = int(layer.depthwise_kernel.shape[-2])
-        dw = prod(out[:-1]) * prod(layer.kernel_size) * cin * layer.depth_multiplier
-        return dw + prod(out[:-1]) * cin * layer.depth_multiplier * layer.filters
+        multiplier = int(layer.depth_multiplier)
+        dw = prod(out[:-1]) * _size(layer.kernel_size) * cin * multiplier
+        return dw + prod(out[:-1]) * cin * multiplier * int(layer.filters)
     if isinstance(layer, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
-        return prod(_shape(layer.output)) * prod(layer.kernel_size)
+        return prod(_shape(layer.output)) * _size(layer.kernel_size)
     if isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D):
         out = _shape(layer.output)
         cin = int(layer.kernel.shape[-2])
-        return prod(out) * prod(layer.kernel_size) * cin
+        return prod(out) * _size(layer.kernel_size) * cin
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.errors import PruningError
 
@@ -96,7 +97,7 @@ class Sink:
     label_dtype: Any = np.int64
     rows: dict[str, int] = field(default_factory=dict)
     labels: dict[str, list[Any]] = field(default_factory=dict)
-    _x: dict[str, np.ndarray] = field(default_factory=dict)
+    _x: dict[str, np.memmap[Any, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split, n in self.capacity.items():
@@ -105,7 +106,7 @@ class Sink:
                 self._x[split] = np.lib.format.open_memmap(path, "w+", self.dtype, (n, *self.shape))
                 self.rows[split], self.labels[split] = 0, []
 
-    def add(self, split: str, x: np.ndarray, label: Any) -> None:
+    def add(self, split: str, x: NDArray[Any], label: Any) -> None:
         self._x[split][self.rows[split]] = x
         self.rows[split] += 1
         self.labels[split].append(label)
@@ -129,12 +130,12 @@ class Sink:
         return arrays
 
 
-def _write_array(zf: zipfile.ZipFile, name: str, a: np.ndarray) -> None:
+def _write_array(zf: zipfile.ZipFile, name: str, a: NDArray[Any]) -> None:
     with zf.open(name, "w", force_zip64=True) as f:
         np.lib.format.write_array(f, a, allow_pickle=False)
 
 
-def _write_rows(zf: zipfile.ZipFile, name: str, source: Path, x: np.ndarray, n: int) -> None:
+def _write_rows(zf: zipfile.ZipFile, name: str, source: Path, x: NDArray[Any], n: int) -> None:
     """The first `n` rows of the `.npy` at `source`, streamed into a member with its own header."""
     header = {"descr": np.lib.format.dtype_to_descr(x.dtype), "fortran_order": False, "shape": (n, *x.shape[1:])}
     with zf.open(name, "w", force_zip64=True) as f, source.open("rb") as src:
@@ -154,7 +155,8 @@ class BadEntries:
     """Counts skipped entries; refuses the dataset when there are too many."""
 
     def __init__(self, total: int, max_fraction: float) -> None:
-        self.total, self.max_fraction, self.first, self.count = total, max_fraction, [], 0
+        self.total, self.max_fraction, self.count = total, max_fraction, 0
+        self.first: list[str] = []
 
     def add(self, name: str, reason: str) -> None:
         self.count += 1
@@ -220,7 +222,7 @@ def assign_splits(
     return out, classes
 
 
-def decode_image(data: bytes, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+def decode_image(data: bytes, size: tuple[int, int] | None, channels: int) -> NDArray[Any]:
     import warnings
 
     from PIL import Image
@@ -228,15 +230,15 @@ def decode_image(data: bytes, size: tuple[int, int] | None, channels: int) -> np
     Image.MAX_IMAGE_PIXELS = 64_000_000
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            img = opened.convert("L" if channels == 1 else "RGB")
             if size is not None and img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             a = np.asarray(img, np.uint8)
     return a[..., None] if channels == 1 else a
 
 
-def read_wav(data: bytes, rate: int) -> np.ndarray:
+def read_wav(data: bytes, rate: int) -> NDArray[Any]:
     """PCM WAV as float samples in [-1, 1] (first channel); refuses another sample rate."""
     with wave.open(io.BytesIO(data)) as w:
         if w.getframerate() != rate:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.errors import PruningError
 
@@ -23,12 +24,12 @@ BUILTIN: dict[str, str] = {
 
 @dataclass
 class Data:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
+    x_train: NDArray[Any]
+    y_train: NDArray[Any]
+    x_val: NDArray[Any]
+    y_val: NDArray[Any]
+    x_test: NDArray[Any] | None = None
+    y_test: NDArray[Any] | None = None
     name: str = "uploaded"
     meta: dict[str, Any] | None = None
     """How the stored arrays were made (format, classes, scale, offset, audio front end), if declared."""
@@ -37,12 +38,12 @@ class Data:
     def task(self) -> str:
         return infer_task(self.y_train)
 
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    def split(self, name: str) -> tuple[NDArray[Any], NDArray[Any]] | None:
         x, y = getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
         return None if x is None else (x, y)
 
 
-def infer_task(y: np.ndarray) -> str:
+def infer_task(y: NDArray[Any]) -> str:
     """`classification` for class ids or one-hot rows, `regression` for float targets."""
     if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
         return "classification"
@@ -130,7 +131,7 @@ def load_builtin(name: str, seed: int = 0) -> Data:
     raise PruningError("unknown_dataset", f"no built-in dataset {name!r}; choose from {', '.join(BUILTIN)}")
 
 
-def _split(x: np.ndarray, y: np.ndarray, name: str, seed: int) -> Data:
+def _split(x: NDArray[Any], y: NDArray[Any], name: str, seed: int) -> Data:
     order = np.random.default_rng(seed).permutation(len(x))
     x, y = x[order], y[order]
     n_train, n_val = int(0.7 * len(x)), int(0.15 * len(x))

@@ -6,6 +6,7 @@ from typing import Any
 import flatbuffers
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.errors import PruningError
 from pruning.tflite_file import stored_tensors
@@ -36,10 +37,10 @@ def unrolled(model: keras.Model) -> keras.Model:
         unroll(entry)
     copy = type(model).from_config(config)
     copy.set_weights(model.get_weights())
-    return copy  # type: ignore[no-any-return]
+    return copy
 
 
-def to_tflite(model: keras.Model, quantization: str = "none", representative: np.ndarray | None = None) -> bytes:
+def to_tflite(model: keras.Model, quantization: str = "none", representative: NDArray[Any] | None = None) -> bytes:
     if quantization == "int8" and _recurrent(model):
         if any(d is None for d in model.inputs[0].shape[1:]):
             raise PruningError(
@@ -60,7 +61,7 @@ def to_tflite(model: keras.Model, quantization: str = "none", representative: np
     return expand_dims_as_reshape(positive_zeros(converted))
 
 
-def _convert(model: keras.Model, quantization: str, representative: np.ndarray | None, fixed_batch: bool) -> bytes:
+def _convert(model: keras.Model, quantization: str, representative: NDArray[Any] | None, fixed_batch: bool) -> bytes:
     import tensorflow as tf
 
     if fixed_batch:
@@ -174,7 +175,7 @@ def interpreter(tflite: bytes, threads: int = 1) -> Any:
     return Interpreter(model_content=tflite, num_threads=threads)
 
 
-def predict(tflite: bytes, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict(tflite: bytes, x: NDArray[Any], batch_size: int = 256) -> NDArray[Any]:
     """Outputs of the `.tflite` model on `x`, as float, (de)quantizing int8 inputs and outputs."""
     interp = interpreter(tflite)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]

@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import stream
 from pruning.errors import PruningError
@@ -16,7 +17,7 @@ from pruning.masks import masked_nonzero
 class MaskCheck(keras.callbacks.Callback):
     """Fails loudly if a masked weight ever comes back to life."""
 
-    def __init__(self, variables: list[keras.Variable], masks: dict[str, np.ndarray]) -> None:
+    def __init__(self, variables: list[keras.Variable], masks: dict[str, NDArray[Any]]) -> None:
         super().__init__()
         self.variables, self.masks = variables, masks
 
@@ -46,7 +47,7 @@ RECALIBRATE = True
 RECALIBRATION_SAMPLES = 2048
 
 
-def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> int:
+def recalibrate_batchnorm(model: keras.Model, x: NDArray[Any], batch_size: int = 256) -> int:
     """Re-estimate every BatchNorm's moving mean and variance as the plain average of its batch
     statistics over (a sample of) `x`, whatever its momentum; no other weight changes.
 
@@ -96,7 +97,7 @@ class Distilled(keras.losses.Loss):
         return (1 - self.weight) * task + self.weight * t * t * kd
 
 
-def teacher_targets(y: np.ndarray, teacher: np.ndarray, from_logits: bool) -> np.ndarray:
+def teacher_targets(y: NDArray[Any], teacher: NDArray[Any], from_logits: bool) -> NDArray[Any]:
     """Labels and the teacher's logits side by side, as `Distilled` reads them."""
     logits = teacher if from_logits else np.log(np.clip(teacher, 1e-7, 1.0))
     labels = y.reshape(len(y), -1).astype("float32")
@@ -108,7 +109,8 @@ class EarlyStop(keras.callbacks.Callback):
 
     def __init__(self, done: Callable[[keras.Model], bool]) -> None:
         super().__init__()
-        self.done, self.stopped_after = done, None
+        self.done = done
+        self.stopped_after: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.done(self.model):
@@ -118,15 +120,15 @@ class EarlyStop(keras.callbacks.Callback):
 
 def finetune(
     model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
+    x: NDArray[Any],
+    y: NDArray[Any],
     *,
     loss: Any,
     epochs: int,
     batch_size: int,
     optimizer: Callable[[int], keras.optimizers.Optimizer],
     variables: list[keras.Variable],
-    masks: dict[str, np.ndarray],
+    masks: dict[str, NDArray[Any]],
     on_progress: Callable[[float], None],
     stop: Callable[[keras.Model], bool] | None = None,
     augment: dict[str, Any] | None = None,

@@ -8,6 +8,7 @@ fills in every parameter, and that full dict goes into the dataset and the job r
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.errors import PruningError
 
@@ -59,11 +60,11 @@ def output_shape(fe: dict[str, Any]) -> tuple[int, int, int]:
     return (fe["frames"], fe["bins"] if fe["type"] == "mfcc" else fe["mel_bins"], 1)
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(hz: NDArray[Any]) -> NDArray[Any]:
     return 2595.0 * np.log10(1.0 + hz / 700.0)
 
 
-def mel_matrix(fe: dict[str, Any]) -> np.ndarray:
+def mel_matrix(fe: dict[str, Any]) -> NDArray[Any]:
     """Triangular HTK mel filters, (fft_length // 2 + 1, mel_bins)."""
     n_fft, rate, n_mel = fe["fft_length"], fe["sample_rate"], fe["mel_bins"]
     freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
@@ -74,16 +75,18 @@ def mel_matrix(fe: dict[str, Any]) -> np.ndarray:
     left, centre, right = edges_mel[:-2], edges_mel[1:-1], edges_mel[2:]
     up = (mel[:, None] - left[None]) / (centre - left)[None]
     down = (right[None] - mel[:, None]) / (right - centre)[None]
-    return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+    weights: NDArray[Any] = np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+    return weights
 
 
-def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+def dct_matrix(n_in: int, n_out: int) -> NDArray[Any]:
     """Orthonormal DCT-II, (n_in, n_out)."""
     k = np.arange(n_out)[None, :]
     n = np.arange(n_in)[:, None]
     m = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
     m[:, 0] /= np.sqrt(2.0)
-    return m.astype(np.float32)
+    matrix: NDArray[Any] = m.astype(np.float32)
+    return matrix
 
 
 class FrontEnd:
@@ -95,7 +98,7 @@ class FrontEnd:
         self.mel = mel_matrix(fe)
         self.dct = dct_matrix(fe["mel_bins"], fe["bins"]) if fe["type"] == "mfcc" else None
 
-    def __call__(self, clip: np.ndarray) -> np.ndarray:
+    def __call__(self, clip: NDArray[Any]) -> NDArray[Any]:
         fe = self.fe
         n = fe["clip_samples"]
         clip = np.pad(clip[:n], (0, max(0, n - len(clip))))
@@ -105,4 +108,5 @@ class FrontEnd:
         feats = np.log(power.astype(np.float32) @ self.mel + float(fe["log_offset"]))
         if self.dct is not None:
             feats = feats @ self.dct
-        return feats.astype(np.float32)[..., None]
+        features: NDArray[Any] = feats.astype(np.float32)[..., None]
+        return features

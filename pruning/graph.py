@@ -159,7 +159,7 @@ def analyse(model: keras.Model) -> ChannelGraph:
         for g in {graph.find(g) for g, _ in chan or []}:
             graph.groups[g].frozen = graph.groups[g].frozen or reason
 
-    def new_group(layer: keras.layers.Layer, size: int, tensor: Any) -> Chan:
+    def new_group(layer: keras.layers.Layer, size: int, tensor: Any) -> list[tuple[int, int]]:
         gid = len(graph.groups)
         graph.groups[gid] = Group(gid, size, producers=[layer.name], tensors=[tensor])
         graph.parent[gid] = gid

@@ -54,7 +54,7 @@ def main(request_path: str) -> int:
     from pruning.datasets import load_builtin, load_npz
     from pruning.errors import PruningError
 
-    last = {"stage": "", "at": 0.0}
+    last: dict[str, str | float] = {"stage": "", "at": 0.0}
 
     def progress(stage: str, fraction: float) -> None:
         now = time.monotonic()

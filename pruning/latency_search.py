@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import export, metrics
 from pruning.datasets import Data
@@ -30,6 +31,7 @@ from pruning.estimate import estimate
 from pruning.estimate.keras_model import estimate_keras_ms
 from pruning.graph import ChannelGraph, Group, analyse, keep_indices
 from pruning.scoring import channel_scores
+from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
 
 MIN_STEP = 0.03
@@ -56,7 +58,7 @@ class _Proposal:
     loss: float = 0.0
 
 
-def hold_out(data: Data, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def hold_out(data: Data, seed: int) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """(x_fit, y_fit, x_hold, y_hold): a seeded share of the training split kept out of the search's fine-tuning."""
     n = len(data.x_train)
     k = min(HOLD_OUT_MAX, max(HOLD_OUT_MIN, int(HOLD_OUT_SHARE * n)))
@@ -83,7 +85,7 @@ class _Search:
         self,
         data: Data,
         loss: Any,
-        spec: Any,
+        spec: PruneSpec,
         profile: DeviceProfile,
         log: Callable[[str], None],
         progress: Callable[[float], None],
@@ -119,7 +121,7 @@ class _Search:
         return float(value), float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_hold, pred))))
 
     def proposals(
-        self, model: keras.Model, graph: ChannelGraph, order: dict[int, np.ndarray], now_ms: float, step: float
+        self, model: keras.Model, graph: ChannelGraph, order: dict[int, NDArray[Any]], now_ms: float, step: float
     ) -> tuple[list[_Proposal], float]:
         """Per group, the fewest lowest-scored channels whose removal lowers the estimate by `step`, and
         the step used: halved (down to `MIN_STEP` of the dense latency) while fewer than half of the
@@ -180,7 +182,7 @@ def search_latency(
     model: keras.Model,
     data: Data,
     loss: Any,
-    spec: Any,
+    spec: PruneSpec,
     dense_tflite: bytes | None = None,
     log: Callable[[str], None] | None = None,
     progress: Callable[[float], None] | None = None,
@@ -192,6 +194,7 @@ def search_latency(
     """
     say = log or (lambda _m: None)
     profile = get_profile(str(spec.device))
+    assert spec.latency_ms is not None, "run() searches only for a job with a latency budget"
     budget = float(spec.latency_ms)
     search = _Search(data, loss, spec, profile, say, progress or (lambda _f: None))
     guard = spec.max_accuracy_drop if data.task == "classification" else spec.max_error_increase

@@ -10,6 +10,7 @@ from typing import Any  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
 
 from pruning.errors import PruningError  # noqa: E402
 from pruning.safety import check_model_file  # noqa: E402
@@ -65,7 +66,7 @@ def describe(model: keras.Model) -> dict[str, Any]:
     }
 
 
-def resolve_loss(model: keras.Model, y: np.ndarray, task: str, sample_output: np.ndarray) -> tuple[Any, str, str]:
+def resolve_loss(model: keras.Model, y: NDArray[Any], task: str, sample_output: NDArray[Any]) -> tuple[Any, str, str]:
     """The model's compiled loss, or one inferred from the labels. Returns (loss, name, source)."""
     loss = getattr(model, "loss", None)
     if loss is not None:

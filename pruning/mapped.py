@@ -5,12 +5,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 class ScaledArray:
     """float32 view of a stored (often uint8/int16, memory-mapped) array: `base * scale + offset`."""
 
-    def __init__(self, base: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> None:
+    def __init__(self, base: NDArray[Any], scale: float = 1.0, offset: float = 0.0) -> None:
         self.base, self.scale, self.offset = base, np.float32(scale), np.float32(offset)
         self.shape: tuple[int, ...] = tuple(base.shape)
         self.dtype = np.dtype(np.float32)
@@ -19,7 +20,7 @@ class ScaledArray:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getitem__(self, index: Any) -> np.ndarray:
+    def __getitem__(self, index: Any) -> NDArray[Any]:
         rows = np.asarray(self.base[index], dtype=np.float32)
         if self.scale != 1:
             rows *= self.scale
@@ -27,17 +28,17 @@ class ScaledArray:
             rows += self.offset
         return rows
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: Any = None) -> NDArray[Any]:
         rows = self[:]
         return rows if dtype is None else rows.astype(dtype)
 
-    def astype(self, dtype: Any) -> np.ndarray:
+    def astype(self, dtype: Any) -> NDArray[Any]:
         return np.asarray(self, dtype)
 
 
-def mapped_members(path: Path) -> dict[str, np.ndarray]:
+def mapped_members(path: Path) -> dict[str, NDArray[Any]]:
     """Read-only memory maps of the `.npy` members of `path` that are stored uncompressed."""
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, NDArray[Any]] = {}
     with zipfile.ZipFile(path) as zf, path.open("rb") as f:
         for info in zf.infolist():
             if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):

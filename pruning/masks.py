@@ -1,7 +1,10 @@
 """Masks: which weights are kept. Thresholding scores is separate from holding masks on a model."""
 
+from typing import Any
+
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 # Kernels whose zeros matter for size and, on sparse runtimes, for speed. Biases and
 # normalisation weights are tiny and are not pruned.
@@ -23,7 +26,7 @@ def prunable_variables(model: keras.Model, depthwise: bool = True) -> list[keras
     return out
 
 
-def threshold_mask(scores: np.ndarray, sparsity: float) -> np.ndarray:
+def threshold_mask(scores: NDArray[Any], sparsity: float) -> NDArray[Any]:
     """Keep all but the `sparsity` share of lowest scores: exactly round(sparsity * n) zeros."""
     n_prune = int(round(sparsity * scores.size))
     mask = np.ones(scores.size, dtype=np.float32)
@@ -36,19 +39,19 @@ def threshold_mask(scores: np.ndarray, sparsity: float) -> np.ndarray:
 class MaskConstraint:
     """Keeps masked weights at exactly zero after every optimizer step."""
 
-    def __init__(self, mask: np.ndarray) -> None:
+    def __init__(self, mask: NDArray[Any]) -> None:
         self.mask = keras.ops.convert_to_tensor(mask)
 
     def __call__(self, w: keras.Variable) -> object:
         return w * keras.ops.cast(self.mask, w.dtype)
 
 
-def per_layer_masks(scores: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
+def per_layer_masks(scores: dict[str, NDArray[Any]], sparsity: float) -> dict[str, NDArray[Any]]:
     """Per-layer threshold: every prunable kernel gets the same sparsity."""
     return {path: threshold_mask(s, sparsity) for path, s in scores.items()}
 
 
-def lamp(scores: np.ndarray) -> np.ndarray:
+def lamp(scores: NDArray[Any]) -> NDArray[Any]:
     """LAMP (Lee et al. 2021): a weight's squared score over the sum of the squared scores of the
     weights of its layer that are not below it, so scores of different layers can be compared.
 
@@ -66,7 +69,7 @@ def lamp(scores: np.ndarray) -> np.ndarray:
 GLOBAL_NORMALISATION = "lamp"
 
 
-def global_masks(scores: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
+def global_masks(scores: dict[str, NDArray[Any]], sparsity: float) -> dict[str, NDArray[Any]]:
     """One threshold over all kernels, on per-layer normalised (LAMP) scores: layers whose weights
     matter less lose more, and none is emptied."""
     paths = list(scores)
@@ -80,18 +83,19 @@ def global_masks(scores: dict[str, np.ndarray], sparsity: float) -> dict[str, np
     return out
 
 
-def _blocks(array: np.ndarray, block: int) -> np.ndarray:
+def _blocks(array: NDArray[Any], block: int) -> NDArray[Any]:
     """Sums over runs of `block` consecutive entries along axis -2 (a kernel's input axis, which is
     contiguous in the TFLite file): shape (..., out, ceil(in / block))."""
     moved = np.moveaxis(array, -2, -1)
     pad = (-moved.shape[-1]) % block
     padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, pad)])
-    return padded.reshape(*moved.shape[:-1], -1, block).sum(-1)
+    sums: NDArray[Any] = padded.reshape(*moved.shape[:-1], -1, block).sum(-1)
+    return sums
 
 
 def block_masks(
-    scores: dict[str, np.ndarray], sparsity: float, block: int, scope: str = "per_layer"
-) -> dict[str, np.ndarray]:
+    scores: dict[str, NDArray[Any]], sparsity: float, block: int, scope: str = "per_layer"
+) -> dict[str, NDArray[Any]]:
     """Masks that keep or drop runs of `block` consecutive weights along the input axis together,
     ranked by their mean score; gzip compresses such runs of zeros far better than scattered ones."""
     means = {p: _blocks(s, block) / _blocks(np.ones_like(s), block) for p, s in scores.items()}
@@ -104,7 +108,7 @@ def block_masks(
     return out
 
 
-def n_of_m_mask(scores: np.ndarray, n: int, m: int) -> np.ndarray:
+def n_of_m_mask(scores: NDArray[Any], n: int, m: int) -> NDArray[Any]:
     """Keep the `n` best of every `m` consecutive weights along the input axis (-2) of a kernel.
 
     A trailing block shorter than `m` keeps the same share, rounded up.
@@ -120,7 +124,7 @@ def n_of_m_mask(scores: np.ndarray, n: int, m: int) -> np.ndarray:
     return np.moveaxis(mask, -1, -2)
 
 
-def attach(variables: list[keras.Variable], masks: dict[str, np.ndarray]) -> None:
+def attach(variables: list[keras.Variable], masks: dict[str, NDArray[Any]]) -> None:
     """Zero the masked weights now and keep them zero through training."""
     for v in variables:
         mask = masks.get(v.path)
@@ -137,6 +141,6 @@ def strip(variables: list[keras.Variable]) -> None:
             v.constraint = None
 
 
-def masked_nonzero(variables: list[keras.Variable], masks: dict[str, np.ndarray]) -> int:
+def masked_nonzero(variables: list[keras.Variable], masks: dict[str, NDArray[Any]]) -> int:
     """How many masked-out weights are not zero (0 when masks hold)."""
     return sum(int(np.count_nonzero(np.asarray(v)[masks[v.path] == 0])) for v in variables if v.path in masks)

@@ -3,13 +3,14 @@
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
-def class_ids(y: np.ndarray) -> np.ndarray:
+def class_ids(y: NDArray[Any]) -> NDArray[Any]:
     return y.argmax(-1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1).astype(np.int64)
 
 
-def classification(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def classification(pred: NDArray[Any], y: NDArray[Any]) -> dict[str, Any]:
     p, t = pred.argmax(-1), class_ids(y)
     classes = np.unique(t)
     precision = [float(np.mean(t[p == c] == c)) if np.any(p == c) else 0.0 for c in classes]
@@ -22,12 +23,12 @@ def classification(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     }
 
 
-def regression(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def regression(pred: NDArray[Any], y: NDArray[Any]) -> dict[str, Any]:
     err = pred.reshape(len(y), -1) - y.reshape(len(y), -1)
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))), "samples": int(len(y))}
 
 
-def evaluate(pred: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
+def evaluate(pred: NDArray[Any], y: NDArray[Any], task: str) -> dict[str, Any]:
     return classification(pred, y) if task == "classification" else regression(pred, y)
 
 

@@ -63,7 +63,7 @@ class Recipe:
                 warmup_steps=warmup,
             )
         cls = getattr(keras.optimizers, self.optimizer, keras.optimizers.Adam)
-        return cls.from_config({**self.optimizer_config, "learning_rate": rate})  # type: ignore[no-any-return]
+        return cls.from_config({**self.optimizer_config, "learning_rate": rate})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +137,7 @@ def choose(
             f"between {MIN_EPOCHS} and {MAX_EPOCHS}; stops early once back within the guard"
         )
     saved = compiled_optimizer(model)
+    config: dict[str, Any]
     if spec.learning_rate is not None:
         name, config, rate, schedule = "Adam", {}, spec.learning_rate, "constant"
         why["learning_rate"] = "set in the job (Adam, constant)"

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import export
 from pruning.counting import LayerCount
@@ -17,7 +18,7 @@ def sizes(keras_path: Path, tflite: bytes) -> dict[str, int]:
     }
 
 
-def agreement(a: np.ndarray, b: np.ndarray, task: str) -> float:
+def agreement(a: NDArray[Any], b: NDArray[Any], task: str) -> float:
     """Share of samples where the `.tflite` and Keras models agree (same class, or within 1e-3)."""
     if task == "classification":
         return float(np.mean(a.argmax(-1) == b.argmax(-1)))
@@ -27,7 +28,7 @@ def agreement(a: np.ndarray, b: np.ndarray, task: str) -> float:
 def sparsity_block(
     before: dict[str, LayerCount],
     after: list[LayerCount],
-    masks: dict[str, np.ndarray],
+    masks: dict[str, NDArray[Any]],
     target: float | None,
     reached: float,
 ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import export, metrics, plots, schedule, stream
 from pruning.checkpoint import Checkpoints
@@ -87,7 +88,7 @@ def _check_data(model: keras.Model, data: Data) -> None:
             raise PruningError("data_mismatch", f"labels go up to {top} but the model has {classes} outputs")
 
 
-def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+def _predict(model: keras.Model, x: NDArray[Any]) -> NDArray[Any]:
     return stream.predict(model, x)
 
 
@@ -165,6 +166,8 @@ def run(
     target = spec.target_sparsity
     if spec.macs_reduction is not None and isinstance(pruner, ChannelPruner):
         target = pruner.sparsity_for_macs(model, spec.macs_reduction)
+    assert spec.schedule is not None  # PruneSpec.__post_init__ sets both
+    assert spec.steps is not None
     plan = schedule.make_schedule(spec.schedule if spec.granularity != "n_of_m" else "one_shot", target, spec.steps)
     guard = spec.max_accuracy_drop if task == "classification" else spec.max_error_increase
     headline = metrics.headline(task)
@@ -212,8 +215,9 @@ def run(
             optimizer=recipe.make_optimizer,
             variables=pruner.variables,
             masks=pruner.masks,
-            on_progress=lambda f, s=step: stages.enter("finetuning", (s - 1 + f) / plan.steps),
-            stop=None if within is None else lambda m, w=within: _drop(before, _evaluate(m, data, loss), task) <= w,
+            # Both are called during this round's fit, so they see this round's step (B023 is about later calls).
+            on_progress=lambda f: stages.enter("finetuning", (step - 1 + f) / plan.steps),  # noqa: B023
+            stop=None if within is None else lambda m: _drop(before, _evaluate(m, data, loss), task) <= within,  # noqa: B023
             augment=spec.augment,
         )
         after_step = _evaluate(model, data, loss)

@@ -10,6 +10,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.graph import DEPTHWISE, SEPARABLE, ChannelGraph, Group
 
@@ -19,19 +20,25 @@ METHODS = ("magnitude", "gradient", "activation")
 SCORE_SAMPLES = 2048
 
 
-def _sample(x: np.ndarray, y: np.ndarray | None = None, n: int = SCORE_SAMPLES) -> tuple[np.ndarray, np.ndarray | None]:
+def _sample(
+    x: NDArray[Any], y: NDArray[Any] | None = None, n: int = SCORE_SAMPLES
+) -> tuple[NDArray[Any], NDArray[Any] | None]:
     return x[:n], (None if y is None else y[:n])
 
 
 def taylor(
-    model: keras.Model, variables: list[keras.Variable], x: np.ndarray, y: np.ndarray, loss: Any, batch_size: int = 64
-) -> dict[str, np.ndarray]:
+    model: keras.Model,
+    variables: list[keras.Variable],
+    x: NDArray[Any],
+    y: NDArray[Any],
+    loss: Any,
+    batch_size: int = 64,
+) -> dict[str, NDArray[Any]]:
     """Sum over batches of |w * dL/dw| for each variable, with the model's loss."""
     import tensorflow as tf
 
     loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
-    x, y = _sample(x, y)
-    assert y is not None
+    x, y = x[:SCORE_SAMPLES], y[:SCORE_SAMPLES]
     totals = {v.path: np.zeros(v.shape, np.float64) for v in variables}
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
@@ -45,7 +52,7 @@ def taylor(
     return totals
 
 
-def _layer_inputs(model: keras.Model, layers: list[keras.layers.Layer], x: np.ndarray) -> dict[str, np.ndarray]:
+def _layer_inputs(model: keras.Model, layers: list[keras.layers.Layer], x: NDArray[Any]) -> dict[str, NDArray[Any]]:
     """Mean |input| per input feature (last axis) of each layer, over the sample."""
     from pruning.graph import ordered_nodes
 
@@ -62,7 +69,7 @@ def _layer_inputs(model: keras.Model, layers: list[keras.layers.Layer], x: np.nd
 FOLD_BATCHNORM = True
 
 
-def folded_scales(model: keras.Model) -> dict[str, np.ndarray]:
+def folded_scales(model: keras.Model) -> dict[str, NDArray[Any]]:
     """Per output channel, |gamma| / sqrt(var + eps) of the BatchNorm that alone consumes a layer's
     output, keyed by the layer's kernel path (its depthwise kernel's for depthwise convolutions).
 
@@ -102,15 +109,15 @@ def folded_scales(model: keras.Model) -> dict[str, np.ndarray]:
     return out
 
 
-def _magnitude(model: keras.Model, variables: list[keras.Variable]) -> dict[str, np.ndarray]:
+def _magnitude(model: keras.Model, variables: list[keras.Variable]) -> dict[str, NDArray[Any]]:
     """|w|, times the folded BatchNorm scale of each output channel where one follows."""
     scales = folded_scales(model) if FOLD_BATCHNORM else {}
     return {v.path: np.abs(np.asarray(v)) * scales.get(v.path, 1.0) for v in variables}
 
 
 def weight_scores(
-    method: str, model: keras.Model, variables: list[keras.Variable], x: np.ndarray, y: np.ndarray, loss: Any
-) -> dict[str, np.ndarray]:
+    method: str, model: keras.Model, variables: list[keras.Variable], x: NDArray[Any], y: NDArray[Any], loss: Any
+) -> dict[str, NDArray[Any]]:
     """A score for every weight of each prunable variable."""
     if method == "magnitude":
         return _magnitude(model, variables)
@@ -139,7 +146,9 @@ def _filter_kernel(layer: keras.layers.Layer) -> keras.Variable:
     return layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel
 
 
-def channel_scores(graph: ChannelGraph, method: str, x: np.ndarray, y: np.ndarray, loss: Any) -> dict[int, np.ndarray]:
+def channel_scores(
+    graph: ChannelGraph, method: str, x: NDArray[Any], y: NDArray[Any], loss: Any
+) -> dict[int, NDArray[Any]]:
     """One score per channel of each prunable group, aggregated over the whole group."""
     groups = graph.prunable()
     # Attention heads are no tensor's channels: they are scored by their weights, with the activation method too.
@@ -151,8 +160,8 @@ def channel_scores(graph: ChannelGraph, method: str, x: np.ndarray, y: np.ndarra
 
 
 def _kernel_scores(
-    graph: ChannelGraph, groups: list[Group], method: str, x: np.ndarray, y: np.ndarray, loss: Any
-) -> dict[int, np.ndarray]:
+    graph: ChannelGraph, groups: list[Group], method: str, x: NDArray[Any], y: NDArray[Any], loss: Any
+) -> dict[int, NDArray[Any]]:
     model = graph.model
     if method == "activation":
         if not groups:

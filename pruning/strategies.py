@@ -5,6 +5,7 @@ from typing import Any, Protocol
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import masks, scoring
 from pruning.counting import total_macs
@@ -12,6 +13,7 @@ from pruning.datasets import Data
 from pruning.errors import PruningError
 from pruning.finetune import recalibrate_batchnorm
 from pruning.graph import analyse
+from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
 
 # Re-estimate BatchNorm statistics right after each cut, before fine-tuning starts from it.
@@ -28,7 +30,7 @@ class Snapshot:
 
 class Pruner(Protocol):
     variables: list[keras.Variable]
-    masks: dict[str, np.ndarray]
+    masks: dict[str, NDArray[Any]]
     notes: dict[str, Any]
 
     def prune(self, model: keras.Model, sparsity: float) -> keras.Model: ...
@@ -58,7 +60,7 @@ class MaskPruner:
         self.variables = masks.prunable_variables(model, depthwise=granularity != "n_of_m")
         if not self.variables:
             raise PruningError("nothing_to_prune", "the model has no Dense or convolution kernels to prune")
-        self.masks: dict[str, np.ndarray] = {}
+        self.masks: dict[str, NDArray[Any]] = {}
         self.notes: dict[str, Any] = (
             {"scope": scope, "block": block} if granularity == "unstructured" else {"n": n, "m": m, "axis": "input"}
         )
@@ -104,7 +106,7 @@ class ChannelPruner:
         graph = analyse(model)
         self.original = {g.producers[0]: g.size for g in graph.groups.values() if graph.find(g.id) == g.id}
         self.variables: list[keras.Variable] = []
-        self.masks: dict[str, np.ndarray] = {}
+        self.masks: dict[str, NDArray[Any]] = {}
         self.notes: dict[str, Any] = {
             "groups": [
                 {"producers": g.producers, "channels": g.size, "prunable": g.frozen is None, "reason": g.frozen}
@@ -120,11 +122,11 @@ class ChannelPruner:
                 + "; ".join(sorted({str(g["reason"]) for g in self.notes["groups"]})),
             )
 
-    def _scored(self, model: keras.Model) -> tuple[Any, dict[int, np.ndarray]]:
+    def _scored(self, model: keras.Model) -> tuple[Any, dict[int, NDArray[Any]]]:
         graph = analyse(model)
         return graph, scoring.channel_scores(graph, self.method, self.data.x_train, self.data.y_train, self.loss)
 
-    def _kept(self, graph: Any, scores: dict[int, np.ndarray], sparsity: float) -> dict[int, set[int]]:
+    def _kept(self, graph: Any, scores: dict[int, NDArray[Any]], sparsity: float) -> dict[int, set[int]]:
         """Each group keeps its best (1 - sparsity) share of its original channels, at least one."""
         kept = {}
         for g in graph.prunable():
@@ -159,15 +161,16 @@ class ChannelPruner:
         return model
 
     def restore(self, state: Any) -> keras.Model:
-        return state  # type: ignore[no-any-return]
+        return state
 
     def finish(self, model: keras.Model) -> keras.Model:
         return model
 
 
-def make_pruner(model: keras.Model, data: Data, loss: Any, spec: Any) -> MaskPruner | ChannelPruner:
+def make_pruner(model: keras.Model, data: Data, loss: Any, spec: PruneSpec) -> MaskPruner | ChannelPruner:
     if spec.method not in scoring.METHODS:
         raise PruningError("invalid_spec", f"unknown method {spec.method!r}; choose from {', '.join(scoring.METHODS)}")
     if spec.granularity == "channel":
         return ChannelPruner(model, data, loss, spec.method)
+    assert spec.scope is not None  # PruneSpec.__post_init__ sets it
     return MaskPruner(model, data, loss, spec.method, spec.granularity, spec.scope, spec.n, spec.m, spec.block)

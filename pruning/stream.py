@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning import augment as augmentation
 from pruning.errors import PruningError
@@ -27,11 +28,11 @@ def take_input_time() -> float:
     return round(spent, 3)
 
 
-class Batches(keras.utils.PyDataset):  # type: ignore[misc]
+class Batches(keras.utils.PyDataset):
     """(x, y) batches in a seeded order reshuffled every epoch; rows read sorted (memory-map friendly)."""
 
     def __init__(
-        self, x: Any, y: np.ndarray, batch_size: int, seed: int, augment: dict[str, Any] | None = None
+        self, x: Any, y: NDArray[Any], batch_size: int, seed: int, augment: dict[str, Any] | None = None
     ) -> None:
         super().__init__(workers=2, max_queue_size=4)  # two reader threads keep a few batches ready
         self.x, self.y, self.batch_size, self.seed = x, y, max(1, batch_size), seed
@@ -42,7 +43,7 @@ class Batches(keras.utils.PyDataset):  # type: ignore[misc]
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[NDArray[Any], NDArray[Any]]:
         start = time.perf_counter()
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         rng = np.random.default_rng([self.seed, self.epoch, index])
@@ -62,7 +63,7 @@ class Batches(keras.utils.PyDataset):  # type: ignore[misc]
         self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
 
 
-def fit_input(x: Any, y: np.ndarray, batch_size: int, augment: dict[str, Any] | None = None) -> dict[str, Any]:
+def fit_input(x: Any, y: NDArray[Any], batch_size: int, augment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The input arguments of `model.fit`: the arrays themselves when in memory and not augmented,
     else a `Batches` stream seeded from Keras's global seed."""
     if isinstance(x, np.ndarray) and not augment:
@@ -76,7 +77,7 @@ def fit_input(x: Any, y: np.ndarray, batch_size: int, augment: dict[str, Any] | 
     return {"x": Batches(x, y, batch_size, seed, augment)}
 
 
-def predict(model: keras.Model, x: Any, batch_size: int = 256) -> np.ndarray:
+def predict(model: keras.Model, x: Any, batch_size: int = 256) -> NDArray[Any]:
     """`model.predict` over an array or an array-like, one batch in memory at a time."""
     if isinstance(x, np.ndarray):
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))

@@ -4,17 +4,18 @@ from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.graph import DEPTHWISE, RECURRENT, SEPARABLE, ChannelGraph, keep_indices, recurrent_gates
 
 
-def _take(array: np.ndarray, axis: int, index: list[int] | None) -> np.ndarray:
+def _take(array: NDArray[Any], axis: int, index: list[int] | None) -> NDArray[Any]:
     return array if index is None else np.take(array, index, axis=axis)
 
 
 def _sliced_weights(
-    layer: keras.layers.Layer, old: list[np.ndarray], keep_in: list[int] | None, keep_out: list[int] | None
-) -> list[np.ndarray]:
+    layer: keras.layers.Layer, old: list[NDArray[Any]], keep_in: list[int] | None, keep_out: list[int] | None
+) -> list[NDArray[Any]]:
     if isinstance(layer, SEPARABLE):
         depthwise, pointwise, *bias = old
         return [
@@ -44,7 +45,7 @@ def _sliced_weights(
     return old
 
 
-def _sliced_heads(old: list[np.ndarray], heads: list[int]) -> list[np.ndarray]:
+def _sliced_heads(old: list[NDArray[Any]], heads: list[int]) -> list[NDArray[Any]]:
     """MultiHeadAttention weights (query, key, value kernels (in, heads, dim) and biases (heads, dim), then
     the output kernel (heads, dim, out) and bias) without the heads left out."""
     *projections, out_kernel = old[:-1] if old[-1].ndim == 1 else old

@@ -4,11 +4,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 _TYPES: dict[int, Any] = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8, 7: np.int16}
 
 
-def stored_tensors(data: bytes | bytearray) -> Iterator[tuple[Any, np.ndarray]]:
+def stored_tensors(data: bytes | bytearray) -> Iterator[tuple[Any, NDArray[Any]]]:
     """(tensor, its stored bytes) for every tensor with data in the file's buffers. The bytes are a
     uint8 view into `data`, so writing them edits a `bytearray` in place."""
     from ai_edge_litert import schema_py_generated as schema
@@ -30,7 +31,7 @@ def stored_tensors(data: bytes | bytearray) -> Iterator[tuple[Any, np.ndarray]]:
                 )
 
 
-def constant_tensors(tflite: bytes) -> list[tuple[str, np.ndarray]]:
+def constant_tensors(tflite: bytes) -> list[tuple[str, NDArray[Any]]]:
     """(name, values) of every tensor stored in the file's buffers (weights, biases)."""
     return [
         (tensor.Name().decode(), np.frombuffer(raw.tobytes(), dtype=_TYPES[tensor.Type()]))

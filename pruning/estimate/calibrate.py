@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pruning.devices import MAC_CLASSES
 from pruning.estimate.costs import OpCost, analyse, padded_macs
@@ -22,10 +23,10 @@ _TILE_CANDIDATES = {
 
 
 def _grid_fit(
-    macs: np.ndarray,
-    work: np.ndarray,
-    floor_us: np.ndarray,
-    net_us: np.ndarray,
+    macs: NDArray[Any],
+    work: NDArray[Any],
+    floor_us: NDArray[Any],
+    net_us: NDArray[Any],
     clock: float,
     peak: float,
     fixed_us: float = 0.0,
@@ -233,6 +234,7 @@ def calibrate_host(
             by_op.setdefault(c.op, []).append((c, n))
         for op, vals in by_op.items():
             op_cpe.setdefault(op, {})[dtype] = round(_fit_class(op, vals, clock, 1.0, bw_gbps, invoke + per_op)[2], 4)
+    tables: dict[str, dict[str, dict[str, Any]]]  # floats, and [nr, kr] for tiles
     tables = {"efficiency": efficiency, "cycles_per_element": cpe, "tiles": tiles, "cycles_per_op": per_op_cycles,
               "op_cycles_per_element": op_cpe}  # fmt: skip
     for name, table in tables.items():

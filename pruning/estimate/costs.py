@@ -5,8 +5,9 @@ profile (`op_time_us`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -181,7 +182,10 @@ def _peak(profile: DeviceProfile, dtype: str) -> tuple[float, str]:
     return mpc.get("float32", 1.0), "float32"
 
 
-def _table(table: dict[str, dict[str, float]], cls: str, dtype: str, default: float) -> float:
+T = TypeVar("T")
+
+
+def _table(table: Mapping[str, Mapping[str, T]], cls: str, dtype: str, default: T) -> T:
     row = table.get(cls, {})
     if dtype in row:
         return row[dtype]
@@ -222,7 +226,7 @@ def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0)
     if cost.cls in MAC_CLASSES and cost.macs:
         eff = _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
         factor = sparse_factor if cost.cls == "conv1x1" else 1.0
-        tile = _table(profile.tiles, cost.cls, eff_dtype, [1, 1])  # type: ignore[arg-type]
+        tile = _table(profile.tiles, cost.cls, eff_dtype, [1, 1])
         cycles += padded_macs(cost, tile) * factor / (peak * eff)
     cycles += _table(profile.cycles_per_op, cost.cls, eff_dtype, 0.0)
     if eff_dtype in override or (eff_dtype == "hybrid" and "int8" in override):

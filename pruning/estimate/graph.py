@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 # TensorType -> (name, bytes per element)
 _DTYPES: dict[int, tuple[str, float]] = {
@@ -97,7 +98,7 @@ class Graph:
     raw: bytes
     model: Any = None
 
-    def const_values(self, t: Tensor) -> np.ndarray | None:
+    def const_values(self, t: Tensor) -> NDArray[Any] | None:
         """The values of a constant tensor (None when absent or of an unreadable type)."""
         dtype = _NUMPY.get(t.dtype)
         if dtype is None or not t.const:

@@ -242,9 +242,9 @@ class _Builder:
         elif isinstance(layer, keras.layers.Reshape):
             self.view("RESHAPE")
         elif isinstance(layer, _MERGES):
-            op = {"Add": "ADD", "Subtract": "SUB", "Multiply": "MUL", "Maximum": "MAXIMUM", "Minimum": "MINIMUM"}
+            ops = {"Add": "ADD", "Subtract": "SUB", "Multiply": "MUL", "Maximum": "MAXIMUM", "Minimum": "MINIMUM"}
             act = sum(self.nbytes(t) for t in ins) + self.nbytes(t_out)
-            self.emit(op.get(type(layer).__name__, "ADD"), "elementwise", work=self.elements(t_out), act_bytes=act)
+            self.emit(ops.get(type(layer).__name__, "ADD"), "elementwise", work=self.elements(t_out), act_bytes=act)
             self.kind[id(t_out)] = "add"
         elif isinstance(layer, keras.layers.Concatenate):
             act = sum(self.nbytes(t) for t in ins) + self.nbytes(t_out)

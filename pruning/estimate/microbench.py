@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 def micro_cases() -> list[tuple[str, str, list[tuple[int, ...]], Any]]:
@@ -82,7 +83,7 @@ def single_op_tflite(shapes: list[tuple[int, ...]], build: Any, quantization: st
     return _to_tflite_multi(model, quantization, [rng.uniform(-1, 1, (4, *s)).astype(np.float32) for s in shapes])
 
 
-def _to_tflite_multi(model: Any, quantization: str, reps: list[np.ndarray]) -> bytes:
+def _to_tflite_multi(model: Any, quantization: str, reps: list[NDArray[Any]]) -> bytes:
     """pruning.export.to_tflite for models with several inputs (micro-benchmarks of binary ops)."""
     import tensorflow as tf
 
@@ -106,7 +107,7 @@ def time_us(tflite: bytes, budget_s: float = 0.4, repeats: int = 3) -> float:
     from pruning.host import measure_latency
 
     return min(
-        measure_latency(tflite, threads=1, warmup=10, runs=400, budget_s=budget_s)["measured_ms"] * 1000.0
+        float(measure_latency(tflite, threads=1, warmup=10, runs=400, budget_s=budget_s)["measured_ms"]) * 1000.0
         for _ in range(repeats)
     )
 
