@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 from pruning.loading import load_model
 from pruning.strategies import ChannelPruner, MaskPruner, Snapshot
 

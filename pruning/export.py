@@ -7,7 +7,7 @@ import flatbuffers
 import keras
 import numpy as np
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 from pruning.tflite_file import stored_tensors
 
 REPRESENTATIVE_SAMPLES = 200

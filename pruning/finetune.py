@@ -8,8 +8,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from contract.errors import PruningError
 from pruning import stream
-from pruning.errors import PruningError
 from pruning.masks import masked_nonzero
 
 

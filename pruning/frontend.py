@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 DEFAULTS: dict[str, Any] = {
     "type": "mfcc",

@@ -51,8 +51,8 @@ def main(request_path: str) -> int:
             return 3
 
     request = json.loads(Path(request_path).read_text())
+    from contract.errors import PruningError
     from pruning.datasets import load_builtin, load_npz
-    from pruning.errors import PruningError
 
     last = {"stage": "", "at": 0.0}
 

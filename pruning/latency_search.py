@@ -22,10 +22,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from contract.devices import DeviceProfile, get_profile
+from contract.errors import PruningError
 from pruning import export, metrics
 from pruning.datasets import Data
-from pruning.devices import DeviceProfile, get_profile
-from pruning.errors import PruningError
 from pruning.estimate import estimate
 from pruning.estimate.keras_model import estimate_keras_ms
 from pruning.graph import ChannelGraph, Group, analyse, keep_indices

@@ -3,18 +3,13 @@
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pruning.devices import device_names
+from contract.devices import device_names
+from contract.spec import LATENCY_NEEDS_CHANNELS
 
 QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
 GRANULARITIES = ("unstructured", "n_of_m", "channel")
 DEFAULT_ROUNDS = 5
 """Rounds of a polynomial schedule when the job does not say (bench/engine.py's unstructured rows)."""
-LATENCY_NEEDS_CHANNELS = (
-    "a latency_ms target needs granularity channel: zeroed weights (unstructured, n_of_m) stay in a dense "
-    "runtime's kernels and do not make it faster (TFLite Micro has no sparse kernels; XNNPACK's sparse path "
-    "needs float weights stored sparse and mostly-zero 1x1 convolutions), so only removed channels lower "
-    "the estimated latency"
-)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from contract.errors import PruningError
 from pruning import masks, scoring
 from pruning.counting import total_macs
 from pruning.datasets import Data
-from pruning.errors import PruningError
 from pruning.finetune import recalibrate_batchnorm
 from pruning.graph import analyse
 from pruning.surgery import remove_channels

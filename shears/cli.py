@@ -44,7 +44,7 @@ def _die_with_parent() -> None:
 def _sandbox_at_start(role: str) -> None:
     """Non-dumpable; probe the sandbox and say the level; a worker also runs the fast attack check
     and, under SHEARS_SANDBOX=strict, refuses to start (so to take jobs) when it fails."""
-    from pruning import jail
+    from contract import jail
 
     jail.make_undumpable()
     found = jail.probe()
@@ -210,7 +210,7 @@ def keys_revoke(key: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the full profiles as JSON.")
 def devices(as_json: bool) -> None:
     """The device profiles: clock, RAM, flash, runtime, and the source of each number."""
-    from pruning.devices import load_profiles
+    from contract.devices import load_profiles
 
     profiles = load_profiles()
     if as_json:
@@ -244,9 +244,9 @@ def profile_command(
     per CPU fingerprint) unless --no-calibrate or SHEARS_HOST_CALIBRATION=off."""
     import tempfile
 
+    from contract.devices import device_names
+    from contract.errors import PruningError
     from pruning.datasets import load_builtin, load_npz
-    from pruning.devices import device_names
-    from pruning.errors import PruningError
     from pruning.run import profile
     from pruning.spec import PruneSpec
 
@@ -347,8 +347,8 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     import shutil
     import tempfile
 
+    from contract.errors import PruningError
     from pruning.datasets import load_builtin, load_npz
-    from pruning.errors import PruningError
     from pruning.run import run
     from pruning.spec import PruneSpec
 

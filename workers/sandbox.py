@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pruning import jail
+from contract import jail
 
 _ENV_KEEP = (
     "PATH",
@@ -68,7 +68,7 @@ def start_confined(
     module: str, args: list[str], workdir: Path, limits: jail.Limits, stderr: Any, readable: tuple[Path, ...] = ()
 ) -> "subprocess.Popen[str]":
     """Start `python -m module args` as the engine is started: its environment, the launcher of
-    `pruning.jail` (bubblewrap, else Landlock), `workdir` its only writable folder. Both the jobs
+    `contract.jail` (bubblewrap, else Landlock), `workdir` its only writable folder. Both the jobs
     and `shears sandbox-check` come through here. `EngineFailed` if the sandbox is too weak."""
     scratch = workdir / "home"
     scratch.mkdir(parents=True, exist_ok=True)

@@ -18,15 +18,12 @@ from app.models import repository as models
 from app.queue import COLLECT_SWEEP, DELIVER_WEBHOOK, RUN_JOB, enqueue
 from app.settings import Settings
 from app.tables import TERMINAL, Job, Worker
-from pruning.datasets import BUILTIN
-from pruning.devices import device_names
-from pruning.spec import LATENCY_NEEDS_CHANNELS
+from contract.datasets import BUILTIN, BUILTIN_SHAPES
+from contract.devices import device_names
+from contract.spec import LATENCY_NEEDS_CHANNELS
 
 # What the engine can do today; the rest of the contract's options answer 422 until it can.
 SUPPORTED = {"kind": ("prune", "profile", "sweep")}
-
-# Sample shapes of the built-in datasets, to catch a mismatch before a worker is busy with it.
-BUILTIN_SHAPES = {"builtin:digits": [8, 8, 1], "builtin:har": [128, 3]}
 
 
 def _not_yet(field: str, value: Any) -> InvalidInput:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidInput, ShearsError
-from pruning import jail
+from contract import jail
 
 # The child gets no database, broker or storage credentials: only what Python and TF need.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SHEARS_ENGINE_SECCOMP")
@@ -44,7 +44,7 @@ async def run_checker(
     readable: list[Path],
     output: Path | None = None,
 ) -> dict[str, Any]:
-    """Run `python -m module *args` confined by the engine's launcher (pruning.jail: no credentials,
+    """Run `python -m module *args` confined by the engine's launcher (contract.jail: no credentials,
     only `readable` to read, its own scratch folder to write, files capped at `max_file_bytes`) and
     return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`.
     An `OUTPUT` argument is a file in the scratch folder, moved to `output` when the checker wrote it."""
@@ -56,7 +56,7 @@ async def run_checker(
         env["HOME"] = env["TMPDIR"] = scratch
         produced = Path(scratch) / "output.bin"
         argv = [str(produced) if a == OUTPUT else a for a in args]
-        try:  # the engine's launcher, the same confinement (pruning.jail)
+        try:  # the engine's launcher, the same confinement (contract.jail)
             jailed = jail.launch(
                 [sys.executable, "-m", module, *argv],
                 workdir=Path(scratch),

@@ -21,8 +21,8 @@ from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Model, new_id
 from app.uploads import Upload, store_upload
-from pruning.errors import PruningError
-from pruning.safety import check_archive
+from contract.errors import PruningError
+from contract.safety import check_archive
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_MEMBERS = ("config.json", "metadata.json")

@@ -20,6 +20,7 @@ Every level adds resource limits (CPU, address space, processes, file size, open
 import ctypes
 import functools
 import glob
+import importlib.util
 import logging
 import os
 import resource
@@ -31,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pruning import landlock
+from contract import landlock
 
 log = logging.getLogger("shears.sandbox")
 
@@ -147,8 +148,11 @@ def make_undumpable() -> None:
 
 
 def runtime_paths() -> list[Path]:
-    """What the child reads: the Python install, the venv, and the folder that holds `pruning`."""
+    """What the child reads: the Python install, the venv, and the folders of `contract` and of the engine."""
     paths = [Path(sys.base_prefix), Path(sys.prefix), Path(__file__).resolve().parent]
+    engine = importlib.util.find_spec("pruning")  # found, not imported: this package stays engine-free
+    if engine is not None and engine.origin is not None:
+        paths.append(Path(engine.origin).resolve().parent)
     exe = Path(sys.executable).resolve()
     if not any(exe.is_relative_to(p) for p in paths) and not exe.is_relative_to("/usr"):
         paths.append(exe.parent)
