@@ -7,7 +7,7 @@ from app.datasets import repository as datasets
 from app.errors import TooManyRequests
 from app.models import repository as models
 from app.settings import Settings
-from app.tables import Job
+from app.tables import Job, JobStatus
 
 
 def check_upload(session: Session, tenant_id: str, incoming: int, settings: Settings) -> None:
@@ -26,7 +26,7 @@ def jobs_in(session: Session, tenant_id: str, status: str) -> int:
 
 
 def check_submit(session: Session, tenant_id: str, settings: Settings, incoming: int = 1) -> None:
-    queued = jobs_in(session, tenant_id, "queued")
+    queued = jobs_in(session, tenant_id, JobStatus.QUEUED)
     if queued + incoming > settings.quota_queued_jobs:
         raise TooManyRequests(
             f"queue quota: {queued} jobs already queued (at most {settings.quota_queued_jobs})", retry_after=30
@@ -35,4 +35,4 @@ def check_submit(session: Session, tenant_id: str, settings: Settings, incoming:
 
 def may_start(session: Session, tenant_id: str, settings: Settings) -> bool:
     """Whether the tenant has a free running slot (a job past it waits in the queue)."""
-    return jobs_in(session, tenant_id, "running") < settings.quota_running_jobs
+    return jobs_in(session, tenant_id, JobStatus.RUNNING) < settings.quota_running_jobs

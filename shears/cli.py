@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from contract.spec import DEFAULT_SPARSITY, Finetune, JobSpec, NofM, Schedule, choices, default
 from shears_client.commands import remote
 
 
@@ -231,7 +232,9 @@ def _kib(n: int) -> str:
 @main.command("profile")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--device", "devices", multiple=True, help="A device profile (repeatable); default: all.")
-@click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
+@click.option(
+    "--quantization", type=click.Choice(choices(JobSpec, "quantization")), default=default(JobSpec, "quantization")
+)
 @click.option("--data", default=None, help="Data to calibrate an int8 export on (.npz or builtin:...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-calibrate", is_flag=True, help="Do not calibrate this CPU's host tables if it has none.")
@@ -308,12 +311,17 @@ def examples(name: str, out: Path) -> None:
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--method", type=click.Choice(["magnitude", "gradient", "activation"]), default="magnitude", show_default=True
+    "--method", type=click.Choice(choices(JobSpec, "method")), default=default(JobSpec, "method"), show_default=True
 )
 @click.option(
-    "--granularity", type=click.Choice(["unstructured", "n_of_m", "channel"]), default="unstructured", show_default=True
+    "--granularity",
+    type=click.Choice(choices(JobSpec, "granularity")),
+    default=default(JobSpec, "granularity"),
+    show_default=True,
 )
-@click.option("--sparsity", type=float, default=None, help="Fraction of weights (or channels) to remove [0.5].")
+@click.option(
+    "--sparsity", type=float, default=None, help=f"Fraction of weights (or channels) to remove [{DEFAULT_SPARSITY}]."
+)
 @click.option("--macs-reduction", type=float, default=None, help="Channel granularity: fraction of MACs to remove.")
 @click.option(
     "--latency-ms",
@@ -322,26 +330,32 @@ def examples(name: str, out: Path) -> None:
     help="Channel granularity: prune until the estimated latency on --device is at most this (NetAdapt-style search).",
 )
 @click.option("--device", default=None, help="The device profile of --latency-ms (see `shears devices`).")
-@click.option("--scope", type=click.Choice(["per_layer", "global"]), default=None, help="Unstructured [global].")
+@click.option("--scope", type=click.Choice(choices(JobSpec, "scope")), default=None, help="Unstructured [global].")
 @click.option(
-    "--block", type=int, default=1, show_default=True, help="Unstructured: drop weights in runs of this many inputs."
+    "--block",
+    type=int,
+    default=default(JobSpec, "block"),
+    show_default=True,
+    help="Unstructured: drop weights in runs of this many inputs.",
 )
-@click.option("--n", "n", type=int, default=2, show_default=True, help="N of N:M.")
-@click.option("--m", "m", type=int, default=4, show_default=True, help="M of N:M.")
+@click.option("--n", "n", type=int, default=default(NofM, "n"), show_default=True, help="N of N:M.")
+@click.option("--m", "m", type=int, default=default(NofM, "m"), show_default=True, help="M of N:M.")
 @click.option(
-    "--schedule", type=click.Choice(["one_shot", "polynomial"]), default=None, help="[polynomial if unstructured]."
+    "--schedule", type=click.Choice(choices(Schedule, "kind")), default=None, help="[polynomial if unstructured]."
 )
 @click.option("--steps", type=int, default=None)
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [chosen from the data and the cut].")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, default=default(Finetune, "batch_size"), show_default=True)
 @click.option(
     "--learning-rate", type=float, default=None, help="[the model's own optimizer's rate, else a range test]."
 )
 @click.option("--distill/--no-distill", default=None, help="Learn from the dense model too [off].")
 @click.option("--control", is_flag=True, help="Channel: also train the thinned model from scratch and compare.")
 @click.option("--max-accuracy-drop", type=float, default=None)
-@click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--quantization", type=click.Choice(choices(JobSpec, "quantization")), default=default(JobSpec, "quantization")
+)
+@click.option("--seed", type=int, default=default(JobSpec, "seed"), show_default=True)
 def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any) -> None:
     """Prune MODEL locally with the same engine the workers run."""
     import shutil
@@ -354,7 +368,7 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
 
     steps = options.pop("steps")
     if options["sparsity"] is None and options["macs_reduction"] is None and options["latency_ms"] is None:
-        options["sparsity"] = 0.5
+        options["sparsity"] = DEFAULT_SPARSITY
     try:
         spec = PruneSpec(**options, steps=steps)
     except ValueError as exc:

@@ -14,7 +14,7 @@ from sqlalchemy import delete
 from app import logs
 from app.db import get_engine, session_scope
 from app.housekeeping import service as housekeeping
-from app.jobs import service
+from app.jobs import lifecycle
 from app.queue import celery_config
 from app.settings import get_settings
 from app.storage import get_store
@@ -81,7 +81,7 @@ def _reaper(stop: threading.Event, worker_id: str) -> None:
         try:
             _register(worker_id)
             with session_scope() as session:
-                touched = service.reap(session, settings)
+                touched = lifecycle.reap(session, settings)
             if touched:
                 log.info("reaper requeued or failed %s", touched)
         except Exception:  # the database may be away for a while: try again next round

@@ -7,7 +7,6 @@ it is the only process that imports TensorFlow, and it is killed (with its proce
 the job is cancelled or runs out of time.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from contract import jail
+from contract.engine import Checkpoint, Done, EngineRequest, Failed, Log, Progress, decode
 
 _ENV_KEEP = (
     "PATH",
@@ -90,7 +90,7 @@ def start_confined(
 
 
 def run_engine(
-    request: dict[str, Any],
+    request: EngineRequest,
     workdir: Path,
     *,
     on_progress: Callable[[str, float], None],
@@ -106,36 +106,33 @@ def run_engine(
     (`<workdir>/checkpoint/<step>/`, the folder the request names).
     """
     request_path = workdir / "request.json"
-    request_path.write_text(json.dumps(request))
+    request_path.write_text(request.model_dump_json())
     stderr_path = workdir / "engine.log"
     limits = engine_limits(cpu_seconds, memory_bytes)
     with stderr_path.open("wb") as stderr:
         proc = start_confined("pruning.job", [str(request_path)], workdir, limits, stderr)
-        outcome: dict[str, Any] | None = None
+        outcome: Failed | Done | None = None
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                try:
-                    message = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if message["type"] == "progress":
-                    on_progress(message["stage"], float(message["progress"]))
-                elif message["type"] == "log":
-                    on_log(str(message["message"]))
-                elif message["type"] == "checkpoint":
+                message = decode(line)
+                if isinstance(message, Progress):
+                    on_progress(message.stage, message.progress)
+                elif isinstance(message, Log):
+                    on_log(message.message)
+                elif isinstance(message, Checkpoint):
                     if on_checkpoint is not None:
-                        on_checkpoint(int(message["step"]))
-                else:
+                        on_checkpoint(message.step)
+                elif message is not None:
                     outcome = message
             proc.wait()
         except BaseException:
             _kill(proc)
             raise
-    if outcome and outcome["type"] == "done" and proc.returncode == 0:
+    if isinstance(outcome, Done) and proc.returncode == 0:
         return
-    if outcome and outcome["type"] == "error":
-        raise EngineFailed(outcome["code"], outcome["message"])
+    if isinstance(outcome, Failed):
+        raise EngineFailed(outcome.code, outcome.message)
     if proc.returncode == -signal.SIGXCPU:
         raise EngineFailed("time_limit", f"the job used more than {cpu_seconds} s of CPU time")
     tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
