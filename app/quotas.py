@@ -1,13 +1,13 @@
 """Per-tenant quotas: over one, the caller gets 429 with `Retry-After`."""
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.datasets import repository as datasets
 from app.errors import TooManyRequests
+from app.jobs import repository as jobs
 from app.models import repository as models
 from app.settings import Settings
-from app.tables import Job, JobStatus
+from app.tables import JobStatus
 
 
 def check_upload(session: Session, tenant_id: str, incoming: int, settings: Settings) -> None:
@@ -21,8 +21,7 @@ def check_upload(session: Session, tenant_id: str, incoming: int, settings: Sett
 
 def jobs_in(session: Session, tenant_id: str, status: str) -> int:
     """Jobs that hold (or wait for) a worker; a sweep itself does not, its points do."""
-    query = select(func.count()).where(Job.tenant_id == tenant_id, Job.status == status, Job.kind != "sweep")
-    return int(session.scalar(query) or 0)
+    return jobs.count_in(session, tenant_id, status)
 
 
 def check_submit(session: Session, tenant_id: str, settings: Settings, incoming: int = 1) -> None:

@@ -1,7 +1,7 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app import pagination
@@ -111,3 +111,23 @@ def queues_served_since(session: Session, moment: datetime) -> set[str]:
     for queues in session.scalars(select(Worker.queues).where(Worker.heartbeat_at >= moment)):
         served.update(q for q in queues.split(",") if q)
     return served
+
+
+def count_in(session: Session, tenant_id: str, status: str) -> int:
+    """The tenant's jobs in `status`, sweeps themselves not counted (their points are)."""
+    query = select(func.count()).where(Job.tenant_id == tenant_id, Job.status == status, Job.kind != "sweep")
+    return int(session.scalar(query) or 0)
+
+
+def register_worker(session: Session, worker_id: str, queues: str, now: datetime, forget_before: datetime) -> None:
+    """Say the worker is alive (a new row, or its heartbeat); forget workers silent since `forget_before`."""
+    row = session.get(Worker, worker_id)
+    if row is None:
+        session.add(Worker(id=worker_id, queues=queues, started_at=now, heartbeat_at=now))
+    else:
+        row.heartbeat_at = now
+    session.execute(delete(Worker).where(Worker.heartbeat_at < forget_before))
+
+
+def unregister_worker(session: Session, worker_id: str) -> None:
+    session.execute(delete(Worker).where(Worker.id == worker_id))
