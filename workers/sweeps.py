@@ -9,7 +9,6 @@ import json
 import logging
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,28 +111,12 @@ def summarize(spec: dict[str, Any], jobs: list[Job]) -> dict[str, Any]:
     return summary
 
 
-COLLECTING_FOR_S = 300
-"""A collection that started this recently is left to finish; an older one is taken to have died."""
-
-
 def collect(sweep_id: str) -> None:
     with session_scope() as session:
-        sweep = repository.get_for_worker(session, sweep_id, lock=True)
-        if sweep is None or sweep.status in TERMINAL:
+        taken = lifecycle.start_collecting(session, sweep_id)
+        if taken is None:
             return
-        points = list(repository.children(session, sweep_id))
-        finished = [p for p in points if p.status in TERMINAL]
-        sweep.progress = len(finished) / max(len(points), 1)
-        if len(finished) < len(points):
-            return
-        now = datetime.now(UTC)
-        if (
-            sweep.stage == "collecting"
-            and sweep.heartbeat_at
-            and (now - sweep.heartbeat_at).total_seconds() < COLLECTING_FOR_S
-        ):
-            return  # another worker is collecting it right now
-        sweep.stage, sweep.heartbeat_at = "collecting", now
+        sweep, points = taken
         spec, tenant_id, cancelled = dict(sweep.spec), sweep.tenant_id, sweep.cancel_requested_at is not None
         summary = summarize(spec, points)
     if cancelled:  # a cancelled job leaves no files
@@ -144,8 +127,7 @@ def collect(sweep_id: str) -> None:
         artifacts = _write_and_store(sweep_id, tenant_id, spec.get("sweep") or {}, summary)
     except StorageUnavailable:
         with session_scope() as session:  # let the retry (or the reaper) collect it again at once
-            if (sweep := repository.get_for_worker(session, sweep_id, lock=True)) is not None:
-                sweep.heartbeat_at = None
+            lifecycle.release_collecting(session, sweep_id)
         raise
     except Exception as exc:
         log.exception("collecting sweep %s failed", sweep_id)
@@ -153,8 +135,8 @@ def collect(sweep_id: str) -> None:
             lifecycle.fail(session, sweep_id, "collect_failed", f"{type(exc).__name__}: {str(exc)[:500]}")
         return
     with session_scope() as session:
-        sweep = repository.get_for_worker(session, sweep_id, lock=True)
-        if sweep is None or sweep.status in TERMINAL:
+        current = repository.get_for_worker(session, sweep_id, lock=True)
+        if current is None or current.status in TERMINAL:
             return
         for artifact in artifacts:
             repository.add_artifact(session, artifact)

@@ -43,6 +43,38 @@ def _collect(session: Session, sweep_id: str) -> None:
         after_commit(session, lambda: enqueue(COLLECT_SWEEP, sweep_id))
 
 
+COLLECTING_FOR_S = 300
+"""A sweep's collection that started this recently is left to finish; an older one is taken to have died."""
+
+
+def start_collecting(session: Session, sweep_id: str) -> tuple[Job, list[Job]] | None:
+    """Take the sweep to collect, with its points, once they are all terminal; None when it is not
+    time yet, it has finished, or another worker is collecting it right now."""
+    sweep = repository.get_for_worker(session, sweep_id, lock=True)
+    if sweep is None or sweep.status in TERMINAL:
+        return None
+    points = list(repository.children(session, sweep_id))
+    finished = [p for p in points if p.status in TERMINAL]
+    sweep.progress = len(finished) / max(len(points), 1)
+    if len(finished) < len(points):
+        return None
+    now = datetime.now(UTC)
+    if (
+        sweep.stage == "collecting"
+        and sweep.heartbeat_at
+        and (now - sweep.heartbeat_at).total_seconds() < COLLECTING_FOR_S
+    ):
+        return None  # another worker is collecting it right now
+    sweep.stage, sweep.heartbeat_at = "collecting", now
+    return sweep, points
+
+
+def release_collecting(session: Session, sweep_id: str) -> None:
+    """Let the sweep be collected again at once (this collection met an outage)."""
+    if (sweep := repository.get_for_worker(session, sweep_id, lock=True)) is not None:
+        sweep.heartbeat_at = None
+
+
 def _lease_lost(job: Job, settings: Settings) -> bool:
     """Whether the worker that marked this job running is gone: its heartbeat went stale, or it
     was a process on this host that no longer exists."""
