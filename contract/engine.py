@@ -33,12 +33,16 @@ class EngineRequest(_Message):
 
 
 class Progress(_Message):
+    """The engine is at `stage`, `progress` of the way through it (0..1); sent at most every 0.1 s."""
+
     type: Literal["progress"] = "progress"
     stage: str
     progress: float
 
 
 class Log(_Message):
+    """A line for the job's log."""
+
     type: Literal["log"] = "log"
     message: str
 
@@ -52,14 +56,18 @@ class Checkpoint(_Message):
     steps: int
 
 
+class Done(_Message):
+    """The run finished and its files are in `out`; the last message."""
+
+    type: Literal["done"] = "done"
+
+
 class Failed(_Message):
+    """The run failed with a code the caller can act on; the last message."""
+
     type: Literal["error"] = "error"
     code: str
     message: str
-
-
-class Done(_Message):
-    type: Literal["done"] = "done"
 
 
 Message = Annotated[Progress | Log | Checkpoint | Failed | Done, Field(discriminator="type")]
