@@ -137,6 +137,14 @@ def check() -> Probe:
     return found
 
 
+def confined_env(scratch: Path, keep: Sequence[str], **fixed: str) -> dict[str, str]:
+    """The whole environment of a confined child: only the `keep` variables of this process's (never
+    credentials), `scratch` as HOME and TMPDIR, and `fixed`."""
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(HOME=str(scratch), TMPDIR=str(scratch), **fixed)
+    return env
+
+
 def host_memory() -> int:
     """The host's RAM: the default cap on a child's address space."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

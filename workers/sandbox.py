@@ -43,10 +43,9 @@ class EngineFailed(Exception):
 
 def engine_env(scratch: Path) -> dict[str, str]:
     """The engine's whole environment: no credentials, a private HOME and TMPDIR."""
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env.update(
-        HOME=str(scratch),
-        TMPDIR=str(scratch),
+    env = jail.confined_env(
+        scratch,
+        _ENV_KEEP,
         TF_CPP_MIN_LOG_LEVEL="2",
         TF_ENABLE_ONEDNN_OPTS="0",
         # No child processes: the engine installs a seccomp filter on itself (pruning.confine).

@@ -48,12 +48,9 @@ async def run_checker(
     only `readable` to read, its own scratch folder to write, files capped at `max_file_bytes`) and
     return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`.
     An `OUTPUT` argument is a file in the scratch folder, moved to `output` when the checker wrote it."""
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["CUDA_VISIBLE_DEVICES"] = ""
     # Next to `output`, so a converted dataset is renamed into place rather than copied.
     with tempfile.TemporaryDirectory(prefix="shears-inspect-", dir=output.parent if output else None) as scratch:
-        env["HOME"] = env["TMPDIR"] = scratch
+        env = jail.confined_env(Path(scratch), _ENV_KEEP, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         produced = Path(scratch) / "output.bin"
         argv = [str(produced) if a == OUTPUT else a for a in args]
         try:  # the engine's launcher, the same confinement (contract.jail)
