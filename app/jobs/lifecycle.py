@@ -22,7 +22,7 @@ from app.settings import Settings
 from app.tables import TERMINAL, Job, JobStatus
 
 
-def _finish(session: Session, job: Job, status: str) -> None:
+def _finish(session: Session, job: Job, status: JobStatus) -> None:
     """Move the job to a terminal state, log it, and send its webhook once that is committed."""
     job.status = status
     job.finished_at = datetime.now(UTC)

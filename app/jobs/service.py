@@ -74,18 +74,7 @@ def create_job(session: Session, tenant_id: str, spec: JobSpec, settings: Settin
             )
     if spec.kind == "sweep":
         return _create_sweep(session, tenant_id, spec)
-    job = repository.add(
-        session,
-        Job(
-            tenant_id=tenant_id,
-            model_id=model.id,
-            dataset_id=spec.dataset_id,
-            kind=spec.kind,
-            spec=spec.model_dump(mode="json", exclude_none=True),
-            callback_url=spec.callback_url,
-            enqueued_at=datetime.now(UTC),
-        ),
-    )
+    job = _add(session, tenant_id, spec, enqueued_at=datetime.now(UTC))
     events.record(session, job.id, "status", {"status": JobStatus.QUEUED})
     lifecycle.send(session, job)
     return job
@@ -95,37 +84,27 @@ def _create_sweep(session: Session, tenant_id: str, spec: JobSpec) -> Job:
     """A sweep is a parent row and one queued prune job per point; any worker may take any point,
     and the last point to finish has the sweep collected (`sweeps.collect`)."""
     now = datetime.now(UTC)
-    sweep = repository.add(
-        session,
-        Job(
-            tenant_id=tenant_id,
-            model_id=spec.model_id,
-            dataset_id=spec.dataset_id,
-            kind="sweep",
-            spec=spec.model_dump(mode="json", exclude_none=True),
-            callback_url=spec.callback_url,
-            status=JobStatus.RUNNING,
-            stage="sweeping",
-            started_at=now,
-        ),
-    )
+    sweep = _add(session, tenant_id, spec, status=JobStatus.RUNNING, stage="sweeping", started_at=now)
     events.record(session, sweep.id, "status", {"status": JobStatus.RUNNING})
     for point in spec.points():
-        job = repository.add(
-            session,
-            Job(
-                tenant_id=tenant_id,
-                model_id=spec.model_id,
-                dataset_id=spec.dataset_id,
-                kind="prune",
-                spec=point.model_dump(mode="json", exclude_none=True),
-                parent_id=sweep.id,
-                enqueued_at=now,
-            ),
-        )
+        job = _add(session, tenant_id, point, parent_id=sweep.id, enqueued_at=now)
         events.record(session, job.id, "status", {"status": JobStatus.QUEUED, "sweep": sweep.id})
         lifecycle.send(session, job)
     return sweep
+
+
+def _add(session: Session, tenant_id: str, spec: JobSpec, **fields: Any) -> Job:
+    """A job row for `spec`, as stored (the spec without its unset fields)."""
+    job = Job(
+        tenant_id=tenant_id,
+        model_id=spec.model_id,
+        dataset_id=spec.dataset_id,
+        kind=spec.kind,
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        callback_url=spec.callback_url,
+        **fields,
+    )
+    return repository.add(session, job)
 
 
 def get_job(session: Session, tenant_id: str, job_id: str, lock: bool = False) -> Job:
