@@ -44,13 +44,12 @@ def test_the_engine_takes_its_defaults_and_rules_from_the_contract() -> None:
         PruneSpec(granularity="channel", block=4)
 
 
-def test_the_command_lines_offer_the_contracts_choices() -> None:
+def test_the_command_line_offers_the_contracts_choices() -> None:
     from shears.cli import main
 
     help_text = CliRunner().invoke(main, ["prune", "--help"]).output
     assert "[" + "|".join(choices(JobSpec, "method")) + "]" in help_text
-    remote_help = CliRunner().invoke(main, ["remote", "submit", "--help"]).output
-    assert "[" + "|".join(choices(JobSpec, "quantization")) + "]" in remote_help
+    assert "[" + "|".join(choices(JobSpec, "scope")) + "]" in help_text
 
 
 def test_messages_round_trip_and_another_version_is_refused() -> None:
