@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from contract.spec import DEFAULT_SPARSITY, Finetune, JobSpec, NofM, Schedule, choices, default
+from contract.spec import DEFAULT_SPARSITY, Finetune, JobSpec, NofM, Schedule, default
+from shears.flags import spec_flag
 from shears_client.commands import remote
 
 
@@ -232,9 +233,7 @@ def _kib(n: int) -> str:
 @main.command("profile")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--device", "devices", multiple=True, help="A device profile (repeatable); default: all.")
-@click.option(
-    "--quantization", type=click.Choice(choices(JobSpec, "quantization")), default=default(JobSpec, "quantization")
-)
+@spec_flag("--quantization", JobSpec, "quantization", show_default=False)
 @click.option("--data", default=None, help="Data to calibrate an int8 export on (.npz or builtin:...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-calibrate", is_flag=True, help="Do not calibrate this CPU's host tables if it has none.")
@@ -310,15 +309,8 @@ def examples(name: str, out: Path) -> None:
 @click.option("--data", required=True, help="An .npz file, or builtin:digits / builtin:har.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--method", type=click.Choice(choices(JobSpec, "method")), default=default(JobSpec, "method"), show_default=True
-)
-@click.option(
-    "--granularity",
-    type=click.Choice(choices(JobSpec, "granularity")),
-    default=default(JobSpec, "granularity"),
-    show_default=True,
-)
+@spec_flag("--method", JobSpec, "method")
+@spec_flag("--granularity", JobSpec, "granularity")
 @click.option(
     "--sparsity", type=float, default=None, help=f"Fraction of weights (or channels) to remove [{DEFAULT_SPARSITY}]."
 )
@@ -330,19 +322,11 @@ def examples(name: str, out: Path) -> None:
     help="Channel granularity: prune until the estimated latency on --device is at most this (NetAdapt-style search).",
 )
 @click.option("--device", default=None, help="The device profile of --latency-ms (see `shears devices`).")
-@click.option("--scope", type=click.Choice(choices(JobSpec, "scope")), default=None, help="Unstructured [global].")
-@click.option(
-    "--block",
-    type=int,
-    default=default(JobSpec, "block"),
-    show_default=True,
-    help="Unstructured: drop weights in runs of this many inputs.",
-)
+@spec_flag("--scope", JobSpec, "scope", default=None, show_default=False, help="Unstructured [global].")
+@spec_flag("--block", JobSpec, "block", type=int, help="Unstructured: drop weights in runs of this many inputs.")
 @click.option("--n", "n", type=int, default=default(NofM, "n"), show_default=True, help="N of N:M.")
 @click.option("--m", "m", type=int, default=default(NofM, "m"), show_default=True, help="M of N:M.")
-@click.option(
-    "--schedule", type=click.Choice(choices(Schedule, "kind")), default=None, help="[polynomial if unstructured]."
-)
+@spec_flag("--schedule", Schedule, "kind", default=None, show_default=False, help="[polynomial if unstructured].")
 @click.option("--steps", type=int, default=None)
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [chosen from the data and the cut].")
 @click.option("--batch-size", type=int, default=default(Finetune, "batch_size"), show_default=True)
@@ -352,9 +336,7 @@ def examples(name: str, out: Path) -> None:
 @click.option("--distill/--no-distill", default=None, help="Learn from the dense model too [off].")
 @click.option("--control", is_flag=True, help="Channel: also train the thinned model from scratch and compare.")
 @click.option("--max-accuracy-drop", type=float, default=None)
-@click.option(
-    "--quantization", type=click.Choice(choices(JobSpec, "quantization")), default=default(JobSpec, "quantization")
-)
+@spec_flag("--quantization", JobSpec, "quantization", show_default=False)
 @click.option("--seed", type=int, default=default(JobSpec, "seed"), show_default=True)
 def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any) -> None:
     """Prune MODEL locally with the same engine the workers run."""
