@@ -39,7 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2 \
     SHEARS_DATA_DIR=/data
 
-# bubblewrap runs each engine and upload check in namespaces of its own (pruning.jail); strict
+# bubblewrap runs each engine and upload check in namespaces of its own (contract.jail); strict
 # refuses to run them at a lower level. The container must allow user namespaces and a fresh /proc:
 # see the security_opt of docker-compose.yml (unverified here: no Docker engine where this was written).
 RUN apt-get update \

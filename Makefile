@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy app workers pruning shears client/shears_client
+	$(BIN)/mypy contract app workers pruning shears client/shears_client
 
 contracts: install
 	$(BIN)/lint-imports

@@ -1,6 +1,6 @@
 """Errors the caller can fix: typed, with a code, turned into `{"error": {...}}` in one place."""
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 
 class ShearsError(Exception):

@@ -18,14 +18,14 @@ from sqlalchemy import func, select
 from app.db import session_scope
 from app.queue import producer
 from app.settings import get_settings
-from app.tables import Job, Worker
+from app.tables import Job, JobStatus, Worker
 
 log = logging.getLogger("shears.api")
 
 REQUESTS = Counter("shears_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram("shears_http_request_seconds", "HTTP request latency", ["route", "method"])
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = tuple(JobStatus)
 # Stage durations are read off the most recent finished jobs: a histogram of that window (a gauge
 # histogram: it can shrink as old jobs leave the window).
 RECENT_JOBS = 500
@@ -77,7 +77,7 @@ class ClusterCollector(Collector):
                 counts = dict(session.execute(by_status).all())
                 results = session.scalars(
                     select(Job.result)
-                    .where(Job.status == "succeeded", Job.kind != "sweep")
+                    .where(Job.status == JobStatus.SUCCEEDED, Job.kind != "sweep")
                     .order_by(Job.finished_at.desc())
                     .limit(RECENT_JOBS)
                 ).all()

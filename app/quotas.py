@@ -1,13 +1,13 @@
 """Per-tenant quotas: over one, the caller gets 429 with `Retry-After`."""
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.datasets import repository as datasets
 from app.errors import TooManyRequests
+from app.jobs import repository as jobs
 from app.models import repository as models
 from app.settings import Settings
-from app.tables import Job
+from app.tables import JobStatus
 
 
 def check_upload(session: Session, tenant_id: str, incoming: int, settings: Settings) -> None:
@@ -21,12 +21,11 @@ def check_upload(session: Session, tenant_id: str, incoming: int, settings: Sett
 
 def jobs_in(session: Session, tenant_id: str, status: str) -> int:
     """Jobs that hold (or wait for) a worker; a sweep itself does not, its points do."""
-    query = select(func.count()).where(Job.tenant_id == tenant_id, Job.status == status, Job.kind != "sweep")
-    return int(session.scalar(query) or 0)
+    return jobs.count_in(session, tenant_id, status)
 
 
 def check_submit(session: Session, tenant_id: str, settings: Settings, incoming: int = 1) -> None:
-    queued = jobs_in(session, tenant_id, "queued")
+    queued = jobs_in(session, tenant_id, JobStatus.QUEUED)
     if queued + incoming > settings.quota_queued_jobs:
         raise TooManyRequests(
             f"queue quota: {queued} jobs already queued (at most {settings.quota_queued_jobs})", retry_after=30
@@ -35,4 +34,4 @@ def check_submit(session: Session, tenant_id: str, settings: Settings, incoming:
 
 def may_start(session: Session, tenant_id: str, settings: Settings) -> bool:
     """Whether the tenant has a free running slot (a job past it waits in the queue)."""
-    return jobs_in(session, tenant_id, "running") < settings.quota_running_jobs
+    return jobs_in(session, tenant_id, JobStatus.RUNNING) < settings.quota_running_jobs

@@ -2,7 +2,8 @@
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -101,7 +102,21 @@ class Dataset(Base):
     """Set when deleted: its file is gone; the row stays because finished jobs name it."""
 
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+class JobStatus(StrEnum):
+    """A job's status (the API's `status`); stored as its value."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+# The same values as a type, for the API's schema (an inline enum, as clients have always seen it);
+# tests/api/test_openapi.py holds the two together.
+StatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class Job(Base):
@@ -114,7 +129,7 @@ class Job(Base):
     """A dataset row's id, or `builtin:<name>`."""
     kind: Mapped[str] = mapped_column(String(20))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(20), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(20), index=True, default=JobStatus.QUEUED)
     stage: Mapped[str | None] = mapped_column(String(20))
     progress: Mapped[float] = mapped_column(default=0.0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import write_section  # noqa: E402
 from bench.device_zoo import CACHE, PUBLISHED_MODELS, tflite_for  # noqa: E402
+from contract.devices import get_profile  # noqa: E402
 from pruning import estimate as est  # noqa: E402
-from pruning.devices import get_profile  # noqa: E402
 
 ROWS = ROOT / "bench" / "published_energy.csv"
 SECTION = "## Device energy (issue 14)"

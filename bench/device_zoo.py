@@ -39,8 +39,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import write_section  # noqa: E402
+from contract.devices import get_profile, load_profiles  # noqa: E402
 from pruning import estimate as est  # noqa: E402
-from pruning.devices import get_profile, load_profiles  # noqa: E402
 from pruning.export import to_tflite  # noqa: E402
 from pruning.host import measure_latency  # noqa: E402
 
@@ -410,7 +410,7 @@ def run_timing(cache: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Calibration of the non-host runtimes against the published rows (`--calibrate`)
 
-PROFILES = ROOT / "pruning" / "profiles"
+PROFILES = ROOT / "contract" / "profiles"
 
 
 def _published_rows() -> list[dict[str, str]]:
@@ -439,8 +439,8 @@ def _golden(f: Any, lo: float, hi: float, iters: int = 40) -> float:
 
 def calibrate(cache: Path) -> dict[str, Any]:
     """Fit TFLite Micro int8 efficiencies (MLPerf Tiny on the M4F) and the XNNPACK-Arm level per dtype and
-    parallel efficiency (A76/A75 rows); write them into pruning/profiles/runtimes.json."""
-    from pruning import devices
+    parallel efficiency (A76/A75 rows); write them into contract/profiles/runtimes.json."""
+    from contract import devices
 
     est.estimator.CACHE_SIZE = 64  # the parse cache lives in pruning/estimate/estimator.py
     runtimes = json.loads((PROFILES / "runtimes.json").read_text())
@@ -581,12 +581,12 @@ def markdown(zoo: list[dict[str, Any]], published: list[dict[str, Any]], timing:
         "class efficiency) + output elements x cycles per element (+ fixed setup cycles per op on the host); where a "
         "model's weights + activations exceed the effective last-level cache, the excess is re-read from DRAM "
         "each inference. Profiles and their sources: "
-        "`pruning/profiles/*.json`; `shears devices --json` lists them.",
+        "`contract/profiles/*.json`; `shears devices --json` lists them.",
         "",
         "### Host: estimate vs measurement",
         "",
         "Host constants come only from single-op micro-benchmarks (`python -m pruning.estimate calibrate-host`, "
-        "listed in `pruning/profiles/host.json` under `micro_benchmarks`), never from these whole models. "
+        "listed in `contract/profiles/host.json` under `micro_benchmarks`), never from these whole models. "
         "Measurement: `pruning.host.measure_latency` (LiteRT + XNNPACK, 1 thread, median of up to 50 runs). The "
         "machine is a shared 2-core VM where other jobs run, so every export is measured in 3 passes, then again "
         "until its two lowest medians agree within 5% (at most 8 extra passes), and the lowest median is kept.",
@@ -719,7 +719,7 @@ def markdown(zoo: list[dict[str, Any]], published: list[dict[str, Any]], timing:
 
 def _basis(p: Any) -> str:
     if p.name == "host":
-        return "single-op micro-benchmarks on this machine (`pruning/profiles/host.json`)"
+        return "single-op micro-benchmarks on this machine (`contract/profiles/host.json`)"
     if p.runtime_key.startswith("tflm"):
         if p.name.startswith("cortex-m4f"):
             return (

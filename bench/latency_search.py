@@ -46,8 +46,8 @@ import keras  # noqa: E402
 
 from bench.common import markdown, write_section  # noqa: E402
 from bench.engine_harness import MODELS  # noqa: E402
+from contract.devices import get_profile  # noqa: E402
 from pruning import export  # noqa: E402
-from pruning.devices import get_profile  # noqa: E402
 from pruning.estimate import estimate  # noqa: E402
 from pruning.estimate.keras_model import estimate_keras_ms  # noqa: E402
 from pruning.loading import load_model  # noqa: E402

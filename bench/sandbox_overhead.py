@@ -1,6 +1,6 @@
 """What the sandbox adds to a job and to an upload check: median of N, with vs without, interleaved.
 
-"Without" is the level before the launcher (`pruning.jail` level `seccomp`: the engine's own filter
+"Without" is the level before the launcher (`contract.jail` level `seccomp`: the engine's own filter
 and rlimits); "with" is the level this host gives (`namespaces`: bubblewrap). Three measurements,
 each through `jail.launch` with the engine's environment:
 
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import markdown, write_section  # noqa: E402
-from pruning import jail  # noqa: E402
+from contract import jail  # noqa: E402
 from workers.sandbox import engine_env, engine_limits  # noqa: E402
 
 
@@ -102,7 +102,7 @@ def main() -> None:
             "## Sandbox overhead (issue 15)\n\n"
             f"Median of {args.repeats} runs each, with and without interleaved in one process "
             '(`.venv/bin/python bench/sandbox_overhead.py --write`). "Without" is the engine\'s own seccomp '
-            'filter and rlimits (the confinement before `pruning.jail`), "with" is bubblewrap\'s namespaces '
+            'filter and rlimits (the confinement before `contract.jail`), "with" is bubblewrap\'s namespaces '
             "(the `namespaces` level, what `SHEARS_SANDBOX=strict` requires). Measured on the shared 2-core "
             "development machine with other agents' work running: the absolute times are noisy; the added "
             "time is the difference of medians. Target: under 0.5 s per job.\n\n" + table + "\n"

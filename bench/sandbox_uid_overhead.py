@@ -1,5 +1,5 @@
 """What a uid of its own costs a confined child (issue 15): the bare start of `python -c pass`
-through `pruning.jail.launch`, with the uid switch (root: bubblewrap binds as root, setpriv drops to
+through `contract.jail.launch`, with the uid switch (root: bubblewrap binds as root, setpriv drops to
 a uid from SHEARS_SANDBOX_UIDS, the folder is chowned) and without it (SHEARS_SANDBOX_UIDS=off: the
 user namespace maps uid 65534 to root), interleaved, median of `--repeats`. Needs root and bubblewrap.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pruning import jail  # noqa: E402
+from contract import jail  # noqa: E402
 from workers.sandbox import engine_env, engine_limits  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 
 def main() -> int:

@@ -18,7 +18,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning.errors import PruningError
+from contract.engine import Checkpoint
+from contract.errors import PruningError
 from pruning.loading import load_model
 from pruning.strategies import ChannelPruner, MaskPruner, Snapshot
 
@@ -37,7 +38,7 @@ class Resumed:
 class Checkpoints:
     """Writes one checkpoint per finished round under `folder` and announces each with `announce`."""
 
-    def __init__(self, folder: Path, announce: Callable[[dict[str, Any]], None], resume: Path | None = None) -> None:
+    def __init__(self, folder: Path, announce: Callable[[Checkpoint], None], resume: Path | None = None) -> None:
         self.folder, self.announce, self.resume_dir = folder, announce, resume
         self._baseline_stored = resume is not None
 
@@ -104,4 +105,4 @@ class Checkpoints:
             self._baseline_stored = True
         state["files"] = sorted({*(state[k] for k in ("model", "weights", "masks") if k in state), BASELINE})
         (out / STATE).write_text(json.dumps(state))
-        self.announce({"type": "checkpoint", "stage": "finetuning", "step": step, "steps": steps})
+        self.announce(Checkpoint(step=step, steps=steps))

@@ -8,7 +8,7 @@ A system call of another architecture (32-bit calls on x86_64, the x32 ABI) is r
 The filter is inherited by every thread and cannot be removed (`no_new_privs` is set first).
 
 Nor may it open a socket of any family but `AF_UNIX` (no TCP, UDP, raw or netlink: no network
-even where the engine has no network namespace of its own, `pruning.jail`).
+even where the engine has no network namespace of its own, `contract.jail`).
 
 Nor may it make namespaces (`unshare`, `setns`), mount, load eBPF or touch kernel keyrings.
 

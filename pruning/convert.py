@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.formats import looks_like_tfrecord
 from pruning import convert_records, convert_sensor, frontend, noise
 from pruning.dataformats import (
     IMAGE_SUFFIXES,
@@ -28,7 +29,6 @@ from pruning.dataformats import (
     read_wav,
 )
 from pruning.datasets import describe_npz, infer_task
-from pruning.tfrecord import looks_like_tfrecord
 
 FORMATS = ("npz", "images", "audio", "csv", "parquet", "tfrecord")
 COMMON = {"format", "seed", "val_fraction", "test_fraction", "max_bad_fraction", "scale", "offset"}
@@ -168,7 +168,7 @@ def _convert_folders(path: Path, out: Path, options: dict[str, Any], audio: bool
 
 
 def _convert_npz(path: Path, out: Path, options: dict[str, Any], max_total: int) -> dict[str, Any]:
-    from pruning.safety import check_archive
+    from contract.safety import check_archive
 
     with check_archive(path, max_total=max_total):
         pass

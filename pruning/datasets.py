@@ -9,17 +9,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pruning.errors import PruningError
+from contract.datasets import BUILTIN
+from contract.errors import PruningError
 
 REQUIRED = ("x_train", "y_train", "x_val", "y_val")
 OPTIONAL = ("x_test", "y_test")
-
-BUILTIN: dict[str, str] = {
-    "builtin:digits": "scikit-learn's bundled 8x8 handwritten digits (real data), 10 classes, "
-    "input 8x8x1 scaled to [0, 1]",
-    "builtin:har": "SYNTHETIC 3-axis accelerometer windows (128 samples at 50 Hz) of 6 daily "
-    "activities, generated from a seed; not recorded data",
-}
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What an uploaded Keras file holds - parameters, input shape, layers - read from its config and
 weights file without building the model. Pure Python and h5py: no TensorFlow, so fast and safe
-enough to run in the API process (after `pruning.safety` has checked the file)."""
+enough to run in the API process (after `contract.safety` has checked the file)."""
 
 import io
 import json
@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 
 def _weights_count(handle: Any, root: str) -> int:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 from pruning.tflite_file import stored_tensors
 
 REPRESENTATIVE_SAMPLES = 200

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.errors import PruningError
 from pruning import stream
-from pruning.errors import PruningError
 from pruning.masks import masked_nonzero
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 DEFAULTS: dict[str, Any] = {
     "type": "mfcc",

@@ -2,7 +2,7 @@
 
 Run by the API in a subprocess with no credentials, so that neither the HDF5 and flatbuffer
 parsers nor LiteRT ever read an untrusted file inside the API process. Keras files are checked
-(`pruning.safety`) and described from their config and weights without TensorFlow; `.tflite`
+(`contract.safety`) and described from their config and weights without TensorFlow; `.tflite`
 files are opened with LiteRT. Exit code 0 with JSON on stdout, or 3 with `{"code", "message"}` (5 when
 the process cannot confine itself: it installs the engine's seccomp filter, `pruning.confine`, first).
 """
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 
 def inspect_tflite(path: Path) -> dict[str, Any]:
@@ -41,8 +41,8 @@ def inspect(path: Path) -> dict[str, Any]:
     fmt = path.suffix.lstrip(".")
     if fmt == "tflite":
         return inspect_tflite(path)
+    from contract.safety import check_model_file
     from pruning.describe import describe_file
-    from pruning.safety import check_model_file
 
     check_model_file(path, fmt)
     return describe_file(path, fmt)

@@ -10,13 +10,14 @@ is missing, and without it such a platform fails the job with `sandbox_unavailab
 (`pruning.checkpoint`); `resume` names the folder of an earlier attempt's checkpoint.
 """
 
-import json
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+from contract.engine import Checkpoint, Done, EngineRequest, Failed, Log, Progress, encode
 
 # Progress comes after every batch; the pipe needs far fewer lines than that.
 PROGRESS_EVERY_S = 0.1
@@ -33,8 +34,8 @@ def _channel() -> TextIO:
 def main(request_path: str) -> int:
     proto = _channel()
 
-    def send(message: dict[str, Any]) -> None:
-        proto.write(json.dumps(message) + "\n")
+    def send(message: Progress | Log | Checkpoint | Failed | Done) -> None:
+        proto.write(encode(message))
 
     if os.environ.get("SHEARS_ENGINE_SECCOMP", "true").lower() not in ("0", "false", "no", "off"):
         from pruning import micro
@@ -47,12 +48,12 @@ def main(request_path: str) -> int:
             message = (
                 f"cannot forbid the engine child processes ({exc}); set SHEARS_ENGINE_SECCOMP=false to run without"
             )
-            send({"type": "error", "code": "sandbox_unavailable", "message": message})
+            send(Failed(code="sandbox_unavailable", message=message))
             return 3
 
-    request = json.loads(Path(request_path).read_text())
+    request = EngineRequest.model_validate_json(Path(request_path).read_text())
+    from contract.errors import PruningError
     from pruning.datasets import load_builtin, load_npz
-    from pruning.errors import PruningError
 
     last: dict[str, str | float] = {"stage": "", "at": 0.0}
 
@@ -60,44 +61,44 @@ def main(request_path: str) -> int:
         now = time.monotonic()
         if stage != last["stage"] or now - float(last["at"]) >= PROGRESS_EVERY_S or fraction >= 1.0:
             last.update(stage=stage, at=now)
-            send({"type": "progress", "stage": stage, "progress": fraction})
+            send(Progress(stage=stage, progress=fraction))
 
     try:
         from pruning.run import profile, run
         from pruning.spec import PruneSpec
 
-        data_ref = request.get("data")
-        spec = PruneSpec.from_job_spec(request["spec"])
+        data_ref = request.data
+        spec = PruneSpec.from_job_spec(request.spec)
         data = None
         if data_ref:
             data = (
                 load_builtin(data_ref, seed=spec.seed) if data_ref.startswith("builtin:") else load_npz(Path(data_ref))
             )
-        model, out = Path(request["model"]), Path(request["out"])
-        if request.get("kind") == "profile":
+        model, out = Path(request.model), Path(request.out)
+        if request.kind == "profile":
             progress("profiling", 0.0)
             profile(model, spec, out, data)
         elif data is None:
             raise PruningError("missing_data", "a prune job needs a dataset")
         else:
             checkpoints = None
-            if request.get("checkpoint"):
+            if request.checkpoint:
                 from pruning.checkpoint import Checkpoints
 
-                resume = Path(request["resume"]) if request.get("resume") else None
-                checkpoints = Checkpoints(Path(request["checkpoint"]), send, resume)
-            run(model, data, spec, out, progress, lambda m: send({"type": "log", "message": m}), checkpoints)
+                resume = Path(request.resume) if request.resume else None
+                checkpoints = Checkpoints(Path(request.checkpoint), send, resume)
+            run(model, data, spec, out, progress, lambda m: send(Log(message=m)), checkpoints)
     except PruningError as exc:
-        send({"type": "error", "code": exc.code, "message": exc.message})
+        send(Failed(code=exc.code, message=exc.message))
         return 3
     except MemoryError:
-        send({"type": "error", "code": "out_of_memory", "message": "the job ran out of memory"})
+        send(Failed(code="out_of_memory", message="the job ran out of memory"))
         return 3
     except Exception as exc:
         traceback.print_exc()
-        send({"type": "error", "code": "internal_error", "message": f"{type(exc).__name__}: {str(exc)[:500]}"})
+        send(Failed(code="internal_error", message=f"{type(exc).__name__}: {str(exc)[:500]}"))
         return 4
-    send({"type": "done"})
+    send(Done())
     return 0
 
 

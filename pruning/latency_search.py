@@ -23,10 +23,10 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.devices import DeviceProfile, get_profile
+from contract.errors import PruningError
 from pruning import export, metrics
 from pruning.datasets import Data
-from pruning.devices import DeviceProfile, get_profile
-from pruning.errors import PruningError
 from pruning.estimate import estimate
 from pruning.estimate.keras_model import estimate_keras_ms
 from pruning.graph import ChannelGraph, Group, analyse, keep_indices

@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
-from pruning.errors import PruningError  # noqa: E402
-from pruning.safety import check_model_file  # noqa: E402
+from contract.errors import PruningError  # noqa: E402
+from contract.safety import check_model_file  # noqa: E402
 
 KERAS_FORMATS = ("keras", "h5")
 

@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 
 def nested_models(model: keras.Model) -> list[str]:

@@ -12,12 +12,12 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.errors import PruningError
 from pruning import export, metrics, plots, schedule, stream
 from pruning.checkpoint import Checkpoints
 from pruning.control import from_scratch, verdict
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
-from pruning.errors import PruningError
 from pruning.estimate import profile_tflite
 from pruning.finetune import Distilled, finetune, teacher_targets, write_tensorboard
 from pruning.latency_search import search_latency

@@ -3,25 +3,27 @@
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pruning.devices import device_names
-
-QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
-GRANULARITIES = ("unstructured", "n_of_m", "channel")
-DEFAULT_ROUNDS = 5
-"""Rounds of a polynomial schedule when the job does not say (bench/engine.py's unstructured rows)."""
-LATENCY_NEEDS_CHANNELS = (
-    "a latency_ms target needs granularity channel: zeroed weights (unstructured, n_of_m) stay in a dense "
-    "runtime's kernels and do not make it faster (TFLite Micro has no sparse kernels; XNNPACK's sparse path "
-    "needs float weights stored sparse and mostly-zero 1x1 convolutions), so only removed channels lower "
-    "the estimated latency"
+from contract.spec import (
+    DEFAULT_DEVICES,
+    DEFAULT_ROUNDS,
+    DEFAULT_SPARSITY,
+    Finetune,
+    JobSpec,
+    NofM,
+    check_target,
+    choices,
+    default,
 )
+
+QUANTIZATIONS = tuple(choices(JobSpec, "quantization"))
+GRANULARITIES = tuple(choices(JobSpec, "granularity"))
 
 
 @dataclass(frozen=True)
 class PruneSpec:
-    method: str = "magnitude"
-    granularity: str = "unstructured"
-    sparsity: float | None = 0.5
+    method: str = default(JobSpec, "method")
+    granularity: str = default(JobSpec, "granularity")
+    sparsity: float | None = DEFAULT_SPARSITY
     """Fraction of weights (unstructured) or of channels (channel) removed."""
     macs_reduction: float | None = None
     """Alternative target for `channel`: the fraction of multiply-accumulates removed."""
@@ -33,18 +35,18 @@ class PruneSpec:
     scope: str | None = None
     """Unstructured threshold: `per_layer` (same sparsity everywhere) or `global` (LAMP scores, one threshold);
     None: `global` (see `defaults`)."""
-    block: int = 1
+    block: int = default(JobSpec, "block")
     """Unstructured: weights are kept or dropped in runs of `block` consecutive inputs (contiguous in the
     TFLite file), which gzip compresses far better than scattered zeros; 1 is plain unstructured."""
-    n: int = 2
-    m: int = 4
+    n: int = default(NofM, "n")
+    m: int = default(NofM, "m")
     schedule: str | None = None
     """`one_shot` or `polynomial`; None: polynomial for unstructured cuts, one shot otherwise (see `defaults`)."""
     steps: int | None = None
     """Rounds of prune -> fine-tune; None: 1 for one shot, else 5 (fewer when fewer epochs are set)."""
     epochs: int | None = None
     """Total fine-tuning epochs; None: chosen from the data and the cut (pruning.recipe), stopping early."""
-    batch_size: int = 64
+    batch_size: int = default(Finetune, "batch_size")
     learning_rate: float | None = None
     """None: the model's own compiled optimizer, else a range test (pruning.recipe)."""
     distill: bool | None = None
@@ -53,9 +55,9 @@ class PruneSpec:
     """Channel cuts: also train the thinned architecture from scratch for the same epochs, and compare."""
     max_accuracy_drop: float | None = None
     max_error_increase: float | None = None
-    quantization: str = "none"
-    devices: tuple[str, ...] = field(default=("host",))
-    seed: int = 0
+    quantization: str = default(JobSpec, "quantization")
+    devices: tuple[str, ...] = field(default=DEFAULT_DEVICES)
+    seed: int = default(JobSpec, "seed")
     augment: dict[str, Any] | None = None
     """Fine-tuning augmentation (`pruning.augment`), off when None."""
 
@@ -88,22 +90,15 @@ class PruneSpec:
             object.__setattr__(self, "augment", check(self.augment) or None)
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"unknown granularity {self.granularity!r}")
-        if self.block < 1 or (self.block > 1 and self.granularity != "unstructured"):
+        if self.block < 1:
             raise ValueError(f"block must be 1, or > 1 with unstructured granularity, got {self.block}")
         if self.granularity == "n_of_m" and not 0 < self.n < self.m:
             raise ValueError(f"N:M needs 0 < n < m, got {self.n}:{self.m}")
-        if self.macs_reduction is not None and self.granularity != "channel":
-            raise ValueError("a macs_reduction target needs channel granularity")
-        if (self.latency_ms is None) != (self.device is None):
-            raise ValueError("latency_ms and device go together")
+        if self.latency_ms is not None and self.latency_ms <= 0:
+            raise ValueError(f"latency_ms must be > 0, got {self.latency_ms}")
+        # The rules the API applies too (contract.spec), raised as ValueError (SpecError is one).
+        check_target(self.granularity, self.macs_reduction, self.latency_ms, self.device, self.block)
         if self.latency_ms is not None:
-            if self.granularity != "channel":
-                raise ValueError(LATENCY_NEEDS_CHANNELS)
-            if self.latency_ms <= 0:
-                raise ValueError(f"latency_ms must be > 0, got {self.latency_ms}")
-            known = device_names()
-            if self.device not in known:
-                raise ValueError(f"unknown device {self.device!r}; known devices: {', '.join(sorted(known))}")
             if self.device not in self.devices:  # the report's latency block shows the budget's device
                 object.__setattr__(self, "devices", (*self.devices, self.device))
 
@@ -144,8 +139,8 @@ class PruneSpec:
             max_accuracy_drop=spec.get("max_accuracy_drop"),
             max_error_increase=spec.get("max_error_increase"),
             quantization=spec.get("quantization", cls.quantization),
-            devices=tuple(spec.get("devices") or ("host",)),
-            seed=int(spec.get("seed", 0)),
+            devices=tuple(spec.get("devices") or DEFAULT_DEVICES),
+            seed=int(spec.get("seed", cls.seed)),
             augment=finetune.get("augment"),
         )
 

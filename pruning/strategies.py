@@ -7,10 +7,10 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.errors import PruningError
 from pruning import masks, scoring
 from pruning.counting import total_macs
 from pruning.datasets import Data
-from pruning.errors import PruningError
 from pruning.finetune import recalibrate_batchnorm
 from pruning.graph import analyse
 from pruning.spec import PruneSpec

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.errors import PruningError
 from pruning import augment as augmentation
-from pruning.errors import PruningError
 from pruning.mapped import ScaledArray, mapped_members
 
 __all__ = ["Batches", "ScaledArray", "fit_input", "mapped_members", "predict", "take_input_time"]

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from contract.spec import DEFAULT_SPARSITY, Finetune, JobSpec, NofM, Schedule, default
+from shears.flags import spec_flag
 from shears_client.commands import remote
 
 
@@ -44,7 +46,7 @@ def _die_with_parent() -> None:
 def _sandbox_at_start(role: str) -> None:
     """Non-dumpable; probe the sandbox and say the level; a worker also runs the fast attack check
     and, under SHEARS_SANDBOX=strict, refuses to start (so to take jobs) when it fails."""
-    from pruning import jail
+    from contract import jail
 
     jail.make_undumpable()
     found = jail.probe()
@@ -210,7 +212,7 @@ def keys_revoke(key: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the full profiles as JSON.")
 def devices(as_json: bool) -> None:
     """The device profiles: clock, RAM, flash, runtime, and the source of each number."""
-    from pruning.devices import load_profiles
+    from contract.devices import load_profiles
 
     profiles = load_profiles()
     if as_json:
@@ -231,7 +233,7 @@ def _kib(n: int) -> str:
 @main.command("profile")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--device", "devices", multiple=True, help="A device profile (repeatable); default: all.")
-@click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
+@spec_flag("--quantization", JobSpec, "quantization", show_default=False)
 @click.option("--data", default=None, help="Data to calibrate an int8 export on (.npz or builtin:...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-calibrate", is_flag=True, help="Do not calibrate this CPU's host tables if it has none.")
@@ -244,9 +246,9 @@ def profile_command(
     per CPU fingerprint) unless --no-calibrate or SHEARS_HOST_CALIBRATION=off."""
     import tempfile
 
+    from contract.devices import device_names
+    from contract.errors import PruningError
     from pruning.datasets import load_builtin, load_npz
-    from pruning.devices import device_names
-    from pruning.errors import PruningError
     from pruning.run import profile
     from pruning.spec import PruneSpec
 
@@ -307,13 +309,11 @@ def examples(name: str, out: Path) -> None:
 @click.option("--data", required=True, help="An .npz file, or builtin:digits / builtin:har.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path))
+@spec_flag("--method", JobSpec, "method")
+@spec_flag("--granularity", JobSpec, "granularity")
 @click.option(
-    "--method", type=click.Choice(["magnitude", "gradient", "activation"]), default="magnitude", show_default=True
+    "--sparsity", type=float, default=None, help=f"Fraction of weights (or channels) to remove [{DEFAULT_SPARSITY}]."
 )
-@click.option(
-    "--granularity", type=click.Choice(["unstructured", "n_of_m", "channel"]), default="unstructured", show_default=True
-)
-@click.option("--sparsity", type=float, default=None, help="Fraction of weights (or channels) to remove [0.5].")
 @click.option("--macs-reduction", type=float, default=None, help="Channel granularity: fraction of MACs to remove.")
 @click.option(
     "--latency-ms",
@@ -322,39 +322,35 @@ def examples(name: str, out: Path) -> None:
     help="Channel granularity: prune until the estimated latency on --device is at most this (NetAdapt-style search).",
 )
 @click.option("--device", default=None, help="The device profile of --latency-ms (see `shears devices`).")
-@click.option("--scope", type=click.Choice(["per_layer", "global"]), default=None, help="Unstructured [global].")
-@click.option(
-    "--block", type=int, default=1, show_default=True, help="Unstructured: drop weights in runs of this many inputs."
-)
-@click.option("--n", "n", type=int, default=2, show_default=True, help="N of N:M.")
-@click.option("--m", "m", type=int, default=4, show_default=True, help="M of N:M.")
-@click.option(
-    "--schedule", type=click.Choice(["one_shot", "polynomial"]), default=None, help="[polynomial if unstructured]."
-)
+@spec_flag("--scope", JobSpec, "scope", default=None, show_default=False, help="Unstructured [global].")
+@spec_flag("--block", JobSpec, "block", type=int, help="Unstructured: drop weights in runs of this many inputs.")
+@click.option("--n", "n", type=int, default=default(NofM, "n"), show_default=True, help="N of N:M.")
+@click.option("--m", "m", type=int, default=default(NofM, "m"), show_default=True, help="M of N:M.")
+@spec_flag("--schedule", Schedule, "kind", default=None, show_default=False, help="[polynomial if unstructured].")
 @click.option("--steps", type=int, default=None)
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [chosen from the data and the cut].")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, default=default(Finetune, "batch_size"), show_default=True)
 @click.option(
     "--learning-rate", type=float, default=None, help="[the model's own optimizer's rate, else a range test]."
 )
 @click.option("--distill/--no-distill", default=None, help="Learn from the dense model too [off].")
 @click.option("--control", is_flag=True, help="Channel: also train the thinned model from scratch and compare.")
 @click.option("--max-accuracy-drop", type=float, default=None)
-@click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]), default="none")
-@click.option("--seed", type=int, default=0, show_default=True)
+@spec_flag("--quantization", JobSpec, "quantization", show_default=False)
+@click.option("--seed", type=int, default=default(JobSpec, "seed"), show_default=True)
 def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any) -> None:
     """Prune MODEL locally with the same engine the workers run."""
     import shutil
     import tempfile
 
+    from contract.errors import PruningError
     from pruning.datasets import load_builtin, load_npz
-    from pruning.errors import PruningError
     from pruning.run import run
     from pruning.spec import PruneSpec
 
     steps = options.pop("steps")
     if options["sparsity"] is None and options["macs_reduction"] is None and options["latency_ms"] is None:
-        options["sparsity"] = 0.5
+        options["sparsity"] = DEFAULT_SPARSITY
     try:
         spec = PruneSpec(**options, steps=steps)
     except ValueError as exc:

@@ -9,16 +9,14 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
-from sqlalchemy import delete
 
 from app import logs
 from app.db import get_engine, session_scope
 from app.housekeeping import service as housekeeping
-from app.jobs import service
+from app.jobs import lifecycle, repository
 from app.queue import celery_config
 from app.settings import get_settings
 from app.storage import get_store
-from app.tables import Worker
 from workers.host_calibration import start_background
 from workers.pipeline import owner_id
 
@@ -65,13 +63,8 @@ def _register(worker_id: str) -> None:
     settings = get_settings()
     now = datetime.now(UTC)
     with session_scope() as session:
-        row = session.get(Worker, worker_id)
-        if row is None:
-            session.add(Worker(id=worker_id, queues=",".join(settings.served_queues), started_at=now, heartbeat_at=now))
-        else:
-            row.heartbeat_at = now
         forgotten = now - timedelta(seconds=20 * settings.stale_after_s)
-        session.execute(delete(Worker).where(Worker.heartbeat_at < forgotten))
+        repository.register_worker(session, worker_id, ",".join(settings.served_queues), now, forgotten)
 
 
 def _reaper(stop: threading.Event, worker_id: str) -> None:
@@ -81,7 +74,7 @@ def _reaper(stop: threading.Event, worker_id: str) -> None:
         try:
             _register(worker_id)
             with session_scope() as session:
-                touched = service.reap(session, settings)
+                touched = lifecycle.reap(session, settings)
             if touched:
                 log.info("reaper requeued or failed %s", touched)
         except Exception:  # the database may be away for a while: try again next round
@@ -117,6 +110,6 @@ def _start_reaper(**_: object) -> None:
 def _unregister(**_: object) -> None:
     try:
         with session_scope() as session:
-            session.execute(delete(Worker).where(Worker.id == owner_id()))
+            repository.unregister_worker(session, owner_id())
     except Exception:
         log.warning("could not unregister this worker", exc_info=True)

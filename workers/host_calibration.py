@@ -1,6 +1,6 @@
 """The `host` tables of the CPU this worker runs on: fetched, calibrated once per fingerprint, shared.
 
-Tables live in `<data_dir>/host-profiles/host-<fingerprint>.json` (pruning.host_tables) and in the
+Tables live in `<data_dir>/host-profiles/host-<fingerprint>.json` (contract.host_tables) and in the
 artifact store under `system/host-profiles/`, so every worker with the same CPU fingerprint reuses one
 calibration. `SHEARS_HOST_CALIBRATION` says when a worker without tables calibrates:
 `background` (default: at worker start, in a separate process, while jobs run on the fallback tables,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from app.storage import ArtifactStore
-from pruning import host_tables
+from contract import host_tables
 
 log = logging.getLogger("shears.worker")
 _lock = threading.Lock()
@@ -30,7 +30,7 @@ def _key() -> str:
 
 
 def _local(settings: Settings) -> Path:
-    """`SHEARS_HOST_PROFILES_DIR` if set, else `<data_dir>/host-profiles`, as pruning.host_tables reads it."""
+    """`SHEARS_HOST_PROFILES_DIR` if set, else `<data_dir>/host-profiles`, as contract.host_tables reads it."""
     folder = os.environ.get("SHEARS_HOST_PROFILES_DIR") or str(settings.data_dir / "host-profiles")
     return Path(folder) / host_tables.cached_path().name
 

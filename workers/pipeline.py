@@ -15,10 +15,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from app.db import session_scope
-from app.jobs import repository, service
+from app.jobs import lifecycle, repository
 from app.settings import get_settings
 from app.storage import ArtifactStore, StorageUnavailable, get_store
-from app.tables import Artifact, Dataset, Model
+from app.tables import Artifact
+from contract.engine import EngineRequest
 from workers.checkpoints import JobCheckpoint
 from workers.host_calibration import engine_tables
 from workers.outputs import take_outputs
@@ -82,7 +83,7 @@ class Heartbeat:
         while not self._stop.wait(self.every_s):
             try:
                 with session_scope() as session:
-                    if not service.heartbeat(session, self.job_id, self.owner):
+                    if not lifecycle.heartbeat(session, self.job_id, self.owner):
                         self.lost = True
                         return
             except Exception:  # a database hiccup: the next beat tries again
@@ -117,156 +118,191 @@ def _summary(kind: str, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stage_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> dict[str, Any]:
+def _stage_inputs(job_id: str, store: ArtifactStore, workdir: Path) -> EngineRequest:
     """Copy the job's model (and uploaded dataset) into its folder; the engine gets only files."""
     with session_scope() as session:
         job = repository.get_for_worker(session, job_id)
         assert job is not None
-        model = session.get(Model, job.model_id)
-        assert model is not None
-        model_key = session.get(Artifact, model.artifact_id).storage_key  # type: ignore[union-attr]
-        data_key = None
-        if job.dataset_id and not job.dataset_id.startswith("builtin:"):
-            dataset = session.get(Dataset, job.dataset_id)
-            assert dataset is not None
-            data_key = session.get(Artifact, dataset.artifact_id).storage_key  # type: ignore[union-attr]
-        request: dict[str, Any] = {"spec": dict(job.spec), "data": job.dataset_id, "out": str(workdir / "out")}
-        request["kind"] = job.kind
-        fmt = model.format
-    request["model"] = str(workdir / f"input.{fmt}")
+        fmt, model_key, data_key = repository.input_keys(session, job)
+        spec, kind, data = dict(job.spec), job.kind, job.dataset_id
+    model = workdir / f"input.{fmt}"
     with store.local_copy(model_key) as src:
-        shutil.copyfile(src, request["model"])
+        shutil.copyfile(src, model)
     if data_key:
-        request["data"] = str(workdir / "data.npz")
+        data = str(workdir / "data.npz")
         with store.local_copy(data_key) as src:
-            shutil.copyfile(src, request["data"])
-    return request
+            shutil.copyfile(src, data)
+    return EngineRequest(kind=kind, spec=spec, model=str(model), data=data, out=str(workdir / "out"))
 
 
 def execute(job_id: str) -> None:
-    settings = get_settings()
-    owner = owner_id()
-    with session_scope() as session:
-        outcome = service.start(session, job_id, settings, owner)
-        tenant_id = job.tenant_id if (job := repository.get_for_worker(session, job_id)) else ""
-    if outcome == "skip":
-        log.info("job %s is not runnable (finished, cancelled or gone); skipping", job_id)
-        return
-    if outcome == "wait":
-        raise WaitForSlot(job_id)
-    store = get_store(settings)
-    # The engine sees `job/` only; what the worker takes from it goes beside, where it cannot reach.
-    base = Path(tempfile.mkdtemp(prefix=f"shears-{job_id}-"))
-    workdir = base / "job"
-    workdir.mkdir()
-    last = [0.0]
+    """Run one attempt at the job (`JobRun`)."""
+    JobRun(job_id).execute()
 
-    def note(message: str) -> None:
-        try:
-            with session_scope() as s:
-                service.log(s, job_id, message)
-        except OperationalError:  # a database blip must not cost the job its run
-            log.warning("could not record a log line of %s", job_id)
 
-    beat = Heartbeat(job_id, owner, settings.heartbeat_s)
-    last_stage = [""]
+class JobRun:
+    """One attempt at a job by this worker process: take it, stage its inputs, run the engine in its
+    sandbox while recording progress and checkpoints, store what it made. The row is the truth: each
+    step writes its outcome there (`app.jobs.lifecycle`)."""
 
-    def progress(stage: str, fraction: float) -> None:
-        if beat.lost:
-            raise LeaseLost()
-        now = time.monotonic()
-        # Every stage change is written (a short stage must still show); progress within one at most twice a second.
-        if stage == last_stage[0] and now - last[0] < PROGRESS_EVERY_S and fraction < 1.0:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.settings = get_settings()
+        self.owner = owner_id()
+        self.tenant_id = ""
+        self.beat = Heartbeat(job_id, self.owner, self.settings.heartbeat_s)
+        self._last_at, self._last_stage = 0.0, ""
+
+    def execute(self) -> None:
+        if not self.take():
             return
-        last[0], last_stage[0] = now, stage
+        store = get_store(self.settings)
+        # The engine sees `job/` only; what the worker takes from it goes beside, where it cannot reach.
+        self.base = Path(tempfile.mkdtemp(prefix=f"shears-{self.job_id}-"))
+        self.workdir = self.base / "job"
+        self.workdir.mkdir()
+        self.checkpoint = JobCheckpoint(
+            store, self.tenant_id, self.job_id, self.workdir, self.base / "checkpoint-taken"
+        )
         try:
-            with session_scope() as s:
-                cancel = service.record_progress(s, job_id, stage, fraction)
-        except OperationalError:  # the database is away: keep computing, report next time
-            log.warning("could not record progress of %s", job_id)
-            return
-        if cancel:
-            raise Cancelled()
+            request = _stage_inputs(self.job_id, store, self.workdir)
+            request = self.resume(request)
+            self.use_host_tables(store)
+            self.run_engine(request)
+            report = self.store_outputs(store, request.kind)
+            # A profile job has no accuracy: the log line must not fail after the job has succeeded.
+            log.info("job %s succeeded: %s", self.job_id, report.get("accuracy", "profiled"))
+        except BaseException as exc:
+            self.settle(exc)
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
 
-    checkpoint = JobCheckpoint(store, tenant_id, job_id, workdir, base / "checkpoint-taken")
+    def take(self) -> bool:
+        """Mark the job running for this worker; False when there is nothing to run."""
+        with session_scope() as session:
+            outcome = lifecycle.start(session, self.job_id, self.settings, self.owner)
+            job = repository.get_for_worker(session, self.job_id)
+            self.tenant_id = job.tenant_id if job else ""
+        if outcome == "skip":
+            log.info("job %s is not runnable (finished, cancelled or gone); skipping", self.job_id)
+            return False
+        if outcome == "wait":
+            raise WaitForSlot(self.job_id)
+        return True
 
-    def checkpointed(step: int) -> None:
-        try:
-            checkpoint.save(step)
-        except Exception:  # a lost checkpoint costs a retry some work, never the job
-            log.warning("could not store the checkpoint of %s after round %d", job_id, step, exc_info=True)
-            return
-        note(f"checkpoint stored after round {step}")
+    def resume(self, request: EngineRequest) -> EngineRequest:
+        """A prune job writes a checkpoint per round, and resumes from an earlier attempt's."""
+        if request.kind != "prune":
+            return request
+        update = {"checkpoint": str(self.checkpoint.local)}
+        if self.checkpoint.fetch(self.workdir / "resume"):  # an earlier attempt finished some rounds
+            update["resume"] = str(self.workdir / "resume")
+            self.note(f"resuming from the checkpoint after round {self.checkpoint.step}")
+        return request.model_copy(update=update)
 
-    try:
-        request = _stage_inputs(job_id, store, workdir)
-        if request["kind"] == "prune":
-            request["checkpoint"] = str(checkpoint.local)
-            if checkpoint.fetch(workdir / "resume"):  # an earlier attempt finished some rounds
-                request["resume"] = str(workdir / "resume")
-                note(f"resuming from the checkpoint after round {checkpoint.step}")
-        tables = engine_tables(settings, store)
+    def use_host_tables(self, store: ArtifactStore) -> None:
+        tables = engine_tables(self.settings, store)
         if tables is not None:
             os.environ["SHEARS_HOST_PROFILE"] = str(tables)
-        with beat:
+
+    def run_engine(self, request: EngineRequest) -> None:
+        with self.beat:
             run_engine(
                 request,
-                workdir,
-                on_progress=progress,
-                on_log=note,
-                cpu_seconds=2 * settings.job_time_limit_s,  # two cores' worth of the wall-clock limit
-                memory_bytes=settings.engine_memory_bytes or None,
-                on_checkpoint=checkpointed,
+                self.workdir,
+                on_progress=self.progress,
+                on_log=self.note,
+                cpu_seconds=2 * self.settings.job_time_limit_s,  # two cores' worth of the wall-clock limit
+                memory_bytes=self.settings.engine_memory_bytes or None,
+                on_checkpoint=self.checkpointed,
             )
-        if beat.lost:
+        if self.beat.lost:
             raise LeaseLost()
+
+    def store_outputs(self, store: ArtifactStore, kind: str) -> dict[str, Any]:
+        """Keep the engine's files and the report's headline figures; the job has succeeded."""
         # Copied, not followed, into a folder the engine never saw (workers.outputs).
-        taken = take_outputs(workdir / "out", OUTPUTS[request["kind"]], base / "taken")
+        taken = take_outputs(self.workdir / "out", OUTPUTS[kind], self.base / "taken")
         artifacts = []
         for path, copy in taken.items():
-            artifacts.append(store_artifact(store, tenant_id, job_id, path.rsplit("/", 1)[-1], copy))
+            artifacts.append(store_artifact(store, self.tenant_id, self.job_id, path.rsplit("/", 1)[-1], copy))
         try:
-            report = json.loads(taken["report.json"].read_text())
+            report: dict[str, Any] = json.loads(taken["report.json"].read_text())
         except ValueError as exc:
             raise EngineFailed("engine_output_invalid", f"the engine's report is not JSON: {exc}") from None
         with session_scope() as session:
             for artifact in artifacts:
                 repository.add_artifact(session, artifact)
-            service.succeed(session, job_id, _summary(request["kind"], report))
-        checkpoint.delete()
-        # A profile job has no accuracy: the log line must not fail after the job has succeeded.
-        log.info("job %s succeeded: %s", job_id, report.get("accuracy", "profiled"))
-    except LeaseLost:
-        log.warning("job %s was taken over by another worker; dropping this run", job_id)
-    except Cancelled:
-        with session_scope() as session:
-            service.mark_cancelled(session, job_id)
-        checkpoint.delete()
-        log.info("job %s cancelled", job_id)
-    except EngineFailed as exc:
-        with session_scope() as session:
-            service.fail(session, job_id, exc.code, exc.message)
-        checkpoint.delete()
-        log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
-    except SoftTimeLimitExceeded:
-        # Celery's soft limit (a little under the hard one) raised inside the task: the engine child is
-        # killed by run_engine on the way out; the job failed on its time, not on a bug.
-        limit = get_settings().job_time_limit_s
-        with session_scope() as session:
-            service.fail(session, job_id, "time_limit", f"the job ran past its time limit ({limit} s)")
-        checkpoint.delete()
-        log.info("job %s failed: time_limit", job_id)
-    except OperationalError:
-        raise  # the database, not the job: the task retries, and the job is not marked failed
-    except StorageUnavailable:
-        # The store, not the job: hand the job back to the queue without costing it an attempt,
-        # and let the task's retry take it again.
-        with session_scope() as session:
-            service.release(session, job_id, owner, "the artifact store is unreachable")
-        raise
-    except Exception as exc:
-        log.exception("job %s crashed", job_id)
-        with session_scope() as session:
-            service.fail(session, job_id, "internal_error", f"{type(exc).__name__}: {str(exc)[:500]}")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+            lifecycle.succeed(session, self.job_id, _summary(kind, report))
+        self.checkpoint.delete()
+        return report
+
+    def note(self, message: str) -> None:
+        try:
+            with session_scope() as s:
+                lifecycle.log(s, self.job_id, message)
+        except OperationalError:  # a database blip must not cost the job its run
+            log.warning("could not record a log line of %s", self.job_id)
+
+    def progress(self, stage: str, fraction: float) -> None:
+        if self.beat.lost:
+            raise LeaseLost()
+        now = time.monotonic()
+        # Every stage change is written (a short stage must still show); progress within one at most twice a second.
+        if stage == self._last_stage and now - self._last_at < PROGRESS_EVERY_S and fraction < 1.0:
+            return
+        self._last_at, self._last_stage = now, stage
+        try:
+            with session_scope() as s:
+                cancel = lifecycle.record_progress(s, self.job_id, stage, fraction)
+        except OperationalError:  # the database is away: keep computing, report next time
+            log.warning("could not record progress of %s", self.job_id)
+            return
+        if cancel:
+            raise Cancelled()
+
+    def checkpointed(self, step: int) -> None:
+        try:
+            self.checkpoint.save(step)
+        except Exception:  # a lost checkpoint costs a retry some work, never the job
+            log.warning("could not store the checkpoint of %s after round %d", self.job_id, step, exc_info=True)
+            return
+        self.note(f"checkpoint stored after round {step}")
+
+    def settle(self, exc: BaseException) -> None:
+        """Record how the attempt ended when it did not succeed; re-raise what the task must retry."""
+        job_id = self.job_id
+        if isinstance(exc, LeaseLost):
+            log.warning("job %s was taken over by another worker; dropping this run", job_id)
+        elif isinstance(exc, Cancelled):
+            with session_scope() as session:
+                lifecycle.mark_cancelled(session, job_id)
+            self.checkpoint.delete()
+            log.info("job %s cancelled", job_id)
+        elif isinstance(exc, EngineFailed):
+            with session_scope() as session:
+                lifecycle.fail(session, job_id, exc.code, exc.message)
+            self.checkpoint.delete()
+            log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
+        elif isinstance(exc, SoftTimeLimitExceeded):
+            # Celery's soft limit (a little under the hard one) raised inside the task: the engine child is
+            # killed by run_engine on the way out; the job failed on its time, not on a bug.
+            limit = get_settings().job_time_limit_s
+            with session_scope() as session:
+                lifecycle.fail(session, job_id, "time_limit", f"the job ran past its time limit ({limit} s)")
+            self.checkpoint.delete()
+            log.info("job %s failed: time_limit", job_id)
+        elif isinstance(exc, OperationalError):
+            raise exc  # the database, not the job: the task retries, and the job is not marked failed
+        elif isinstance(exc, StorageUnavailable):
+            # The store, not the job: hand the job back to the queue without costing it an attempt,
+            # and let the task's retry take it again.
+            with session_scope() as session:
+                lifecycle.release(session, job_id, self.owner, "the artifact store is unreachable")
+            raise exc
+        elif isinstance(exc, Exception):
+            log.exception("job %s crashed", job_id, exc_info=exc)
+            with session_scope() as session:
+                lifecycle.fail(session, job_id, "internal_error", f"{type(exc).__name__}: {str(exc)[:500]}")
+        else:
+            raise exc  # KeyboardInterrupt, SystemExit: not the job's to record

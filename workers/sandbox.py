@@ -7,7 +7,6 @@ it is the only process that imports TensorFlow, and it is killed (with its proce
 the job is cancelled or runs out of time.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pruning import jail
+from contract import jail
+from contract.engine import Checkpoint, Done, EngineRequest, Failed, Log, Progress, decode
 
 _ENV_KEEP = (
     "PATH",
@@ -43,10 +43,9 @@ class EngineFailed(Exception):
 
 def engine_env(scratch: Path) -> dict[str, str]:
     """The engine's whole environment: no credentials, a private HOME and TMPDIR."""
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env.update(
-        HOME=str(scratch),
-        TMPDIR=str(scratch),
+    env = jail.confined_env(
+        scratch,
+        _ENV_KEEP,
         TF_CPP_MIN_LOG_LEVEL="2",
         TF_ENABLE_ONEDNN_OPTS="0",
         # No child processes: the engine installs a seccomp filter on itself (pruning.confine).
@@ -68,7 +67,7 @@ def start_confined(
     module: str, args: list[str], workdir: Path, limits: jail.Limits, stderr: Any, readable: tuple[Path, ...] = ()
 ) -> "subprocess.Popen[str]":
     """Start `python -m module args` as the engine is started: its environment, the launcher of
-    `pruning.jail` (bubblewrap, else Landlock), `workdir` its only writable folder. Both the jobs
+    `contract.jail` (bubblewrap, else Landlock), `workdir` its only writable folder. Both the jobs
     and `shears sandbox-check` come through here. `EngineFailed` if the sandbox is too weak."""
     scratch = workdir / "home"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -90,7 +89,7 @@ def start_confined(
 
 
 def run_engine(
-    request: dict[str, Any],
+    request: EngineRequest,
     workdir: Path,
     *,
     on_progress: Callable[[str, float], None],
@@ -106,36 +105,33 @@ def run_engine(
     (`<workdir>/checkpoint/<step>/`, the folder the request names).
     """
     request_path = workdir / "request.json"
-    request_path.write_text(json.dumps(request))
+    request_path.write_text(request.model_dump_json())
     stderr_path = workdir / "engine.log"
     limits = engine_limits(cpu_seconds, memory_bytes)
     with stderr_path.open("wb") as stderr:
         proc = start_confined("pruning.job", [str(request_path)], workdir, limits, stderr)
-        outcome: dict[str, Any] | None = None
+        outcome: Failed | Done | None = None
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                try:
-                    message = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if message["type"] == "progress":
-                    on_progress(message["stage"], float(message["progress"]))
-                elif message["type"] == "log":
-                    on_log(str(message["message"]))
-                elif message["type"] == "checkpoint":
+                message = decode(line)
+                if isinstance(message, Progress):
+                    on_progress(message.stage, message.progress)
+                elif isinstance(message, Log):
+                    on_log(message.message)
+                elif isinstance(message, Checkpoint):
                     if on_checkpoint is not None:
-                        on_checkpoint(int(message["step"]))
-                else:
+                        on_checkpoint(message.step)
+                elif message is not None:
                     outcome = message
             proc.wait()
         except BaseException:
             _kill(proc)
             raise
-    if outcome and outcome["type"] == "done" and proc.returncode == 0:
+    if isinstance(outcome, Done) and proc.returncode == 0:
         return
-    if outcome and outcome["type"] == "error":
-        raise EngineFailed(outcome["code"], outcome["message"])
+    if isinstance(outcome, Failed):
+        raise EngineFailed(outcome.code, outcome.message)
     if proc.returncode == -signal.SIGXCPU:
         raise EngineFailed("time_limit", f"the job used more than {cpu_seconds} s of CPU time")
     tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]

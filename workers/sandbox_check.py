@@ -22,7 +22,7 @@ from typing import Any
 
 import pruning
 from app.settings import get_settings
-from pruning import jail
+from contract import jail
 from workers.outputs import take_outputs
 from workers.sandbox import EngineFailed, engine_limits, start_confined
 

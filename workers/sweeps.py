@@ -9,15 +9,14 @@ import json
 import logging
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app.db import session_scope
-from app.jobs import repository, service
+from app.jobs import lifecycle, repository
 from app.settings import get_settings
 from app.storage import StorageUnavailable, get_store
-from app.tables import TERMINAL, Job
+from app.tables import TERMINAL, Job, JobStatus
 from pruning.plots import pareto_front, tradeoff
 from workers.pipeline import store_artifact
 
@@ -58,7 +57,7 @@ def _baseline(jobs: list[Job]) -> dict[str, Any] | None:
     """The dense model, exported the same way: every point's report carries it."""
     for job in jobs:
         result = job.result or {}
-        if job.status == "succeeded" and result.get("baseline_size"):
+        if job.status == JobStatus.SUCCEEDED and result.get("baseline_size"):
             return {
                 "job_id": None,
                 "label": "dense",
@@ -75,7 +74,7 @@ def summarize(spec: dict[str, Any], jobs: list[Job]) -> dict[str, Any]:
     """Points, the dense baseline, and per device the Pareto set of (accuracy, latency, size)."""
     sweep = spec.get("sweep") or {}
     points = [_point(job) for job in jobs]
-    done = [p for p in points if p["status"] == "succeeded"]
+    done = [p for p in points if p["status"] == JobStatus.SUCCEEDED]
     baseline = _baseline(jobs)
     candidates = done + ([baseline] if baseline else [])
     devices = list(
@@ -93,7 +92,9 @@ def summarize(spec: dict[str, Any], jobs: list[Job]) -> dict[str, Any]:
         "pareto": pareto,
         "succeeded": len(done),
         "failed": [
-            {"job_id": j.id, "code": j.error_code, "message": j.error_message} for j in jobs if j.status == "failed"
+            {"job_id": j.id, "code": j.error_code, "message": j.error_message}
+            for j in jobs
+            if j.status == JobStatus.FAILED
         ],
     }
     budget = sweep.get("budget_ms")
@@ -110,57 +111,40 @@ def summarize(spec: dict[str, Any], jobs: list[Job]) -> dict[str, Any]:
     return summary
 
 
-COLLECTING_FOR_S = 300
-"""A collection that started this recently is left to finish; an older one is taken to have died."""
-
-
 def collect(sweep_id: str) -> None:
     with session_scope() as session:
-        sweep = repository.get_for_worker(session, sweep_id, lock=True)
-        if sweep is None or sweep.status in TERMINAL:
+        taken = lifecycle.start_collecting(session, sweep_id)
+        if taken is None:
             return
-        points = list(repository.children(session, sweep_id))
-        finished = [p for p in points if p.status in TERMINAL]
-        sweep.progress = len(finished) / max(len(points), 1)
-        if len(finished) < len(points):
-            return
-        now = datetime.now(UTC)
-        if (
-            sweep.stage == "collecting"
-            and sweep.heartbeat_at
-            and (now - sweep.heartbeat_at).total_seconds() < COLLECTING_FOR_S
-        ):
-            return  # another worker is collecting it right now
-        sweep.stage, sweep.heartbeat_at = "collecting", now
+        sweep, points = taken
         spec, tenant_id, cancelled = dict(sweep.spec), sweep.tenant_id, sweep.cancel_requested_at is not None
         summary = summarize(spec, points)
     if cancelled:  # a cancelled job leaves no files
         with session_scope() as session:
-            service.mark_cancelled(session, sweep_id)
+            lifecycle.mark_cancelled(session, sweep_id)
         return
     try:
         artifacts = _write_and_store(sweep_id, tenant_id, spec.get("sweep") or {}, summary)
     except StorageUnavailable:
         with session_scope() as session:  # let the retry (or the reaper) collect it again at once
-            if (sweep := repository.get_for_worker(session, sweep_id, lock=True)) is not None:
-                sweep.heartbeat_at = None
+            lifecycle.release_collecting(session, sweep_id)
         raise
     except Exception as exc:
         log.exception("collecting sweep %s failed", sweep_id)
         with session_scope() as session:
-            service.fail(session, sweep_id, "collect_failed", f"{type(exc).__name__}: {str(exc)[:500]}")
+            lifecycle.fail(session, sweep_id, "collect_failed", f"{type(exc).__name__}: {str(exc)[:500]}")
         return
     with session_scope() as session:
-        sweep = repository.get_for_worker(session, sweep_id, lock=True)
-        if sweep is None or sweep.status in TERMINAL:
+        current = repository.get_for_worker(session, sweep_id, lock=True)
+        if current is None or current.status in TERMINAL:
             return
         for artifact in artifacts:
             repository.add_artifact(session, artifact)
         if summary["succeeded"]:
-            service.succeed(session, sweep_id, summary)
+            lifecycle.succeed(session, sweep_id, summary)
         else:
             reason = f"no point of the sweep succeeded; see GET /v1/jobs?parent_id={sweep_id}"
-            service.fail(session, sweep_id, "sweep_failed", reason)
+            lifecycle.fail(session, sweep_id, "sweep_failed", reason)
     log.info("sweep %s collected: %s of %s points succeeded", sweep_id, summary["succeeded"], len(summary["points"]))
 
 

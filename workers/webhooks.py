@@ -2,11 +2,13 @@
 
 import logging
 
+from app.auth import repository as tenants
 from app.db import session_scope
 from app.errors import InvalidInput
-from app.jobs import repository, service
+from app.jobs import repository
+from app.jobs.schemas import JobOut
 from app.settings import get_settings
-from app.tables import Tenant, WebhookDelivery
+from app.tables import WebhookDelivery
 from app.webhooks import deliver as post
 
 log = logging.getLogger("shears.webhooks")
@@ -19,9 +21,9 @@ def deliver(job_id: str) -> bool:
         job = repository.get_for_worker(session, job_id)
         if job is None or not job.callback_url:
             return True
-        tenant = session.get(Tenant, job.tenant_id)
+        tenant = tenants.tenant(session, job.tenant_id)
         assert tenant is not None
-        url, secret, payload = job.callback_url, tenant.webhook_secret, service.to_out(job)
+        url, secret, payload = job.callback_url, tenant.webhook_secret, JobOut.from_row(job)
         attempt = len(repository.deliveries(session, job_id)) + 1
     status, error, final = None, None, False
     try:

@@ -3,7 +3,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from app.errors import InvalidInput
-from pruning.devices import KINDS, load_profiles
+from contract.devices import KINDS, load_profiles
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 

@@ -32,7 +32,7 @@ from app.queue import broker_reachable
 from app.settings import get_settings
 from app.storage import readiness as storage_readiness
 from app.ui.pages import router as ui_router
-from pruning import jail
+from contract import jail
 
 log = logging.getLogger("shears.api")
 access = logging.getLogger("shears.access")

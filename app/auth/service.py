@@ -5,9 +5,9 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth import repository
 from app.errors import Unauthorized
 from app.tables import ApiKey, Tenant
 
@@ -22,14 +22,12 @@ def hash_key(key: str) -> str:
 
 def create_key(session: Session, tenant_name: str) -> str:
     """A new key for `tenant_name` (created if new). The returned key is not stored anywhere."""
-    tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
+    tenant = repository.tenant_named(session, tenant_name)
     if tenant is None:
         tenant = Tenant(name=tenant_name)
-        session.add(tenant)
-        session.flush()
+        repository.add(session, tenant, flush=True)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(key), prefix=key[:PREFIX_LENGTH]))
-    session.flush()
+    repository.add(session, ApiKey(tenant_id=tenant.id, key_hash=hash_key(key), prefix=key[:PREFIX_LENGTH]), flush=True)
     return key
 
 
@@ -43,9 +41,7 @@ def authenticate(session: Session, authorization: str | None) -> Tenant:
     digest = hash_key(key)
     # Found by its public prefix, then compared in constant time; unknown and revoked keys
     # get the same answer.
-    for api_key, tenant in session.execute(
-        select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.prefix == key[:PREFIX_LENGTH])
-    ).all():
+    for api_key, tenant in repository.keys_with_prefix(session, key[:PREFIX_LENGTH]):
         if hmac.compare_digest(api_key.key_hash, digest) and api_key.revoked_at is None:
             return tenant
     raise Unauthorized("unknown or revoked API key")
@@ -58,11 +54,9 @@ def revoke_key(session: Session, key: str) -> int:
     tenant's key."""
     key = key.strip()
     if key.startswith("key_"):
-        row = session.scalars(select(ApiKey).where(ApiKey.id == key, ApiKey.revoked_at.is_(None))).first()
+        row = repository.active_key(session, key)
     elif len(key) > PREFIX_LENGTH:
-        row = session.scalars(
-            select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-        ).first()
+        row = repository.key_by_hash(session, hash_key(key), active=True)
     else:
         raise ValueError("give the whole key, or its id (key_...): a prefix may be shared by several keys")
     if row is None:

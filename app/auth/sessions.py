@@ -17,13 +17,13 @@ import secrets
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.auth import repository
 from app.auth.service import authenticate, hash_key
 from app.errors import Unauthorized
 from app.settings import get_settings
-from app.tables import ApiKey, EndedSession, Tenant
+from app.tables import EndedSession, Tenant
 
 SESSION_TTL_S = 12 * 3600
 # ASCII only: `str.isdigit()` also accepts characters such as '²' that `int()` refuses.
@@ -64,13 +64,13 @@ def open_session(session: Session, key: str) -> tuple[Tenant, str]:
     if not usable_key(key):
         raise Unauthorized("unknown or revoked API key")
     tenant = authenticate(session, f"Bearer {key}")
-    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    api_key = repository.key_by_hash(session, hash_key(key))
     assert api_key is not None  # authenticate() found it a moment ago
     expires = int(time.time()) + SESSION_TTL_S
     while True:  # a token logged out in this same second is not handed out again: the next second is
         payload = f"{api_key.id}.{expires}"
         signature = _signature(api_key.key_hash, payload)
-        if session.get(EndedSession, signature) is None:
+        if repository.ended_session(session, signature) is None:
             return tenant, f"{payload}.{signature}"
         expires += 1
 
@@ -82,9 +82,7 @@ def session_tenant(session: Session, token: str | None) -> Tenant:
     if match is None or int(match[2]) < time.time():
         raise Unauthorized("no session, or it has expired: log in again")
     key_id, expires, signature = match.groups()
-    row = session.execute(
-        select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.id == key_id)
-    ).first()
+    row = repository.key_with_tenant(session, key_id)
     if row is None:
         raise Unauthorized("unknown session: log in again")
     api_key, tenant = row
@@ -92,7 +90,7 @@ def session_tenant(session: Session, token: str | None) -> Tenant:
         raise Unauthorized("unknown session: log in again")
     if api_key.revoked_at is not None:
         raise Unauthorized("the key of this session has been revoked")
-    if session.get(EndedSession, signature) is not None:
+    if repository.ended_session(session, signature) is not None:
         raise Unauthorized("this session has been logged out: log in again")
     return tenant
 
@@ -103,6 +101,6 @@ def end_session(session: Session, token: str | None) -> None:
     if match is None or int(match[2]) < time.time():
         return
     now = datetime.now(UTC)
-    session.execute(delete(EndedSession).where(EndedSession.expires_at < now))
-    if session.get(EndedSession, match[3]) is None:
-        session.add(EndedSession(signature=match[3], expires_at=datetime.fromtimestamp(int(match[2]), UTC)))
+    repository.forget_ended_before(session, now)
+    if repository.ended_session(session, match[3]) is None:
+        repository.add(session, EndedSession(signature=match[3], expires_at=datetime.fromtimestamp(int(match[2]), UTC)))

@@ -18,8 +18,8 @@ from app.settings import Settings
 from app.storage import ArtifactStore
 from app.tables import Artifact, Dataset, new_id
 from app.uploads import Upload, store_upload
-from pruning.datasets import BUILTIN
-from pruning.tfrecord import looks_like_tfrecord
+from contract.datasets import BUILTIN
+from contract.formats import looks_like_tfrecord
 
 TAR_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
 

@@ -8,7 +8,6 @@ from app.api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from app.api.docs import ERRORS, ErrorResponse
 from app.housekeeping import service
 from app.housekeeping.schemas import Usage
-from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
 
 router = APIRouter(tags=["housekeeping"])
@@ -50,7 +49,7 @@ def delete_job(job_id: str, session: SessionDep, tenant: CurrentTenant, store: S
     job = service.delete_job(session, tenant.id, job_id, store)
     if job is None:
         return Response(status_code=204)
-    return JSONResponse(jsonable_encoder(jobs.to_out(job)), status_code=202)
+    return JSONResponse(jsonable_encoder(JobOut.from_row(job)), status_code=202)
 
 
 @router.get("/v1/usage", response_model=Usage, responses=ERRORS)

@@ -17,14 +17,14 @@ from app import quotas
 from app.datasets import repository as datasets
 from app.db import after_commit
 from app.errors import Conflict, InvalidInput, NotFound
+from app.jobs import lifecycle
 from app.jobs import repository as jobs
 from app.jobs import service as job_service
 from app.models import repository as models
 from app.settings import Settings
 from app.storage import ArtifactStore
-from app.tables import TERMINAL, Artifact, Dataset, Job, JobEvent, Model, WebhookDelivery
+from app.tables import ACTIVE, TERMINAL, Artifact, Dataset, Job, JobEvent, JobStatus, Model, WebhookDelivery
 
-ACTIVE = ("queued", "running")
 MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600
 EXPIRES_HELP = "seconds until the housekeeping sweep deletes the upload (unless a job still uses it)"
 
@@ -96,7 +96,7 @@ def delete_job(session: Session, tenant_id: str, job_id: str, store: ArtifactSto
     if job.parent_id is not None:
         raise Conflict(f"job {job_id} is a point of the sweep {job.parent_id}: delete the sweep", code="part_of_sweep")
     if job.status not in TERMINAL:
-        job_service.request_cancel(session, tenant_id, job_id)
+        lifecycle.cancel(session, tenant_id, job_id)
     if job.status in TERMINAL and (job.kind != "sweep" or not _sweep_busy(session, job)):
         _remove_job(session, job, store)
         return None
@@ -138,8 +138,8 @@ def usage(session: Session, tenant_id: str, settings: Settings) -> dict[str, Any
         "models": count(Model, Model.deleted_at.is_(None)),
         "datasets": count(Dataset, Dataset.deleted_at.is_(None)),
         "jobs": count(Job),
-        "jobs_queued": quotas.jobs_in(session, tenant_id, "queued"),
-        "jobs_running": quotas.jobs_in(session, tenant_id, "running"),
+        "jobs_queued": quotas.jobs_in(session, tenant_id, JobStatus.QUEUED),
+        "jobs_running": quotas.jobs_in(session, tenant_id, JobStatus.RUNNING),
         "limits": {
             "upload_bytes": settings.quota_upload_bytes,
             "max_upload_bytes": settings.max_upload_bytes,

@@ -1,6 +1,6 @@
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -12,17 +12,18 @@ from app.api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from app.api.docs import ERRORS, ErrorResponse
 from app.db import session_scope
 from app.errors import Conflict, NotFound
-from app.jobs import events, repository, service
-from app.jobs.schemas import ArtifactList, ArtifactUrl, DeliveryList, JobList, JobOut, JobSpec
+from app.jobs import events, lifecycle, repository, service
+from app.jobs.schemas import ArtifactList, ArtifactUrl, DeliveryList, JobList, JobOut
 from app.storage import CHUNK, ArtifactStore
-from app.tables import TERMINAL, Artifact
+from app.tables import TERMINAL, Artifact, JobStatus, StatusName
+from contract.spec import JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 ROUTE_SUBMIT = "POST /v1/jobs"
 EVENT_POLL_S = 0.5
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Status = StatusName
 
 
 @router.post(
@@ -47,7 +48,7 @@ def submit_job(
     replayed = idempotency.replay(session, tenant.id, ROUTE_SUBMIT, key, digest)
     if replayed is not None:
         return JSONResponse(replayed.response, status_code=replayed.status_code)
-    body = jsonable_encoder(service.to_out(service.create_job(session, tenant.id, spec, settings)))
+    body = jsonable_encoder(JobOut.from_row(service.create_job(session, tenant.id, spec, settings)))
     idempotency.remember(session, tenant.id, ROUTE_SUBMIT, key, digest, 202, body)
     return JSONResponse(body, status_code=202)
 
@@ -64,12 +65,12 @@ def list_jobs(
     """The tenant's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     found = repository.list_for(session, tenant.id, status, cursor, limit, parent_id=parent_id)
     jobs, next_cursor = pagination.split(found, limit)
-    return {"items": [service.to_out(j) for j in jobs], "next_cursor": next_cursor}
+    return {"items": [JobOut.from_row(j) for j in jobs], "next_cursor": next_cursor}
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
 def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
-    return service.to_out(service.get_job(session, tenant.id, job_id))
+    return JobOut.from_row(service.get_job(session, tenant.id, job_id))
 
 
 @router.get(
@@ -132,12 +133,12 @@ def job_deliveries(job_id: str, session: SessionDep, tenant: CurrentTenant) -> A
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=ERRORS)
 def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> Any:
-    return service.to_out(service.request_cancel(session, tenant.id, job_id))
+    return JobOut.from_row(lifecycle.cancel(session, tenant.id, job_id))
 
 
 def _finished_job(session: SessionDep, tenant_id: str, job_id: str) -> None:
     job = service.get_job(session, tenant_id, job_id)
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job_id} is {job.status}; results exist once it has succeeded", code="job_not_finished")
 
 

@@ -1,11 +1,11 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app import pagination
-from app.tables import Artifact, Job, Tenant, WebhookDelivery
+from app.tables import Artifact, Dataset, Job, JobStatus, Model, Tenant, WebhookDelivery, Worker
 
 
 def add(session: Session, job: Job) -> Job:
@@ -65,12 +65,12 @@ def add_artifact(session: Session, artifact: Artifact) -> None:
 
 def running(session: Session) -> Sequence[Job]:
     """Running jobs a worker holds a lease on (a sweep is run by its points, not by a worker)."""
-    query = select(Job).where(Job.status == "running", Job.kind != "sweep")
+    query = select(Job).where(Job.status == JobStatus.RUNNING, Job.kind != "sweep")
     return session.scalars(query.with_for_update(skip_locked=True)).all()
 
 
 def queued_before(session: Session, moment: datetime) -> Sequence[Job]:
-    query = select(Job).where(Job.status == "queued", Job.kind != "sweep", Job.enqueued_at < moment)
+    query = select(Job).where(Job.status == JobStatus.QUEUED, Job.kind != "sweep", Job.enqueued_at < moment)
     return session.scalars(query.with_for_update(skip_locked=True)).all()
 
 
@@ -88,4 +88,46 @@ def children(session: Session, parent_id: str, lock: bool = False) -> Sequence[J
 
 
 def open_sweeps(session: Session) -> Sequence[Job]:
-    return session.scalars(select(Job).where(Job.kind == "sweep", Job.status == "running")).all()
+    return session.scalars(select(Job).where(Job.kind == "sweep", Job.status == JobStatus.RUNNING)).all()
+
+
+def input_keys(session: Session, job: Job) -> tuple[str, str, str | None]:
+    """The stored files a job runs on: its model's format and key, and its uploaded dataset's key (None for
+    a built-in one)."""
+    model = session.get(Model, job.model_id)
+    assert model is not None
+    model_key = session.get(Artifact, model.artifact_id).storage_key  # type: ignore[union-attr]
+    data_key = None
+    if job.dataset_id and not job.dataset_id.startswith("builtin:"):
+        dataset = session.get(Dataset, job.dataset_id)
+        assert dataset is not None
+        data_key = session.get(Artifact, dataset.artifact_id).storage_key  # type: ignore[union-attr]
+    return model.format, model_key, data_key
+
+
+def queues_served_since(session: Session, moment: datetime) -> set[str]:
+    """The queues of the workers whose heartbeat is at or after `moment`."""
+    served: set[str] = set()
+    for queues in session.scalars(select(Worker.queues).where(Worker.heartbeat_at >= moment)):
+        served.update(q for q in queues.split(",") if q)
+    return served
+
+
+def count_in(session: Session, tenant_id: str, status: str) -> int:
+    """The tenant's jobs in `status`, sweeps themselves not counted (their points are)."""
+    query = select(func.count()).where(Job.tenant_id == tenant_id, Job.status == status, Job.kind != "sweep")
+    return int(session.scalar(query) or 0)
+
+
+def register_worker(session: Session, worker_id: str, queues: str, now: datetime, forget_before: datetime) -> None:
+    """Say the worker is alive (a new row, or its heartbeat); forget workers silent since `forget_before`."""
+    row = session.get(Worker, worker_id)
+    if row is None:
+        session.add(Worker(id=worker_id, queues=queues, started_at=now, heartbeat_at=now))
+    else:
+        row.heartbeat_at = now
+    session.execute(delete(Worker).where(Worker.heartbeat_at < forget_before))
+
+
+def unregister_worker(session: Session, worker_id: str) -> None:
+    session.execute(delete(Worker).where(Worker.id == worker_id))

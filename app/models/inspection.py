@@ -18,7 +18,7 @@ from typing import Any
 
 from app.errors import InvalidInput, ShearsError, UnsupportedMediaType
 from app.settings import get_settings
-from pruning import jail
+from contract import jail
 
 # The child gets no database, broker or storage credentials: only what Python and TF need.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SHEARS_ENGINE_SECCOMP")
@@ -91,7 +91,7 @@ def take_output(produced: Path, output: Path, what: str) -> None:
             refused = f"the {what} checker's output was refused: not a regular file with one link"
             raise InvalidInput(refused, code=f"{what}_load_failed")
         if os.geteuid() == 0:
-            os.fchown(fd, 0, 0)  # a child's own uid (pruning.sandbox_ids) owns nothing kept
+            os.fchown(fd, 0, 0)  # a child's own uid (contract.sandbox_ids) owns nothing kept
     finally:
         os.close(fd)
     os.replace(produced, output)
@@ -106,7 +106,7 @@ async def run_checker(
     readable: list[Path],
     output: Path | None = None,
 ) -> dict[str, Any]:
-    """Run `python -m module *args` confined by the engine's launcher (pruning.jail: no credentials,
+    """Run `python -m module *args` confined by the engine's launcher (contract.jail: no credentials,
     only `readable` to read, its own scratch folder to write, files capped at `max_file_bytes`) and
     return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`.
     An `OUTPUT` argument is a file in the scratch folder, moved to `output` when the checker wrote it.
@@ -125,15 +125,12 @@ async def _run_checker(
     readable: list[Path],
     output: Path | None = None,
 ) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["CUDA_VISIBLE_DEVICES"] = ""
     # Next to `output`, so a converted dataset is renamed into place rather than copied.
     with tempfile.TemporaryDirectory(prefix="shears-inspect-", dir=output.parent if output else None) as scratch:
-        env["HOME"] = env["TMPDIR"] = scratch
+        env = jail.confined_env(Path(scratch), _ENV_KEEP, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         produced = Path(scratch) / "output.bin"
         argv = [str(produced) if a == OUTPUT else a for a in args]
-        try:  # the engine's launcher, the same confinement (pruning.jail)
+        try:  # the engine's launcher, the same confinement (contract.jail)
             jailed = jail.launch(
                 [sys.executable, "-m", module, *argv],
                 workdir=Path(scratch),

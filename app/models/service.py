@@ -41,7 +41,7 @@ async def _create(upload: Upload, session: Session, tenant_id: str, settings: Se
     if fmt is None:
         raise UnsupportedMediaType("not a Keras (.keras, .h5) or TensorFlow Lite (.tflite) model file")
     # The archive's checks (members, sizes, CRCs: a full decompression) run in the confined checker
-    # with the rest (`pruning.safety.check_model_file`), never in this process nor on its event loop.
+    # with the rest (`contract.safety.check_model_file`), never in this process nor on its event loop.
     # The spooled bytes are read before they are stored, under the name whose suffix tells the
     # inspector the format: a rejected file never reaches the store, and S3 is not read back.
     with tempfile.TemporaryDirectory(prefix="shears-inspect-") as folder:

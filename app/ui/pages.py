@@ -25,10 +25,11 @@ from app import pagination
 from app.api.deps import SessionDep, StoreDep
 from app.auth.sessions import SESSION_TTL_S, end_session, open_session, session_tenant
 from app.errors import NotFound, ShearsError, Unauthorized
-from app.jobs import repository, service
+from app.jobs import lifecycle, repository, service
 from app.jobs.endpoints import download_artifact
+from app.jobs.schemas import JobOut
 from app.storage import ArtifactStore
-from app.tables import TERMINAL, Job, Tenant
+from app.tables import TERMINAL, Job, JobStatus, Tenant
 from app.ui.figures import FORMATS
 
 HERE = Path(__file__).parent
@@ -128,7 +129,7 @@ def _checked(*names: str) -> None:
 
 
 def _report(job: Job, session: Session, store: ArtifactStore) -> dict[str, Any] | None:
-    artifact = repository.artifact(session, job.id, "report.json") if job.status == "succeeded" else None
+    artifact = repository.artifact(session, job.id, "report.json") if job.status == JobStatus.SUCCEEDED else None
     if artifact is None or not store.exists(artifact.storage_key):
         return None
     with store.open(artifact.storage_key) as f:
@@ -189,7 +190,7 @@ def jobs_page(request: Request, session: SessionDep, tenant: Viewer, cursor: str
 def job_page(request: Request, job_id: str, session: SessionDep, tenant: Viewer, store: StoreDep) -> Response:
     _checked(job_id)
     job = service.get_job(session, tenant.id, job_id)
-    files = [a.kind for a in repository.artifacts(session, job.id)] if job.status == "succeeded" else []
+    files = [a.kind for a in repository.artifacts(session, job.id)] if job.status == JobStatus.SUCCEEDED else []
     context = {
         "tenant": tenant,
         "job": job,
@@ -213,7 +214,7 @@ def cancel_job(
     sent = form_token.encode(errors="replace")  # bytes: compare_digest refuses non-ASCII str
     if not (_same_origin(request) and hmac.compare_digest(sent, _form_token(request).encode())):
         return _error_page(request, 403, "this form can only be sent from this site")
-    service.request_cancel(session, tenant.id, job_id)
+    lifecycle.cancel(session, tenant.id, job_id)
     return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
 
@@ -221,7 +222,7 @@ def cancel_job(
 def job_progress(job_id: str, session: SessionDep, tenant: FeedViewer) -> Response:
     """What the pages poll to move their progress bars (the JSON API wants an API key)."""
     _checked(job_id)
-    out = service.to_out(service.get_job(session, tenant.id, job_id))
+    out = JobOut.from_row(service.get_job(session, tenant.id, job_id))
     return JSONResponse({k: out[k] for k in ("id", "status", "stage", "progress", "error")})
 
 

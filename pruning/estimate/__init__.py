@@ -12,7 +12,7 @@ How an estimate is made
 3. Its time is `max(compute, memory traffic / bandwidth) + per-op overhead`, where
    `compute = (MACs / (peak MACs/cycle[dtype] * efficiency[class][dtype]) + outputs * cycles_per_element
    [class][dtype]) / clock / thread speed-up`. Efficiencies and per-element cycles are per runtime
-   (TFLite Micro + CMSIS-NN, XNNPACK on Arm, XNNPACK on this x86 host); see pruning/profiles/.
+   (TFLite Micro + CMSIS-NN, XNNPACK on Arm, XNNPACK on this x86 host); see contract/profiles/.
 4. The inference is the sum over ops plus a fixed invoke overhead; `low_ms`/`high_ms` multiply it
    by the profile's `error_band`, which is the calibration error measured for that profile
    (docs/benchmarks.md, "Device estimates").
@@ -39,7 +39,7 @@ Modules
 - `microbench`, `calibrate`: the host's single-op micro-benchmarks and the fit of the host tables from them
   (robust: floored timings, repeats until stable, a time budget, `CalibrationError` with a reason).
 - `host_setup`: `ensure_host_tables`, calibrate once per CPU fingerprint when missing (`shears profile`);
-  which tables the host profile uses, and the `basis` note naming their fingerprint: `pruning.host_tables`.
+  which tables the host profile uses, and the `basis` note naming their fingerprint: `contract.host_tables`.
 - energy per inference (mJ, banded) and inferences per mAh: `estimator.energy_figures`, from each
   profile's cited `active_power_mw`.
 - `__main__`: `python -m pruning.estimate calibrate-host [--quick] [--budget-s S] [--out F] [--if-missing]`.

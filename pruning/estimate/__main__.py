@@ -1,5 +1,5 @@
 """`python -m pruning.estimate calibrate-host`: calibrate the `host` tables on this CPU from single-op
-micro-benchmarks and cache them for its fingerprint (pruning.host_tables). (To estimate a model on
+micro-benchmarks and cache them for its fingerprint (contract.host_tables). (To estimate a model on
 devices, use `shears profile MODEL`.)"""
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pruning import host_tables
+from contract import host_tables
 from pruning.estimate.calibrate import DEFAULT_BUDGET_S, CalibrationError, calibrate_host
 
 

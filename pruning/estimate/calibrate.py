@@ -1,6 +1,6 @@
 """Host constants from single-op micro-benchmarks (`python -m pruning.estimate calibrate-host`): the
 overheads, bandwidths, peak MACs/cycle and per-class efficiency, per-element cycles and channel tiles
-of this machine, fitted in the estimator's own form and written as pruning/profiles/host.json."""
+of this machine, fitted in the estimator's own form and written as contract/profiles/host.json."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pruning.devices import MAC_CLASSES
+from contract.devices import MAC_CLASSES
 from pruning.estimate.costs import OpCost, analyse, padded_macs
 from pruning.estimate.graph import parse
 from pruning.estimate.microbench import chain_tflite, micro_cases, single_op_tflite, stable_time_us
@@ -102,14 +102,14 @@ def calibrate_host(
     `timer(tflite, budget_s) -> microseconds` (default: `stable_time_us`, medians repeated until stable).
     `quick`: one case per class and a short bandwidth sweep (tests, smoke checks). `budget_s` bounds the
     timing work: once spent, the remaining cases are skipped and every class/dtype without samples keeps the
-    fallback table (pruning/profiles/host.json), listed under `calibration.filled_from_fallback`. Raises
+    fallback table (contract/profiles/host.json), listed under `calibration.filled_from_fallback`. Raises
     `CalibrationError` with a reason (never ZeroDivisionError) when the timer gives nothing usable."""
     import os
     import platform
     import shutil
     import time
 
-    from pruning import host_tables
+    from contract import host_tables
 
     started = time.monotonic()
     deadline = started + budget_s

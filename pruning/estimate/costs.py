@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pruning.devices import MAC_CLASSES, DeviceProfile
+from contract.devices import MAC_CLASSES, DeviceProfile
 from pruning.estimate.graph import CONVS, ELEMENTWISE, POOLS, TRANSCENDENTAL, VIEWS, Graph, Op, Tensor
 
 _MAX_ITEMS_FOR_ZEROS = 1 << 26

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pruning.devices import MAC_CLASSES, DeviceProfile, get_profile
+from contract.devices import MAC_CLASSES, DeviceProfile, get_profile
 from pruning.estimate.costs import OpCost, analyse, op_time_us
 from pruning.estimate.graph import VIEWS, Graph, parse
 from pruning.estimate.memory import cold_weights_us, ram_estimate

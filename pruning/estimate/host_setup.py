@@ -1,5 +1,5 @@
 """`ensure_host_tables`: calibrate this CPU's host tables once if they are missing (`shears profile` on a
-fresh machine). Kept apart from pruning.host_tables, which the API imports and which must not reach the
+fresh machine). Kept apart from contract.host_tables, which the API imports and which must not reach the
 calibration's TensorFlow code."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pruning import devices
+from contract import devices
+from contract.host_tables import fingerprint, needs_calibration, store
 from pruning.estimate.calibrate import DEFAULT_BUDGET_S, calibrate_host
-from pruning.host_tables import fingerprint, needs_calibration, store
 
 
 def ensure_host_tables(log: Any = print, budget_s: float | None = None) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import keras
 
-from pruning.devices import MAC_CLASSES, DeviceProfile
+from contract.devices import MAC_CLASSES, DeviceProfile
 from pruning.estimate.costs import OpCost, op_time_us
 from pruning.graph import DEPTHWISE, SEPARABLE, ordered_nodes
 

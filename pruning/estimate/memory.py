@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pruning.devices import MAC_CLASSES, DeviceProfile
+from contract.devices import MAC_CLASSES, DeviceProfile
 from pruning.estimate.costs import OpCost
 from pruning.estimate.graph import VIEWS, Graph
 

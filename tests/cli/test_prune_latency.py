@@ -10,8 +10,8 @@ from pathlib import Path
 
 import keras
 
+from contract.devices import get_profile
 from pruning import export
-from pruning.devices import get_profile
 from pruning.estimate import estimate
 
 DEVICE = "cortex-a53-1200mhz"

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
+from contract.errors import PruningError
 from pruning.architectures import ic_resnet8, kws_dscnn
 from pruning.counting import total_macs
 from pruning.datasets import Data, digits, har
-from pruning.errors import PruningError
 from pruning.graph import DEPTHWISE, RECURRENT, SEPARABLE, analyse, keep_indices
 from pruning.run import run
 from pruning.spec import PruneSpec

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.errors import PruningError
 from pruning import frontend
 from pruning.convert import check
 from pruning.datasets import load_npz
-from pruning.errors import PruningError
 from pruning.mapped import ScaledArray
 
 

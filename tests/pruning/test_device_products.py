@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from pruning import devices
+from contract import devices
 from pruning.estimate import estimate
 from pruning.export import to_tflite
 

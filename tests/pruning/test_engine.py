@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+from contract.errors import PruningError
 from pruning import masks, schedule
 from pruning.datasets import Data, digits, har
-from pruning.errors import PruningError
 from pruning.finetune import recalibrate_batchnorm
 from pruning.run import run
 from pruning.spec import PruneSpec

@@ -1,4 +1,4 @@
-"""Device profiles and the per-op latency/RAM/flash estimator (pruning.devices, pruning.estimate)."""
+"""Device profiles and the per-op latency/RAM/flash estimator (contract.devices, pruning.estimate)."""
 
 import dataclasses
 import subprocess
@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from pruning import devices
-from pruning.errors import PruningError
+from contract import devices
+from contract.errors import PruningError
 from pruning.export import to_tflite
 
 REQUIRED = {"host", "cortex-m4f-120mhz", "cortex-m7-216mhz", "cortex-m33-160mhz", "cortex-a53-1200mhz",
@@ -83,7 +83,7 @@ def test_unknown_device_raises_pruning_error() -> None:
 
 def test_devices_module_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, json; import pruning.devices as d; d.load_profiles(); d.get_profile('host');"
+        "import sys, json; import contract.devices as d; d.load_profiles(); d.get_profile('host');"
         "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'numpy', 'tflite_micro') if m in sys.modules];"
         "print(json.dumps(heavy))"
     )

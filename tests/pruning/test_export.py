@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 from pruning.export import expand_dims_as_reshape, interpreter, predict, to_tflite
 
 L = keras.layers

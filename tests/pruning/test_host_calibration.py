@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import pytest
 
-from pruning import devices, host_tables
+from contract import devices, host_tables
 from pruning.estimate import __main__ as estimate_cli
 from pruning.estimate import calibrate, estimate
 from pruning.estimate.calibrate import CalibrationError, calibrate_host

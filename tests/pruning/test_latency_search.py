@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 
+from contract.devices import get_profile
 from pruning import export
 from pruning.datasets import Data, digits
-from pruning.devices import get_profile
 from pruning.estimate import estimate
 from pruning.estimate.keras_model import estimate_keras_ms
 from pruning.graph import analyse, keep_indices

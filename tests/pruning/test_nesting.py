@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
+from contract.errors import PruningError
 from pruning.counting import total_macs
 from pruning.datasets import Data, digits
-from pruning.errors import PruningError
 from pruning.graph import analyse
 from pruning.nesting import flatten, nested_models
 from pruning.recipe import compiled_optimizer

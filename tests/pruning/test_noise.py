@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.errors import PruningError
 from pruning.convert import check
 from pruning.datasets import load_npz
-from pruning.errors import PruningError
 from pruning.stream import Batches, fit_input
 from tests.pruning.test_dataformats import _add, _wav
 

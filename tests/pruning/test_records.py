@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract.errors import PruningError
 from pruning.convert import check
 from pruning.datasets import load_npz
-from pruning.errors import PruningError
 
 SPEC = {
     "image": {"dtype": "string", "shape": [8, 8, 3], "decode": "image"},

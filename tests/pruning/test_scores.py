@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+from contract.errors import PruningError
 from pruning import masks, scoring
 from pruning.datasets import Data, digits
-from pruning.errors import PruningError
 from pruning.finetune import MaskCheck
 from pruning.run import run
 from pruning.spec import PruneSpec

@@ -7,7 +7,7 @@ import pytest
 
 from app.settings import Settings
 from app.storage import LocalArtifactStore
-from pruning import host_tables
+from contract import host_tables
 from workers import host_calibration
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine
-from app.jobs import service
+from app.jobs import lifecycle
 from app.migrate import upgrade
 from app.settings import Settings
 from app.tables import Artifact, Job, Model, Tenant
@@ -44,21 +44,21 @@ def job(session: Session) -> Job:
 
 
 def test_a_live_worker_keeps_its_job(session: Session, job: Job) -> None:
-    assert service.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
+    assert lifecycle.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
     # A second delivery of the same message while the first worker beats: nothing happens.
-    assert service.start(session, job.id, SETTINGS, "elsewhere:2") == "skip"
+    assert lifecycle.start(session, job.id, SETTINGS, "elsewhere:2") == "skip"
     assert job.attempts == 1
-    assert service.heartbeat(session, job.id, "elsewhere:1")
-    assert not service.heartbeat(session, job.id, "elsewhere:2")
+    assert lifecycle.heartbeat(session, job.id, "elsewhere:1")
+    assert not lifecycle.heartbeat(session, job.id, "elsewhere:2")
 
 
 def test_a_dead_worker_is_taken_over_then_the_cap_fails_the_job(session: Session, job: Job) -> None:
-    assert service.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
+    assert lifecycle.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
     job.heartbeat_at = datetime.now(UTC) - timedelta(seconds=60)
-    assert service.start(session, job.id, SETTINGS, "elsewhere:2") == "run"
+    assert lifecycle.start(session, job.id, SETTINGS, "elsewhere:2") == "run"
     assert job.attempts == 2
     job.heartbeat_at = datetime.now(UTC) - timedelta(seconds=60)
-    assert service.start(session, job.id, SETTINGS, "elsewhere:3") == "skip"
+    assert lifecycle.start(session, job.id, SETTINGS, "elsewhere:3") == "skip"
     assert job.status == "failed"
     assert job.error_code == "attempts_exhausted"
 
@@ -67,33 +67,33 @@ def test_reaper_requeues_stale_jobs_and_resends_old_messages(
     session: Session, job: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[str] = []
-    monkeypatch.setattr(service, "_send", lambda _session, queued: sent.append(queued.id))
-    assert service.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
-    assert service.reap(session, SETTINGS) == []  # fresh heartbeat: left alone
+    monkeypatch.setattr(lifecycle, "send", lambda _session, queued: sent.append(queued.id))
+    assert lifecycle.start(session, job.id, SETTINGS, "elsewhere:1") == "run"
+    assert lifecycle.reap(session, SETTINGS) == []  # fresh heartbeat: left alone
     job.heartbeat_at = datetime.now(UTC) - timedelta(seconds=60)
-    assert service.reap(session, SETTINGS) == [job.id]
+    assert lifecycle.reap(session, SETTINGS) == [job.id]
     assert job.status == "queued"
     assert sent == [job.id]
     job.enqueued_at = datetime.now(UTC) - timedelta(seconds=120)
-    assert service.reap(session, SETTINGS) == [job.id]
+    assert lifecycle.reap(session, SETTINGS) == [job.id]
     assert sent == [job.id, job.id]
     assert job.status == "queued"
 
 
 def test_an_outage_hands_the_job_back_without_costing_an_attempt(session: Session, job: Job) -> None:
-    assert service.start(session, job.id, SETTINGS, "here:1") == "run"
+    assert lifecycle.start(session, job.id, SETTINGS, "here:1") == "run"
     assert job.attempts == 1
-    service.release(session, job.id, "someone-else:2", "the artifact store is unreachable")
+    lifecycle.release(session, job.id, "someone-else:2", "the artifact store is unreachable")
     assert job.status == "running"  # only the worker holding the lease can hand it back
-    service.release(session, job.id, "here:1", "the artifact store is unreachable")
+    lifecycle.release(session, job.id, "here:1", "the artifact store is unreachable")
     assert (job.status, job.owner, job.attempts) == ("queued", None, 0)
-    assert service.start(session, job.id, SETTINGS, "here:3") == "run"
+    assert lifecycle.start(session, job.id, SETTINGS, "here:3") == "run"
     assert job.attempts == 1
 
 
 def test_a_job_cancelled_while_it_ran_is_not_turned_into_a_success(session: Session, job: Job) -> None:
-    assert service.start(session, job.id, SETTINGS, "here:1") == "run"
-    service.mark_cancelled(session, job.id)
-    service.succeed(session, job.id, {"accuracy": 1.0})
+    assert lifecycle.start(session, job.id, SETTINGS, "here:1") == "run"
+    lifecycle.mark_cancelled(session, job.id)
+    lifecycle.succeed(session, job.id, {"accuracy": 1.0})
     assert job.status == "cancelled"
     assert job.result is None

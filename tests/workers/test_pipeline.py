@@ -15,6 +15,7 @@ from app.db import session_scope
 from app.migrate import upgrade
 from app.storage import get_store
 from app.tables import Artifact, Job, Model, Tenant
+from contract.engine import EngineRequest
 from workers import pipeline
 
 Engine = Callable[..., None]
@@ -67,9 +68,9 @@ def _row(job_id: str) -> Job:
         return job
 
 
-def _profile_engine(request: dict[str, Any], workdir: Path, **_: Any) -> None:
+def _profile_engine(request: EngineRequest, workdir: Path, **_: Any) -> None:
     """What the engine leaves for a profile job: a model and a report without accuracy."""
-    out = Path(request["out"])
+    out = Path(request.out)
     out.mkdir(parents=True)
     (out / "model.tflite").write_bytes(b"tflite")
     (out / "report.json").write_text(json.dumps({"size": {"tflite_bytes": 6}, "latency": {}}))
@@ -98,9 +99,10 @@ def test_celerys_soft_time_limit_fails_the_job_on_time_and_removes_its_checkpoin
     tenant_id, job_id = _job(data_dir, "prune")
     stored = data_dir / "artifacts" / tenant_id / "jobs" / job_id / "checkpoint"
 
-    def engine(request: dict[str, Any], workdir: Path, *, on_checkpoint: Callable[[int], None], **_: Any) -> None:
+    def engine(request: EngineRequest, workdir: Path, *, on_checkpoint: Callable[[int], None], **_: Any) -> None:
         # One round stored, then Celery's soft limit fires inside the task (it raises where the task is).
-        round_dir = Path(request["checkpoint"]) / "1"
+        assert request.checkpoint is not None
+        round_dir = Path(request.checkpoint) / "1"
         round_dir.mkdir(parents=True)
         (round_dir / "weights.npz").write_bytes(b"w")
         (round_dir / "state.json").write_text(json.dumps({"step": 1, "files": ["weights.npz"]}))

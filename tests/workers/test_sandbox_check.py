@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pruning import attacks, jail
+from contract import jail
+from pruning import attacks
 from workers import sandbox_check
 
 BUILT_IN = list(

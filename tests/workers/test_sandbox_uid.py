@@ -1,5 +1,5 @@
 """Who a confined child is outside: a uid of its own when the worker is root (CI), and nothing of the
-worker's within its reach when it is not (`pruning.sandbox_ids`); checkpoints taken, not followed."""
+worker's within its reach when it is not (`contract.sandbox_ids`); checkpoints taken, not followed."""
 
 import json
 import os
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.storage import LocalArtifactStore
-from pruning import attacks, jail, sandbox_ids
+from contract import jail, sandbox_ids
+from pruning import attacks
 from workers.checkpoints import JobCheckpoint
 
 ROOT_WITH_NAMESPACES = os.geteuid() == 0 and jail.probe().level == "namespaces"

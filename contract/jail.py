@@ -17,7 +17,7 @@ Levels, strongest first:
 Every level adds resource limits (CPU, address space, processes, file size, open files, no core).
 `SHEARS_SANDBOX=strict` refuses to start a child below `namespaces` (`SandboxTooWeak`).
 
-Who the child is outside (`pruning.sandbox_ids`): a worker or API running as root starts each child
+Who the child is outside (`contract.sandbox_ids`): a worker or API running as root starts each child
 as a uid and gid of its own, drawn per launch from `SHEARS_SANDBOX_UIDS`, and hands it its folder
 (chowned) and its inputs (by descriptor, group-readable), so nothing of root's is its own and its
 process limit counts. A worker that is not root cannot switch: the child's uid 65534 is the worker's
@@ -28,6 +28,7 @@ worker's other files out of reach; `shears sandbox-check` looks for any of them 
 import ctypes
 import functools
 import glob
+import importlib.util
 import logging
 import os
 import resource
@@ -39,8 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pruning import landlock, sandbox_ids
-from pruning.sandbox_ids import Ids
+from contract import landlock, sandbox_ids
+from contract.sandbox_ids import Ids
 
 log = logging.getLogger("shears.sandbox")
 
@@ -154,6 +155,14 @@ def check() -> Probe:
     return found
 
 
+def confined_env(scratch: Path, keep: Sequence[str], **fixed: str) -> dict[str, str]:
+    """The whole environment of a confined child: only the `keep` variables of this process's (never
+    credentials), `scratch` as HOME and TMPDIR, and `fixed`."""
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(HOME=str(scratch), TMPDIR=str(scratch), **fixed)
+    return env
+
+
 def host_memory() -> int:
     """The host's RAM: the default cap on a child's address space."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -165,8 +174,11 @@ def make_undumpable() -> None:
 
 
 def runtime_paths() -> list[Path]:
-    """What the child reads: the Python install, the venv, and the folder that holds `pruning`."""
+    """What the child reads: the Python install, the venv, and the folders of `contract` and of the engine."""
     paths = [Path(sys.base_prefix), Path(sys.prefix), Path(__file__).resolve().parent]
+    engine = importlib.util.find_spec("pruning")  # found, not imported: this package stays engine-free
+    if engine is not None and engine.origin is not None:
+        paths.append(Path(engine.origin).resolve().parent)
     exe = Path(sys.executable).resolve()
     if not any(exe.is_relative_to(p) for p in paths) and not exe.is_relative_to("/usr"):
         paths.append(exe.parent)

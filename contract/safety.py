@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pruning.errors import PruningError
+from contract.errors import PruningError
 
 ALLOWED_MODULES = {
     "keras",

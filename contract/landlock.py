@@ -1,4 +1,4 @@
-"""Landlock (Linux >= 5.13), the fallback of `pruning.jail` where user namespaces are refused.
+"""Landlock (Linux >= 5.13), the fallback of `contract.jail` where user namespaces are refused.
 
 Three system calls: a ruleset that handles every file access right the kernel knows (and TCP bind and
 connect from ABI 4), rules that give back read access under the runtime's folders and full access

@@ -1,4 +1,4 @@
-"""Who a confined child is outside its namespaces (`pruning.jail`).
+"""Who a confined child is outside its namespaces (`contract.jail`).
 
 Inside, it is uid 65534. Outside, a user namespace maps that uid to the uid of whoever started
 bubblewrap: without this module that is the worker's (root, in CI). A process running as root

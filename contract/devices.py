@@ -3,7 +3,7 @@
 Pure Python on purpose: the API process imports this module to serve `GET /v1/devices`, so it must
 not pull in TensorFlow, Keras, NumPy-heavy code or LiteRT, even indirectly.
 
-The data lives in `pruning/profiles/`:
+The data lives in `contract/profiles/`:
 
 - `runtimes.json`: per-runtime tables shared by every device on that runtime: the efficiency of
   each op class (share of the core's peak MACs/cycle that the runtime's kernels reach) and the
@@ -12,7 +12,7 @@ The data lives in `pruning/profiles/`:
 - `devices.json`: one entry per device (clock, RAM, flash, bandwidth, overheads, ...), each number
   with its source in `sources`.
 - `host.json`: the fallback host tables (another machine's calibration). The `host` profile uses the
-  tables calibrated on this CPU when the cache has them (`pruning.host_tables`), written by
+  tables calibrated on this CPU when the cache has them (`contract.host_tables`), written by
   `python -m pruning.estimate calibrate-host` from single-op micro-benchmarks (never fitted to whole models).
 
 - `products.json`: devices as users name them (`galaxy-watch5`, `pixel-8-mid`, `raspberry-pi-5`, ...),
@@ -30,8 +30,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from pruning import host_tables
-from pruning.errors import PruningError
+from contract import host_tables
+from contract.errors import PruningError
 
 KINDS = ("host", "mcu", "watch", "phone", "sbc")
 
@@ -106,7 +106,7 @@ class DeviceProfile:
 
 
 def _read(name: str) -> Any:
-    return json.loads(resources.files("pruning").joinpath("profiles", name).read_text(encoding="utf-8"))
+    return json.loads(resources.files("contract").joinpath("profiles", name).read_text(encoding="utf-8"))
 
 
 def _merge(base: dict[str, dict[str, float]], extra: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -225,7 +225,7 @@ def _product(name: str, raw: dict[str, Any], base: dict[str, Any]) -> dict[str, 
         if key not in raw and key in base:
             out[key] = round(float(base[key]) * ratio, 4)
             sources[key] = f"{base['sources'].get(key, key)}; scaled from {raw['based_on']} by clock ({ratio:.3f}x)"
-    sources.setdefault("based_on", f"{name}: tables of {raw['based_on']} (pruning/profiles/devices.json)")
+    sources.setdefault("based_on", f"{name}: tables of {raw['based_on']} (contract/profiles/devices.json)")
     for n in raw.get("thread_variants", []):
         out[f"error_band_{n}t"] = raw.get(f"error_band_{n}t", raw.get("error_band", base["error_band"]))
     out["sources"] = sources

@@ -1,9 +1,9 @@
 """Which host tables the `host` profile uses: the ones calibrated on this CPU, or a stated fallback.
 
-The host's latency tables (pruning/profiles/host.json's format) only hold on the CPU they were
+The host's latency tables (contract/profiles/host.json's format) only hold on the CPU they were
 micro-benchmarked on. Each calibration is stored per CPU fingerprint (model name, a hash of the
 feature flags, core count, architecture) in `<cache dir>/host-<id>.json`; the committed
-pruning/profiles/host.json is only the fallback, and an estimate made with tables from another CPU says
+contract/profiles/host.json is only the fallback, and an estimate made with tables from another CPU says
 so in its `basis`.
 
 Where the tables are looked up, first match wins:
@@ -11,9 +11,9 @@ Where the tables are looked up, first match wins:
    sandbox this way);
 2. `<cache dir>/host-<fingerprint id>.json`, the cache dir being `SHEARS_HOST_PROFILES_DIR`, else
    `$SHEARS_DATA_DIR/host-profiles`, else `./data/host-profiles` (the data folder's default);
-3. pruning/profiles/host.json (committed; calibrated on another machine).
+3. contract/profiles/host.json (committed; calibrated on another machine).
 
-Pure Python (the API imports it through pruning.devices): no TensorFlow, no NumPy.
+Pure Python (the API imports it through contract.devices): no TensorFlow, no NumPy.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def fallback() -> dict[str, Any]:
-    return dict(json.loads(resources.files("pruning").joinpath("profiles", "host.json").read_text(encoding="utf-8")))
+    return dict(json.loads(resources.files("contract").joinpath("profiles", "host.json").read_text(encoding="utf-8")))
 
 
 def load() -> tuple[dict[str, Any], str, bool]:
@@ -103,7 +103,7 @@ def load() -> tuple[dict[str, Any], str, bool]:
         if data is not None:
             return data, f"{label} ({path})", _same_cpu(data, here)
     data = fallback()
-    return data, "the committed fallback pruning/profiles/host.json", _same_cpu(data, here)
+    return data, "the committed fallback contract/profiles/host.json", _same_cpu(data, here)
 
 
 def _same_cpu(data: dict[str, Any], here: dict[str, Any]) -> bool:

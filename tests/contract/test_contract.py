@@ -1,0 +1,72 @@
+"""The one door (contract/): one job spec for every side, a typed engine protocol, one status set."""
+
+import subprocess
+import sys
+from typing import get_args
+
+import pytest
+from click.testing import CliRunner
+
+from app.tables import JobStatus, StatusName
+from contract.engine import PROTOCOL, Checkpoint, Done, EngineRequest, Failed, Progress, decode, encode
+from contract.errors import PruningError
+from contract.spec import JobSpec, SpecError, Target, choices, default
+
+
+def test_the_api_process_imports_no_engine_and_no_tensorflow() -> None:
+    code = "import sys, app.api.main; print(sorted(m for m in ('pruning', 'tensorflow', 'keras') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_cross_field_rules_answer_with_a_code() -> None:
+    with pytest.raises(SpecError) as err:
+        JobSpec(model_id="m", granularity="unstructured", target=Target(latency_ms=3, device="host")).check()
+    assert err.value.code == "invalid_spec"
+    with pytest.raises(SpecError) as err:
+        JobSpec(model_id="m", target=Target(sparsity=0.5), devices=["toaster"]).check()
+    assert err.value.code == "unknown_device"
+    assert isinstance(err.value, PruningError)
+    assert isinstance(err.value, ValueError)
+    JobSpec(model_id="m", target=Target(sparsity=0.5)).check()
+
+
+def test_the_engine_takes_its_defaults_and_rules_from_the_contract() -> None:
+    from pruning.spec import PruneSpec
+
+    spec = PruneSpec()
+    assert (spec.method, spec.granularity, spec.quantization) == (
+        default(JobSpec, "method"),
+        default(JobSpec, "granularity"),
+        default(JobSpec, "quantization"),
+    )
+    with pytest.raises(SpecError, match="block needs granularity unstructured"):
+        PruneSpec(granularity="channel", block=4)
+
+
+def test_the_command_line_offers_the_contracts_choices() -> None:
+    from shears.cli import main
+
+    help_text = CliRunner().invoke(main, ["prune", "--help"]).output
+    assert "[" + "|".join(choices(JobSpec, "method")) + "]" in help_text
+    assert "[" + "|".join(choices(JobSpec, "scope")) + "]" in help_text
+
+
+def test_messages_round_trip_and_another_version_is_refused() -> None:
+    for message in (
+        Progress(stage="pruning", progress=0.5),
+        Checkpoint(step=1, steps=2),
+        Failed(code="x", message="y"),
+    ):
+        assert decode(encode(message)) == message
+    assert decode(encode(Done())) == Done()
+    assert decode('{"v": 2, "type": "done"}') is None
+    assert decode("TensorFlow says hello") is None
+    request = EngineRequest(kind="prune", spec={}, model="m.keras", out="out")
+    assert request.v == PROTOCOL
+    with pytest.raises(ValueError, match="v"):
+        EngineRequest.model_validate({"v": 2, "kind": "prune", "spec": {}, "model": "m", "out": "o"})
+
+
+def test_one_status_set() -> None:
+    assert set(get_args(StatusName)) == {s.value for s in JobStatus}
