@@ -204,7 +204,7 @@ def run(
         stages.enter("pruning", (step - 1) / plan.steps)
         model = pruner.prune(model, sparsity)
         stages.enter("finetuning", (step - 1) / plan.steps)
-        within = recipe.early_stop if step == plan.steps else None  # the last round may stop early
+        within = recipe.early_stop  # any round may stop early once back within the guard (or the tolerance)
         losses, stopped = finetune(
             model,
             data.x_train,
