@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 from bench.common import write_section  # noqa: E402
 from bench.device_harness import CACHE, table, tflite_for  # noqa: E402
 from bench.device_published import PUBLISHED, PUBLISHED_MODELS, _golden  # noqa: E402
-from pruning import devices  # noqa: E402
+from contract import devices  # noqa: E402
 from pruning import estimate as est  # noqa: E402
 
 ROWS = ROOT / "bench" / "published_mcu.csv"
-RUNTIMES = ROOT / "pruning" / "profiles" / "runtimes.json"
+RUNTIMES = ROOT / "contract" / "profiles" / "runtimes.json"
 SECTION = "## Microcontroller runtimes (issue 14)"
 KEY = "tflm-cmsis-nn-2022"
 BASE = {"cortex-m4f": "cortex-m4f-120mhz", "cortex-m33": "cortex-m33-160mhz"}
