@@ -101,14 +101,17 @@ def summary(ratios: list[float]) -> dict[str, Any]:
 def run(families: dict[str, dict[str, Any]], passes: int, reuse: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export, measure (or take the measurements of `reuse`, a saved run), estimate, leave-one-family-out."""
     t0 = time.perf_counter()
-    exports, meta = [], {}
+    exports, meta, failed = [], {}, []
     for family, models in families.items():
         for name, build in models.items():
             for quant, label in (("none", "float32"), ("int8", "int8")):
                 try:
+                    if family == "recurrent" and quant == "int8":
+                        _export_in_child(family, name, quant)  # the converter segfaults on some int8 RNNs
                     data = tflite_for(name, build, quant, CACHE)
                 except Exception as exc:  # noqa: BLE001 - reported, not hidden
                     print(f"export failed {name} {label}: {str(exc)[:200]}", flush=True)
+                    failed.append(f"{name} {label}: {str(exc)[:120]}")
                     continue
                 exports.append((name, label, data))
                 meta[(name, label)] = family
@@ -147,16 +150,38 @@ def run(families: dict[str, dict[str, Any]], passes: int, reuse: dict[str, Any] 
         print(f"{r['family']:22s} {r['model']:28s} {r['dtype']:7s} est {r['estimate_ms']:9.3f} meas "
               f"{r['measured_ms']:9.3f} ratio {r['ratio']:5.2f} lofo {r['lofo_ratio']:5.2f}", flush=True)  # fmt: skip
     data, origin, same = host_tables.load()
-    return {"rows": rows, "export_s": round(built_s, 1), "seconds": round(time.perf_counter() - t0, 1),
+    return {"rows": rows, "export_failed": failed, "export_s": round(built_s, 1),
+            "seconds": round(time.perf_counter() - t0, 1),
             "load_average_end": round(load_average(), 2), "uptime": _uptime(),
-            "host_tables": {"origin": origin, "same_cpu": same,
+            "host_tables": {"origin": origin, "same_cpu": same, "calibration": data.get("calibration"),
                             "fingerprint": (data.get("machine") or {}).get("fingerprint")}}  # fmt: skip
+
+
+def _export_in_child(family: str, name: str, quant: str) -> None:
+    """Export in a child process first, so a converter crash is a reported failure, not the bench's end."""
+    import subprocess
+
+    if (CACHE / f"{name}.{quant}.tflite").exists():
+        return
+    code = (f"from bench.device_family_models import FAMILIES; from bench.device_families import CACHE, tflite_for; "
+            f"tflite_for({name!r}, FAMILIES[{family!r}][{name!r}], {quant!r}, CACHE)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the converter failed (exit {done.returncode}): {done.stderr.strip()[-160:]}")
 
 
 def _uptime() -> str:
     import subprocess
 
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def _calibration(res: dict[str, Any]) -> str:
+    cal = res["host_tables"].get("calibration") or {}
+    if not cal:
+        return "calibration details not recorded"
+    return (f"{cal.get('cases_timed')} micro-benchmarks timed, {cal.get('cases_skipped_for_budget')} skipped for "
+            f"the {cal.get('budget_s'):.0f} s budget, {cal.get('seconds'):.0f} s")  # fmt: skip
 
 
 def _pct(x: float) -> str:
@@ -168,7 +193,7 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
     lines = [SECTION, "", f"Command: `{cmd}` ({res['seconds']:.0f} s here, exports {res['export_s']:.0f} s of it; "
              f"`{res['uptime']}` at the end). Raw rows: `bench/out/device_families.json`. Host tables: "
              f"{'calibrated on this CPU' if res['host_tables']['same_cpu'] else 'ANOTHER CPU'} "
-             f"(`{(res['host_tables']['fingerprint'] or {}).get('id')}`).", "",
+             f"(`{(res['host_tables']['fingerprint'] or {}).get('id')}`; {_calibration(res)}).", "",
              "Held out: each family's rows are estimated from single-op micro-benchmarks (no zoo model timed) "
              "and, in the `LOFO-corrected` columns, a per-(class, dtype) correction fitted on the other ten "
              "families only. Measurement: LiteRT + XNNPACK, 1 thread, lowest median of >= 3 passes repeated until "
@@ -191,6 +216,31 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
                      _pct(b["median"]), _pct(b["max"])])  # fmt: skip
     lines.append(table(["family", "dtype", "rows", "±10%", "±15%", "±30%", "median err", "max err",
                         "LOFO-corrected ±15%", "LOFO median", "LOFO max"], body))  # fmt: skip
+    for label, key in (("micro-benchmark tables alone", "ratio"), ("LOFO-corrected", "lofo_ratio")):
+        errs = [abs(r[key] - 1) for r in rows]
+        within = sum(e <= 0.15 for e in errs) / len(errs)
+        beyond = [f"{r['model']} {r['dtype']} ({r[key]:.2f})" for r in rows if abs(r[key] - 1) > 0.30]
+        met = within >= 0.9 and not beyond
+        lines.append(f"- {label}: {within:.0%} of {len(errs)} rows within ±15%, {len(beyond)} beyond ±30%"
+                     f"{': ' + ', '.join(beyond) if beyond else ''}; target (>= 90% within ±15%, none beyond "
+                     f"±30%) {'met' if met else 'NOT met'}.")  # fmt: skip
+    fallback = [f"{r['model']} {r['dtype']}" for r in rows if r.get("fallback")]
+    if fallback:
+        lines.append(f"- Rows whose graph has ops without a cost model (`FALLBACK` in basis): {', '.join(fallback)}.")
+    lines += [
+        "- Reading of the run recorded here (Intel Xeon with AVX512-VNNI/AMX, tables calibrated on it): the target "
+        "is missed by far, and nothing was tuned to hide it. The recurrent float rows are a WHILE op (the loop body "
+        "is a subgraph the estimator does not cost). int8 ResNet50 (only CONV_2D and ADD) measures 4x its "
+        "estimate: this CPU's int8 conv fit is degenerate (peak 389 MACs/cycle from the single fastest case, "
+        "efficiency and setup at their grid bounds, rms log error 0.60 on its own micro-benchmarks), so large "
+        "int8 convs are costed almost only by per-op and per-output terms, and the same setup term makes small "
+        "int8 models (KWS, HAR, AD, 1D convs) 2-3x high. The int8 transformers (GATHER, REDUCE_PROD, SHAPE, "
+        "PACK, NEG shape arithmetic around BATCH_MATMUL) measure 5x their estimate. The LOFO correction (one "
+        "factor per class and dtype) cannot fix errors of opposite sign across families and worsens the float "
+        "MLP/transformer rows: reported, not shipped; the estimator ships the micro-benchmark tables only.",
+    ]
+    if res.get("export_failed"):
+        lines.append(f"- Not in the table (export failed, so nothing to estimate): {'; '.join(res['export_failed'])}.")
     lines += ["", "<details><summary>Per model</summary>", "",
               table(["family", "model", "dtype", "MMACs", "ops", "estimate ms", "measured ms", "ratio", "LOFO ratio"],
                     [[r["family"], r["model"], r["dtype"], r["macs_m"], r["ops"], r["estimate_ms"], r["measured_ms"],
@@ -204,6 +254,8 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--docs-only", action="store_true", help="rewrite the docs section from the saved json")
     parser.add_argument("--reuse", action="store_true", help="re-estimate against the saved measurements")
+    parser.add_argument("--out", default=str(OUT), help="where the results json is written")
+    parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     cmd = ".venv/bin/python bench/device_families.py"
     if args.docs_only:
@@ -213,11 +265,11 @@ def main() -> int:
         res = run(QUICK_FAMILIES if args.quick else FAMILIES, args.passes, reuse)
         if reuse is not None:
             res["seconds"], res["export_s"], res["uptime"] = reuse["seconds"], reuse["export_s"], reuse["uptime"]
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(res, indent=1))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
     text = markdown(res, cmd)
     print(text)
-    if not args.quick:
+    if not (args.quick or args.no_docs):
         write_section(SECTION, text)
     return 0
 
