@@ -18,7 +18,7 @@ from pruning.checkpoint import Checkpoints
 from pruning.control import from_scratch, verdict
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
-from pruning.estimate import default_devices, profile_tflite
+from pruning.estimate import job_devices, profile_tflite
 from pruning.finetune import Distilled, finetune, teacher_targets, write_tensorboard
 from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
@@ -103,15 +103,6 @@ def _evaluate(model: keras.Model, data: Data, loss: Any) -> dict[str, Any]:
             out[split] = metrics.evaluate(pred, xy[1], data.task)
             out[split]["loss"] = float(np.mean(keras.ops.convert_to_numpy(loss_fn(xy[1], pred))))
     return out
-
-
-def _devices(spec: PruneSpec, tflite: bytes, say: Any) -> list[str]:
-    """The job's devices, or the default for this model's class (the delivered .tflite decides it)."""
-    if spec.devices:
-        return list(spec.devices)
-    names, why = default_devices(tflite, also=(spec.device,) if spec.device else ())
-    say(f"{why}: {', '.join(names)}")
-    return names
 
 
 def _drop(before: dict[str, Any], after: dict[str, Any], task: str) -> float:
@@ -269,7 +260,7 @@ def run(
     tflite_val = metrics.evaluate(tflite_pred, data.y_val, task)
 
     stages.enter("profiling")
-    devices = _devices(spec, tflite, say)
+    devices = job_devices(spec.devices, tflite, (spec.device,) if spec.device else (), say)
     latency_pruned = profile_tflite(tflite, devices)
     latency_baseline = profile_tflite(baseline_tflite, devices)
     for mine, dense in zip(latency_pruned, latency_baseline, strict=True):
@@ -402,6 +393,6 @@ def profile(model_path: Path, spec: PruneSpec, workdir: Path, data: Data | None 
         "tflite_bytes": len(tflite),
         "tflite_gzip_bytes": export.gzip_bytes(tflite),
     }
-    report["latency"] = profile_tflite(tflite, _devices(spec, tflite, lambda _msg: None))
+    report["latency"] = profile_tflite(tflite, job_devices(spec.devices, tflite))
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
     return Result(tflite_path=tflite_path, keras_path=model_path, report=report)

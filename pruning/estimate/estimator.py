@@ -219,6 +219,19 @@ def default_devices(tflite: bytes, also: tuple[str, ...] | list[str] = ()) -> tu
     return names, f"devices not given; default for {why} (1 thread; {len(names)} profiles)"
 
 
+def job_devices(
+    given: tuple[str, ...] | list[str], tflite: bytes, also: tuple[str, ...] = (), say: Any = None
+) -> list[str]:
+    """A job's devices: `given`, or when it names none the default of the model's class (`default_devices`,
+    plus `also`), said through `say`."""
+    if given:
+        return list(given)
+    names, why = default_devices(tflite, also)
+    if say is not None:
+        say(f"{why}: {', '.join(names)}")
+    return names
+
+
 def profile_tflite(tflite: bytes, devices: list[str], measure_host: bool = True) -> list[dict[str, Any]]:
     """One entry per device: the estimate, and for `host` also `measured_ms` (LiteRT on this machine)."""
     out = []
