@@ -241,7 +241,9 @@ class JobSpec(Strict):
         assert self.sweep is not None
         sweep = self.sweep
         # no devices: each point keeps the default (pruning.estimate.default_devices), which adds the sweep's device
-        devices = list(dict.fromkeys([*self.devices, *([sweep.device] if sweep.device else [])])) if self.devices else None
+        devices = None
+        if self.devices:
+            devices = list(dict.fromkeys([*self.devices, *([sweep.device] if sweep.device else [])]))
         common = {"kind": "prune", "sweep": None, "callback_url": None, "devices": devices}
         if sweep.sparsities is not None:
             targets = [Target(sparsity=s) for s in sweep.sparsities]
