@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write_section  # noqa: E402
-from bench.device_zoo import CACHE, PUBLISHED_MODELS, tflite_for  # noqa: E402
+from bench.device_harness import CACHE, tflite_for  # noqa: E402
+from bench.device_published import PUBLISHED_MODELS  # noqa: E402
 from contract.devices import get_profile  # noqa: E402
 from pruning import estimate as est  # noqa: E402
 

@@ -225,7 +225,12 @@ class JobSpec(Strict):
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)
     max_error_increase: float | None = Field(None, ge=0)
     quantization: Literal["none", "float16", "dynamic_int8", "int8"] = "none"
-    devices: list[str] = Field(default_factory=lambda: ["host"], max_length=20)
+    devices: list[str] | None = Field(
+        None,
+        max_length=20,
+        description="device profiles to estimate on (GET /v1/devices); default: host and every 1-thread profile "
+        "of the model's class that it fits (microcontrollers if it fits one, else watches, phones and boards)",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     callback_url: str | None = Field(
         None, max_length=2000, description="POSTed the job JSON on a terminal state, signed (Shears-Signature)"
@@ -235,7 +240,10 @@ class JobSpec(Strict):
         """The prune jobs of a sweep: its spec with one target each."""
         assert self.sweep is not None
         sweep = self.sweep
-        devices = list(dict.fromkeys([*self.devices, *([sweep.device] if sweep.device else [])]))
+        # no devices: each point keeps the default (pruning.estimate.default_devices), which adds the sweep's device
+        devices = None
+        if self.devices:
+            devices = list(dict.fromkeys([*self.devices, *([sweep.device] if sweep.device else [])]))
         common = {"kind": "prune", "sweep": None, "callback_url": None, "devices": devices}
         if sweep.sparsities is not None:
             targets = [Target(sparsity=s) for s in sweep.sparsities]
@@ -255,6 +263,7 @@ class JobSpec(Strict):
                 raise SpecError("invalid_spec", "a sweep's points set the target: give sweep, not target")
             if self.granularity == "n_of_m":
                 raise SpecError("invalid_spec", "n_of_m fixes the sparsity at 1 - n/m: there is nothing to sweep")
+            check_devices([self.sweep.device] if self.sweep.device else [])  # its points list it only with devices
             for point in self.points():
                 point.check()
             return
@@ -273,4 +282,4 @@ class JobSpec(Strict):
             raise SpecError("invalid_spec", "block needs granularity unstructured")
         if self.n_of_m is not None and self.granularity != "n_of_m":
             raise SpecError("invalid_spec", "n_of_m settings need granularity n_of_m")
-        check_devices(self.devices)
+        check_devices(self.devices or [])

@@ -18,7 +18,7 @@ from pruning.checkpoint import Checkpoints
 from pruning.control import from_scratch, verdict
 from pruning.counting import count_layers, total_macs
 from pruning.datasets import Data
-from pruning.estimate import profile_tflite
+from pruning.estimate import job_devices, profile_tflite
 from pruning.finetune import Distilled, finetune, teacher_targets, write_tensorboard
 from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
@@ -260,8 +260,9 @@ def run(
     tflite_val = metrics.evaluate(tflite_pred, data.y_val, task)
 
     stages.enter("profiling")
-    latency_pruned = profile_tflite(tflite, list(spec.devices))
-    latency_baseline = profile_tflite(baseline_tflite, list(spec.devices))
+    devices = job_devices(spec.devices, tflite, (spec.device,) if spec.device else (), say)
+    latency_pruned = profile_tflite(tflite, devices)
+    latency_baseline = profile_tflite(baseline_tflite, devices)
     for mine, dense in zip(latency_pruned, latency_baseline, strict=True):
         figure = "measured_ms" if mine.get("measured_ms") is not None else "estimate_ms"
         say(f"{mine['device']}: {mine[figure]:.4f} ms ({figure}; dense {dense[figure]:.4f} ms)")
@@ -392,6 +393,6 @@ def profile(model_path: Path, spec: PruneSpec, workdir: Path, data: Data | None 
         "tflite_bytes": len(tflite),
         "tflite_gzip_bytes": export.gzip_bytes(tflite),
     }
-    report["latency"] = profile_tflite(tflite, list(spec.devices))
+    report["latency"] = profile_tflite(tflite, job_devices(spec.devices, tflite))
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
     return Result(tflite_path=tflite_path, keras_path=model_path, report=report)

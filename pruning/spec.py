@@ -57,6 +57,8 @@ class PruneSpec:
     max_error_increase: float | None = None
     quantization: str = default(JobSpec, "quantization")
     devices: tuple[str, ...] = field(default=DEFAULT_DEVICES)
+    """Profiles to estimate on; empty (a job spec without `devices`): host + every profile of the model's class
+    that it fits (pruning.estimate.default_devices)."""
     seed: int = default(JobSpec, "seed")
     augment: dict[str, Any] | None = None
     """Fine-tuning augmentation (`pruning.augment`), off when None."""
@@ -99,7 +101,7 @@ class PruneSpec:
         # The rules the API applies too (contract.spec), raised as ValueError (SpecError is one).
         check_target(self.granularity, self.macs_reduction, self.latency_ms, self.device, self.block)
         if self.latency_ms is not None:
-            if self.device not in self.devices:  # the report's latency block shows the budget's device
+            if self.devices and self.device not in self.devices:  # the report shows the budget's device
                 object.__setattr__(self, "devices", (*self.devices, self.device))
 
     @property
@@ -139,7 +141,7 @@ class PruneSpec:
             max_accuracy_drop=spec.get("max_accuracy_drop"),
             max_error_increase=spec.get("max_error_increase"),
             quantization=spec.get("quantization", cls.quantization),
-            devices=tuple(spec.get("devices") or DEFAULT_DEVICES),
+            devices=tuple(spec.get("devices") or ()),
             seed=int(spec.get("seed", cls.seed)),
             augment=finetune.get("augment"),
         )

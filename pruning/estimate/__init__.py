@@ -35,7 +35,8 @@ Modules
 - `graph`: the `.tflite` flatbuffer parsed into `Tensor`, `Op` and `Graph`; the TFLite op-name sets.
 - `costs`: `OpCost`, the cost class and work of every op (`analyse`), tile-padded MACs, per-op time.
 - `memory`: peak activation bytes, XNNPACK-packed weights, RAM and the cold-weight (DRAM) term.
-- `estimator`: `estimate`, `profile_tflite`, `breakdown`, XNNPACK's sparse path, the parse cache.
+- `estimator`: `estimate`, `profile_tflite`, `breakdown`, XNNPACK's sparse path, the parse cache, and
+  `default_devices` (a job without `devices`: host + every 1-thread profile of the model's class it fits).
 - `microbench`, `calibrate`: the host's single-op micro-benchmarks and the fit of the host tables from them
   (robust: floored timings, repeats until stable, a time budget, `CalibrationError` with a reason).
 - `host_setup`: `ensure_host_tables`, calibrate once per CPU fingerprint when missing (`shears profile`);
@@ -47,10 +48,14 @@ Modules
 
 from pruning.estimate.calibrate import calibrate_host
 from pruning.estimate.costs import OpCost, analyse, op_time_us, padded_macs
-from pruning.estimate.estimator import _CACHE as _CACHE  # re-exported: cleared by bench/device_zoo.py
+from pruning.estimate.estimator import (
+    _CACHE as _CACHE,  # re-exported: cleared by bench/device_zoo.py, bench/device_families.py
+)
 from pruning.estimate.estimator import (
     breakdown,
+    default_devices,
     estimate,
+    job_devices,
     parsed,
     profile_tflite,
     sparse_path,
@@ -71,8 +76,10 @@ __all__ = [
     "analyse",
     "breakdown",
     "calibrate_host",
+    "default_devices",
     "cold_weights_us",
     "estimate",
+    "job_devices",
     "op_time_us",
     "packed_weight_bytes",
     "padded_macs",

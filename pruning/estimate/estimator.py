@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract.devices import MAC_CLASSES, DeviceProfile, get_profile
+from contract.devices import MAC_CLASSES, DeviceProfile, get_profile, load_profiles
 from pruning.estimate.costs import OpCost, analyse, op_time_us
 from pruning.estimate.graph import VIEWS, Graph, parse
 from pruning.estimate.memory import cold_weights_us, ram_estimate
@@ -193,6 +193,43 @@ def _weight_zero_fraction(costs: list[OpCost]) -> float:
     total = sum(c.weight_elements for c in costs if c.cls in MAC_CLASSES)
     zeros = sum(c.weight_elements * c.zero_fraction for c in costs if c.cls in MAC_CLASSES)
     return zeros / total if total else 0.0
+
+
+APPLICATION_KINDS = ("watch", "phone", "sbc")
+LEGACY_RUNTIMES = ("tflm-cmsis-nn",)  # the 2020 TFLite Micro tables (`*-tflm2020`): on request, not by default
+
+
+def default_devices(tflite: bytes, also: tuple[str, ...] | list[str] = ()) -> tuple[list[str], str]:
+    """A job's devices when it names none, and a sentence saying why: `host`, then every single-thread profile
+    of the model's class that it fits. The class is the microcontrollers when the model fits at least one MCU
+    profile, else the application processors (watches, phones, single-board computers). Thread variants
+    (`-2t`, `-4t`) and the 2020 TFLite Micro profiles (`-tflm2020`) are left out so the report stays one screen;
+    name them to get them. `also` (e.g. a latency target's device) is appended when missing."""
+    profiles = load_profiles()
+    single = [
+        p for p in profiles.values() if p.threads == 1 and p.kind != "host" and p.runtime_key not in LEGACY_RUNTIMES
+    ]
+    mcu = [p.name for p in single if p.kind == "mcu" and estimate(tflite, p)["fits"]]
+    if mcu:
+        chosen, why = mcu, "a microcontroller-class model: every MCU profile it fits"
+    else:
+        chosen = [p.name for p in single if p.kind in APPLICATION_KINDS and estimate(tflite, p)["fits"]]
+        why = "fits no microcontroller profile: every watch, phone and board profile it fits"
+    names = list(dict.fromkeys(["host", *chosen, *also]))
+    return names, f"devices not given; default for {why} (1 thread; {len(names)} profiles)"
+
+
+def job_devices(
+    given: tuple[str, ...] | list[str], tflite: bytes, also: tuple[str, ...] = (), say: Any = None
+) -> list[str]:
+    """A job's devices: `given`, or when it names none the default of the model's class (`default_devices`,
+    plus `also`), said through `say`."""
+    if given:
+        return list(given)
+    names, why = default_devices(tflite, also)
+    if say is not None:
+        say(f"{why}: {', '.join(names)}")
+    return names
 
 
 def profile_tflite(tflite: bytes, devices: list[str], measure_host: bool = True) -> list[dict[str, Any]]:

@@ -141,3 +141,52 @@ def test_profile_command(tmp_path: Path, digits_model: Path) -> None:
     report = json.loads(out.stdout)
     assert [e["device"] for e in report["latency"]] == ["host", "cortex-m4f-120mhz"]
     assert report["latency"][0]["measured_ms"] > 0
+
+
+def test_a_job_without_devices_reports_every_profile_of_its_class_that_it_fits(
+    embedded: Service, tmp_path: Path
+) -> None:
+    """No `devices`: host, then the 1-thread profiles of the model's class that it fits (a tiny model: the
+    microcontrollers; a model too big for any of them, 4 MiB of float activations > the 1 MiB of the largest: the
+    watches, phones and boards)."""
+    import keras
+    import numpy as np
+
+    from pruning.export import to_tflite
+
+    tiny = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(8, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(4)])  # fmt: skip
+    big = keras.Sequential([keras.Input((256, 256, 3)), keras.layers.Conv2D(16, 3, padding="same"),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])  # fmt: skip
+    rep = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)).astype(np.float32)
+    (tmp_path / "tiny.tflite").write_bytes(to_tflite(tiny, "int8", rep))
+    (tmp_path / "big.tflite").write_bytes(to_tflite(big))
+    reports = {}
+    with embedded.client(embedded.new_key()) as c:
+        for name in ("tiny", "big"):
+            up = c.post("/v1/models", files={"file": (f"{name}.tflite", (tmp_path / f"{name}.tflite").read_bytes())})
+            job = wait_for_job(
+                c, c.post("/v1/jobs", json={"model_id": up.json()["id"], "kind": "profile"}).json()["id"]
+            )
+            assert job["status"] == "succeeded", job["error"]
+            assert "devices" not in job["spec"]  # the echo shows what was set
+            reports[name] = c.get(f"/v1/jobs/{job['id']}/report").json()
+    profiles = {d["name"]: d for d in c_items(embedded)}
+    for name, kinds in (("tiny", {"mcu"}), ("big", {"watch", "phone", "sbc"})):
+        entries = reports[name]["latency"]
+        devices = [e["device"] for e in entries]
+        assert devices[0] == "host"
+        assert entries[0]["measured_ms"] > 0
+        others = devices[1:]
+        assert len(others) >= 5, devices
+        assert {profiles[d]["kind"] for d in others} == kinds
+        assert all(profiles[d]["threads"] == 1 for d in others)
+        assert all(e["fits"] and e["estimate_ms"] > 0 and e["energy_mj"] for e in entries[1:])
+    assert "galaxy-watch5" in [e["device"] for e in reports["big"]["latency"]]
+    assert "arduino-nano-33-ble-sense" in [e["device"] for e in reports["tiny"]["latency"]]
+
+
+def c_items(service: Service) -> list[dict[str, object]]:
+    with service.client(service.new_key()) as c:
+        items: list[dict[str, object]] = c.get("/v1/devices").json()["items"]
+    return items

@@ -72,7 +72,8 @@ def test_profiles_load_and_every_field_has_a_source() -> None:
         assert isinstance(d["error_band"], list)
     assert profiles["cortex-a53-1200mhz-2t"].threads == 2
     assert all(not profiles[n].sparse_speedup for n in profiles if n.startswith("cortex-m"))
-    assert profiles["cortex-m4f-120mhz"].runtime == "TFLite Micro v2.3.1 + CMSIS-NN (2020 tables)"
+    assert profiles["cortex-m4f-120mhz"].runtime == "TFLite Micro + CMSIS-NN (2022+ kernels)"
+    assert profiles["cortex-m4f-120mhz-tflm2020"].runtime == "TFLite Micro v2.3.1 + CMSIS-NN (2020)"
 
 
 def test_unknown_device_raises_pruning_error() -> None:
