@@ -101,7 +101,7 @@ def transfer_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_transfer_learning_job_prunes_the_backbone(transfer_model: Path, tmp_path: Path, granularity: str) -> None:
     d = digits()
     data = Data(d.x_train[:400], d.y_train[:400], d.x_val, d.y_val)
-    spec = PruneSpec(granularity=granularity, sparsity=0.5, epochs=1, learning_rate=1e-3)
+    spec = PruneSpec(granularity=granularity, sparsity=0.5, epochs=1, learning_rate=1e-3, scope="per_layer")
     report = run(transfer_model, data, spec, tmp_path).report
     assert report["nested"]["inlined"] == ["inner", "backbone"]
     expand = {row["layer"]: row for row in report["sparsity"]["per_layer"]}["expand"]
