@@ -6,12 +6,30 @@ the sandbox (`contract.jail`); the engine answers on a private pipe with one mes
 protocol version `v`; a request or message of another version is refused, not guessed at.
 """
 
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL: Literal[1] = 1
 """Bump when a field changes meaning or a required one is added; the worker and its engine ship together."""
+
+
+class ProgressThrottle:
+    """Which progress updates to pass on: every change of stage and every stage's end always, and within
+    a stage at most one every `every_s` seconds. The engine throttles what it writes to the pipe, the
+    worker what it writes to the database; both with this."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._stage, self._at = "", 0.0
+
+    def due(self, stage: str, fraction: float, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if stage == self._stage and now - self._at < self.every_s and fraction < 1.0:
+            return False
+        self._stage, self._at = stage, now
+        return True
 
 
 class _Message(BaseModel):
@@ -33,7 +51,7 @@ class EngineRequest(_Message):
 
 
 class Progress(_Message):
-    """The engine is at `stage`, `progress` of the way through it (0..1); sent at most every 0.1 s."""
+    """The engine is at `stage`, `progress` of the way through it (0..1); at most one every 0.1 s a stage."""
 
     type: Literal["progress"] = "progress"
     stage: str

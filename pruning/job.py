@@ -12,12 +12,11 @@ is missing, and without it such a platform fails the job with `sandbox_unavailab
 
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import TextIO
 
-from contract.engine import Checkpoint, Done, EngineRequest, Failed, Log, Progress, encode
+from contract.engine import Checkpoint, Done, EngineRequest, Failed, Log, Progress, ProgressThrottle, encode
 
 # Progress comes after every batch; the pipe needs far fewer lines than that.
 PROGRESS_EVERY_S = 0.1
@@ -55,12 +54,10 @@ def main(request_path: str) -> int:
     from contract.errors import PruningError
     from pruning.datasets import load_builtin, load_npz
 
-    last: dict[str, str | float] = {"stage": "", "at": 0.0}
+    throttle = ProgressThrottle(PROGRESS_EVERY_S)
 
     def progress(stage: str, fraction: float) -> None:
-        now = time.monotonic()
-        if stage != last["stage"] or now - float(last["at"]) >= PROGRESS_EVERY_S or fraction >= 1.0:
-            last.update(stage=stage, at=now)
+        if throttle.due(stage, fraction):
             send(Progress(stage=stage, progress=fraction))
 
     try:

@@ -7,7 +7,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from app.jobs import lifecycle, repository
 from app.settings import get_settings
 from app.storage import ArtifactStore, StorageUnavailable, get_store
 from app.tables import Artifact
-from contract.engine import EngineRequest
+from contract.engine import EngineRequest, ProgressThrottle
 from workers.checkpoints import JobCheckpoint
 from workers.host_calibration import engine_tables
 from workers.outputs import take_outputs
@@ -151,7 +150,7 @@ class JobRun:
         self.owner = owner_id()
         self.tenant_id = ""
         self.beat = Heartbeat(job_id, self.owner, self.settings.heartbeat_s)
-        self._last_at, self._last_stage = 0.0, ""
+        self._throttle = ProgressThrottle(PROGRESS_EVERY_S)
 
     def execute(self) -> None:
         if not self.take():
@@ -247,11 +246,9 @@ class JobRun:
     def progress(self, stage: str, fraction: float) -> None:
         if self.beat.lost:
             raise LeaseLost()
-        now = time.monotonic()
         # Every stage change is written (a short stage must still show); progress within one at most twice a second.
-        if stage == self._last_stage and now - self._last_at < PROGRESS_EVERY_S and fraction < 1.0:
+        if not self._throttle.due(stage, fraction):
             return
-        self._last_at, self._last_stage = now, stage
         try:
             with session_scope() as s:
                 cancel = lifecycle.record_progress(s, self.job_id, stage, fraction)

@@ -140,6 +140,8 @@ def analyse(graph: Graph) -> list[OpCost]:
                 cost.work = max(out_elems, act_in.elements if act_in is not None else 0)
             if name in VIEWS:
                 cost.work, cost.act_bytes, cost.note = 0, 0, "view"
+            if name == "WHILE":  # control only: its body's ops follow it in the graph, once per iteration
+                cost.work, cost.act_bytes, cost.note = 0, 0, "loop"
             if name == "DEQUANTIZE" and op.inputs and op.inputs[0] in const_like:
                 cost.init_time, cost.note = True, "dequantises a constant once at load time"
             if name in ("QUANTIZE", "DEQUANTIZE") and not cost.init_time:

@@ -18,7 +18,7 @@ MEMORY_OPS = {
     "REDUCE_MIN", "REDUCE_PROD", "L2_NORMALIZATION", "TRANSPOSE", "SLICE", "SPLIT", "SPLIT_V", "UNPACK", "TILE",
     "GATHER", "GATHER_ND", "BROADCAST_TO", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SPACE_TO_DEPTH",
     "DEPTH_TO_SPACE", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND", "DENSIFY", "ARG_MAX", "ARG_MIN", "FILL", "ZEROS_LIKE",
-    "ONES_LIKE", "REVERSE_V2",
+    "ONES_LIKE", "REVERSE_V2", "WHILE",
 }  # fmt: skip
 CACHE_SIZE = 4
 
@@ -136,6 +136,7 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
             f"FALLBACK: ops without a cost model ({', '.join(unknown)}) estimated as memory copies of their "
             "output, a lower bound: the real time may be higher"
         )
+    basis += _loop_notes(graph)
     ram, ram_note = ram_estimate(tflite, graph, costs, profile)
     basis.append(ram_note)
     flash = graph.size + profile.runtime_flash_bytes
@@ -187,6 +188,21 @@ def energy_figures(ms: float, profile: DeviceProfile) -> dict[str, Any]:
         "inferences_per_mah": None if per_mah is None else round(per_mah, 1),
         "energy_basis": note,
     }
+
+
+def _loop_notes(graph: Graph) -> list[str]:
+    notes = []
+    for loop in graph.loops:
+        if loop.trips is None:
+            notes.append(
+                f"FALLBACK: a WHILE loop without a constant trip count: its body ({loop.body_ops} ops) costed once, "
+                "a lower bound"
+            )
+        elif loop.inlined < loop.trips:
+            notes.append(f"a WHILE loop of {loop.trips} steps: its body costed {loop.inlined} times, a lower bound")
+        else:
+            notes.append(f"a WHILE loop (a recurrent layer): its body of {loop.body_ops} ops costed {loop.trips} times")
+    return notes
 
 
 def _weight_zero_fraction(costs: list[OpCost]) -> float:

@@ -88,6 +88,19 @@ class Op:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_OPS = 200_000  # inlined loop iterations stop here (a loop of 10^6 steps is costed as this many ops)
+
+
+@dataclass
+class Loop:
+    """A WHILE loop inlined by `parse`: its trip count (None when its condition has no constant bound),
+    the iterations inlined, and the ops of one iteration."""
+
+    trips: int | None
+    inlined: int
+    body_ops: int
+
+
 @dataclass
 class Graph:
     tensors: list[Tensor]
@@ -97,6 +110,7 @@ class Graph:
     size: int
     raw: bytes
     model: Any = None
+    loops: list[Loop] = field(default_factory=list)
 
     def const_values(self, t: Tensor) -> NDArray[Any] | None:
         """The values of a constant tensor (None when absent or of an unreadable type)."""
@@ -114,35 +128,81 @@ class Graph:
 
 
 def parse(tflite: bytes) -> Graph:
-    """Operators (execution order) and tensors of the first subgraph of a `.tflite` file."""
+    """Operators (execution order) and tensors of the main subgraph of a `.tflite` file, with the body of
+    every WHILE loop inlined once per iteration (a recurrent layer converted as a loop): the loop's ops
+    follow the WHILE op, `trips` times, on the body's own tensors appended to the list."""
     schema = _schema()
     model = schema.Model.GetRootAsModel(tflite, 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
-    graph = model.Subgraphs(0)
-    tensors = []
-    for i in range(graph.TensorsLength()):
-        t = graph.Tensors(i)
-        dtype, itemsize = _DTYPES.get(t.Type(), ("unknown", 4))
-        buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
-        const = buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
-        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        shape = tuple(max(d, 1) for d in shape)  # dynamic (-1) batch -> 1
-        name = (t.Name() or b"").decode(errors="replace")
-        tensors.append(Tensor(i, name, shape, dtype, itemsize, const, t.Buffer()))
-    ops = []
+    tensors: list[Tensor] = []
+    ops: list[Op] = []
+    loops: list[Loop] = []
+
+    def op_name(op: Any) -> str:
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
+        if name == "CUSTOM":
+            return "CUSTOM:" + (code.CustomCode() or b"").decode(errors="replace")
+        return name or f"OP_{max(code.BuiltinCode(), code.DeprecatedBuiltinCode())}"
+
+    def add_subgraph(k: int, times: int, depth: int) -> None:
+        graph = model.Subgraphs(k)
+        offset = len(tensors)
+        for i in range(graph.TensorsLength()):
+            tensors.append(_tensor(model, graph.Tensors(i), offset + i))
+
+        def moved(xs: list[int]) -> list[int]:
+            return [x + offset if x >= 0 else x for x in xs]
+
+        for _ in range(times):
+            for i in range(graph.OperatorsLength()):
+                op = graph.Operators(i)
+                name = op_name(op)
+                inputs = moved([int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else [])
+                outputs = moved([int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else [])
+                options = _options(schema, name, op)
+                ops.append(Op(len(ops), name, inputs, outputs, options))
+                if name == "WHILE" and depth < 4 and len(ops) < MAX_OPS:
+                    trips = _trips(model, schema, options["cond"], op_name)
+                    body_ops = model.Subgraphs(options["body"]).OperatorsLength()
+                    runs = max(1, min(trips or 1, (MAX_OPS - len(ops)) // max(body_ops, 1)))
+                    loops.append(Loop(trips, runs, body_ops))
+                    add_subgraph(options["body"], runs, depth + 1)
+
+    add_subgraph(0, 1, 0)
+    main = model.Subgraphs(0)
+    g_in = [int(x) for x in main.InputsAsNumpy()] if main.InputsLength() else []
+    g_out = [int(x) for x in main.OutputsAsNumpy()] if main.OutputsLength() else []
+    return Graph(tensors, ops, g_in, g_out, len(tflite), tflite, model, loops)
+
+
+def _tensor(model: Any, t: Any, index: int) -> Tensor:
+    dtype, itemsize = _DTYPES.get(t.Type(), ("unknown", 4))
+    buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+    const = buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
+    shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+    shape = tuple(max(d, 1) for d in shape)  # dynamic (-1) batch -> 1
+    name = (t.Name() or b"").decode(errors="replace")
+    return Tensor(index, name, shape, dtype, itemsize, const, t.Buffer())
+
+
+def _trips(model: Any, schema: Any, cond: int, op_name: Any) -> int | None:
+    """A loop's trip count: the smallest integer constant its condition compares a counter against with
+    LESS (a Keras recurrent layer's loop: `step < time_steps and iteration < max_iterations`)."""
+    graph = model.Subgraphs(cond)
+    bounds = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, f"OP_{builtin}")
-        if name == "CUSTOM":
-            name = "CUSTOM:" + (code.CustomCode() or b"").decode(errors="replace")
-        inputs = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
-        outputs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        ops.append(Op(i, name, inputs, outputs, _options(schema, name, op)))
-    g_in = [int(x) for x in graph.InputsAsNumpy()] if graph.InputsLength() else []
-    g_out = [int(x) for x in graph.OutputsAsNumpy()] if graph.OutputsLength() else []
-    return Graph(tensors, ops, g_in, g_out, len(tflite), tflite, model)
+        if op_name(op) != "LESS" or op.InputsLength() < 2:
+            continue
+        t = graph.Tensors(int(op.Inputs(1)))
+        dtype = {2: np.int32, 4: np.int64}.get(t.Type())
+        buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+        if dtype is not None and buffer is not None and buffer.DataLength() > 0:
+            values = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype)
+            if values.size == 1:
+                bounds.append(int(values[0]))
+    return max(min(bounds), 0) if bounds else None
 
 
 def _options(schema: Any, name: str, op: Any) -> dict[str, Any]:
@@ -153,6 +213,10 @@ def _options(schema: Any, name: str, op: Any) -> dict[str, Any]:
         opts = schema.Pool2DOptions()
         opts.Init(table.Bytes, table.Pos)
         return {"filter": (opts.FilterHeight(), opts.FilterWidth()), "stride": (opts.StrideH(), opts.StrideW())}
+    if name == "WHILE":
+        opts = schema.WhileOptions()
+        opts.Init(table.Bytes, table.Pos)
+        return {"cond": opts.CondSubgraphIndex(), "body": opts.BodySubgraphIndex()}
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         opts = schema.Conv2DOptions() if name == "CONV_2D" else schema.DepthwiseConv2DOptions()
         opts.Init(table.Bytes, table.Pos)

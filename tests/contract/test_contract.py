@@ -8,7 +8,17 @@ import pytest
 from click.testing import CliRunner
 
 from app.tables import JobStatus, StatusName
-from contract.engine import PROTOCOL, Checkpoint, Done, EngineRequest, Failed, Progress, decode, encode
+from contract.engine import (
+    PROTOCOL,
+    Checkpoint,
+    Done,
+    EngineRequest,
+    Failed,
+    Progress,
+    ProgressThrottle,
+    decode,
+    encode,
+)
 from contract.errors import PruningError
 from contract.spec import JobSpec, SpecError, Target, choices, default
 
@@ -66,6 +76,16 @@ def test_messages_round_trip_and_another_version_is_refused() -> None:
     assert request.v == PROTOCOL
     with pytest.raises(ValueError, match="v"):
         EngineRequest.model_validate({"v": 2, "kind": "prune", "spec": {}, "model": "m", "out": "o"})
+
+
+def test_progress_is_throttled_within_a_stage_and_never_across_stages() -> None:
+    throttle = ProgressThrottle(every_s=0.5)
+    assert throttle.due("pruning", 0.1, now=10.0)
+    assert not throttle.due("pruning", 0.2, now=10.2)  # too soon within the stage
+    assert throttle.due("pruning", 1.0, now=10.3)  # a stage's end always passes
+    assert throttle.due("finetuning", 0.0, now=10.35)  # so does a new stage, however soon
+    assert not throttle.due("finetuning", 0.1, now=10.6)
+    assert throttle.due("finetuning", 0.2, now=10.86)
 
 
 def test_one_status_set() -> None:

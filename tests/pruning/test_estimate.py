@@ -263,3 +263,25 @@ def test_mcu_ram_falls_back_and_says_so_without_tflite_micro(conv_int8: bytes, m
     assert "tflite-micro is not installed on this worker" in e["basis"]
     assert "shears[mcu]" in e["basis"]
     assert e["ram_bytes"] >= peak_activation_bytes(parse(conv_int8))
+
+
+def test_a_recurrent_loop_is_costed_once_per_step() -> None:
+    """A float GRU converts to a WHILE loop whose body is another subgraph: its ops count once per time
+    step (they were not counted at all: 1% of the measured time)."""
+    from pruning.estimate.estimator import estimate
+    from pruning.estimate.graph import parse
+
+    def gru(steps: int) -> bytes:
+        keras.utils.set_random_seed(0)
+        return _export(keras.Sequential([keras.Input((steps, 8)), L.GRU(16), L.Dense(3)]))
+
+    short, long = gru(10), gru(40)
+    graph = parse(long)
+    (loop,) = graph.loops
+    assert loop.trips == loop.inlined == 40
+    assert sum(op.name == "FULLY_CONNECTED" for op in graph.ops) == 2 * 40 + 1  # input and recurrent kernels, head
+    host = devices.get_profile("host")
+    a, b = estimate(short, host), estimate(long, host)
+    assert 3.0 < b["estimate_ms"] / a["estimate_ms"] < 4.5
+    assert "WHILE loop (a recurrent layer): its body of" in b["basis"]
+    assert "costed 40 times" in b["basis"]
