@@ -69,6 +69,7 @@ def _fit_class(
     return best[1], best[2], best[3], best[4], best[0]
 
 
+PEAK_MIN_NET_US = 5.0  # the peak rate comes from cases whose net time is at least this (when there are any)
 MIN_US = 0.05  # timings below this (a timer's resolution) are floored: no division by zero, ever
 DEFAULT_BUDGET_S = 170.0
 
@@ -196,12 +197,15 @@ def calibrate_host(
     llc = max(size for size, r in sweep if r >= 0.8 * best_rate)
     dram_gbps = sweep[-1][1]
     log(f"bandwidth: cache {bw_gbps:.1f} GB/s, DRAM {dram_gbps:.1f} GB/s, effective LLC {llc / 2**20:.1f} MiB")
-    # 5. peak MACs/cycle per dtype = the best single-op CONV rate; class tables relative to it
+    # 5. peak MACs/cycle per dtype = the best single-op CONV rate among the cases timed well above the
+    #    overheads subtracted from them (a sub-microsecond net time is mostly timer noise, and one such case
+    #    made a 389 MACs/cycle "peak" on a Xeon); class tables relative to it
     mpc: dict[str, float] = {}
     for dtype in ("float32", "int8", "hybrid"):
-        rates = [c.macs / (net * clock) for (cls, d), pts in samples.items()
-                 if d == dtype and cls in ("conv", "conv1x1")
-                 for c, net in pts if c.macs]  # fmt: skip
+        timed_ops = [(c, net) for (cls, d), pts in samples.items()
+                     if d == dtype and cls in ("conv", "conv1x1") for c, net in pts if c.macs]  # fmt: skip
+        solid = [(c, net) for c, net in timed_ops if net >= PEAK_MIN_NET_US]
+        rates = [c.macs / (net * clock) for c, net in solid or timed_ops]
         if rates:
             mpc[dtype] = round(float(max(rates)), 3)
     fb = host_tables.fallback()

@@ -175,3 +175,25 @@ def test_a_failed_calibration_keeps_the_fallback(monkeypatch: pytest.MonkeyPatch
     assert host_setup.ensure_host_tables(log=said.append) == "failed"
     assert "no usable timings" in said[-1]
     assert "ANOTHER CPU" in devices.get_profile("host").tables_basis
+
+
+def test_the_peak_rate_ignores_cases_timed_near_the_overheads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny conv whose time is all invoke and per-op overhead has a net time of ~0 and so an absurd
+    MACs/cycle rate; the peak comes from the conv timed well above the overheads (10 MACs/cycle here)."""
+    from pruning.estimate.costs import analyse
+    from pruning.estimate.graph import parse
+
+    monkeypatch.setattr(calibrate, "_host_clock_mhz", lambda: 1000.0)
+    cases = [
+        ("conv", "conv 3x3 4x4x8->8", [(4, 4, 8)], lambda xs: L.Conv2D(8, 3, padding="same")(xs[0])),
+        ("conv1x1", "conv1x1 28x28x32->32", [(28, 28, 32)], lambda xs: L.Conv2D(32, 1)(xs[0])),
+    ]
+
+    def timer(tflite: bytes, _budget: float) -> float:
+        macs = sum(c.macs for c in analyse(parse(tflite)))
+        if macs < 100_000:  # the chains of ADDs, and the tiny conv: overhead only
+            return 3.0 + len(tflite) / 1e6
+        return 3.0 + macs / (1000.0 * 10.0)
+
+    data = calibrate_host(log=lambda _m: None, timer=timer, quick=True, budget_s=60.0, cases=cases)
+    assert data["profile"]["macs_per_cycle"]["float32"] == pytest.approx(10.0, rel=0.05)
