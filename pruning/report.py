@@ -1,13 +1,22 @@
 """The report: every figure for the pruned model and the dense baseline exported the same way."""
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.report import Report
 from pruning import export
 from pruning.counting import LayerCount
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """Writes `report.json` once it validates against the contract's `Report` (a mismatch is an engine bug)."""
+    text = json.dumps(report, indent=2)
+    Report.model_validate_json(text)
+    path.write_text(text)
 
 
 def sizes(keras_path: Path, tflite: bytes) -> dict[str, int]:

@@ -1,6 +1,5 @@
 """`run(model, data, spec, progress) -> Result`: load, score, prune, fine-tune, export, profile."""
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
 from pruning.nesting import flatten
 from pruning.recipe import DISTILL_TEMPERATURE, choose
-from pruning.report import agreement, sizes, sparsity_block
+from pruning.report import agreement, sizes, sparsity_block, write_report
 from pruning.spec import PruneSpec
 from pruning.strategies import ChannelPruner, Snapshot, make_pruner
 
@@ -359,7 +358,7 @@ def run(
     report["timings_s"]["finetuning_input"] = stream.take_input_time()  # reading batches from a stream
     tensorboard = write_tensorboard(rounds, headline, workdir)
     report["artifacts"] = [*plots.write_job_plots(report, workdir / "plots"), tensorboard]
-    (workdir / "report.json").write_text(json.dumps(report, indent=2))
+    write_report(report, workdir / "report.json")
     return Result(tflite_path=tflite_path, keras_path=keras_path, report=report)
 
 
@@ -394,5 +393,5 @@ def profile(model_path: Path, spec: PruneSpec, workdir: Path, data: Data | None 
         "tflite_gzip_bytes": export.gzip_bytes(tflite),
     }
     report["latency"] = profile_tflite(tflite, job_devices(spec.devices, tflite))
-    (workdir / "report.json").write_text(json.dumps(report, indent=2))
+    write_report(report, workdir / "report.json")
     return Result(tflite_path=tflite_path, keras_path=model_path, report=report)

@@ -5,12 +5,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from contract.errors import PruningError
+from contract.report import Report
 from pruning import masks, schedule
 from pruning.datasets import Data, digits, har
 from pruning.finetune import recalibrate_batchnorm
-from pruning.run import run
+from pruning.report import write_report
+from pruning.run import profile, run
 from pruning.spec import PruneSpec
 from pruning.tflite_file import constant_tensors
 
@@ -66,6 +69,31 @@ def test_unstructured_masks_hold_through_finetune_and_export(
     assert report["params"]["nonzero"] < 0.4 * report["params"]["before"]
     assert report["loss"] == {"name": "sparse_categorical_crossentropy", "source": "model"}
     assert report["tflite_check"]["agreement"] >= 0.99
+    written = Report.model_validate_json((tmp_path / "report.json").read_text())  # the published schema
+    assert written.accuracy is not None
+    assert written.accuracy.metric == "accuracy"
+    assert written.baseline is not None
+    assert [d.device for d in written.baseline.latency] == [d.device for d in written.latency]
+
+
+def test_profile_reports_hold_the_contract_and_a_bad_report_is_not_written(digits_model: Path, tmp_path: Path) -> None:
+    """A profile job's report lacks the prune-only parts; the engine refuses to write one that breaks the contract."""
+    dense = profile(digits_model, PruneSpec(devices=("host",)), tmp_path / "keras")
+    keras_report = Report.model_validate_json((tmp_path / "keras" / "report.json").read_text())
+    assert keras_report.accuracy is None
+    assert keras_report.baseline is None
+    assert keras_report.params is not None
+    assert keras_report.params.after is None
+    assert keras_report.latency[0].measured_ms is not None
+    profile(dense.tflite_path, PruneSpec(devices=("cortex-m4f-120mhz",)), tmp_path / "tflite")
+    tflite_report = Report.model_validate_json((tmp_path / "tflite" / "report.json").read_text())
+    assert tflite_report.size.keras_bytes is None
+    assert tflite_report.params is None
+    assert tflite_report.latency[0].measured_ms is None
+    broken = {**dense.report, "latency": [{"device": "host", "ms": 1.0}]}
+    with pytest.raises(ValidationError, match="estimate_ms"):
+        write_report(broken, tmp_path / "broken.json")
+    assert not (tmp_path / "broken.json").exists()
 
 
 def test_guard_backs_off_to_the_last_step_that_met_it(digits_model: Path, small_digits: Data, tmp_path: Path) -> None:
