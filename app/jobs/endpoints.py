@@ -16,6 +16,7 @@ from app.jobs import events, lifecycle, repository, service
 from app.jobs.schemas import ArtifactList, ArtifactUrl, DeliveryList, JobList, JobOut
 from app.storage import CHUNK, ArtifactStore
 from app.tables import TERMINAL, Artifact, JobStatus, StatusName
+from contract.report import Report
 from contract.spec import JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -200,7 +201,13 @@ def download_model(job_id: str, session: SessionDep, tenant: CurrentTenant, stor
 
 @router.get(
     "/{job_id}/report",
-    responses={**ERRORS, 200: {"content": {"application/json": {}}, "description": "the report"}},
+    responses={
+        **ERRORS,
+        200: {
+            "model": Report,
+            "description": "the report.json of a prune or profile job (a sweep's holds its points and Pareto sets)",
+        },
+    },
     response_class=Response,
 )
 def download_report(job_id: str, session: SessionDep, tenant: CurrentTenant, store: StoreDep) -> Response:
