@@ -103,8 +103,28 @@ class DeviceFigures(_Typed):
         return self.estimate_ms if self.estimate_ms is not None else self.measured_ms
 
 
+class _Devices:
+    latency: list[DeviceFigures] | None
+
+    def device(self, name: str) -> DeviceFigures | None:
+        """The figures for device `name`, if the report has them."""
+        return next((d for d in self.latency or [] if d.device == name), None)
+
+
 @dataclass
-class Report(_Typed):
+class Baseline(_Typed, _Devices):
+    """The dense model exported the same way: its headline metric (`accuracy.metric`), counts, sizes and figures."""
+
+    accuracy: float | None = None
+    params: int | None = None
+    macs: int | None = None
+    size: Size | None = None
+    latency: list[DeviceFigures] | None = None
+    nested: ClassVar[dict[str, type[_Typed]]] = {"size": Size, "latency": DeviceFigures}
+
+
+@dataclass
+class Report(_Typed, _Devices):
     """A finished job's report: for the pruned model, and in `baseline` for the dense one exported the same way."""
 
     accuracy: Accuracy | None = None
@@ -113,21 +133,16 @@ class Report(_Typed):
     sparsity: Sparsity | None = None
     size: Size | None = None
     latency: list[DeviceFigures] | None = None
-    baseline: Report | None = None
-
-    def device(self, name: str) -> DeviceFigures | None:
-        return next((d for d in self.latency or [] if d.device == name), None)
-
-
-Report.nested = {
-    "accuracy": Accuracy,
-    "params": Params,
-    "macs": Before,
-    "sparsity": Sparsity,
-    "size": Size,
-    "latency": DeviceFigures,
-    "baseline": Report,
-}
+    baseline: Baseline | None = None
+    nested: ClassVar[dict[str, type[_Typed]]] = {
+        "accuracy": Accuracy,
+        "params": Params,
+        "macs": Before,
+        "sparsity": Sparsity,
+        "size": Size,
+        "latency": DeviceFigures,
+        "baseline": Baseline,
+    }
 
 
 @dataclass

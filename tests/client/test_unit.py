@@ -119,11 +119,24 @@ OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.js
 SCHEMAS = OPENAPI["components"]["schemas"]
 
 
-@pytest.mark.parametrize(("typed", "schema"), [("JobRecord", "JobOut"), ("Usage", "Usage"), ("Limits", "Limits")])
+# The client's typed records (shears_client.report) and the published schemas they read.
+TYPED = {
+    "JobRecord": "JobOut", "JobError": "JobError", "Usage": "Usage", "Limits": "Limits",
+    "Report": "Report", "Baseline": "Baseline", "Accuracy": "Accuracy", "Params": "Params", "Before": "Macs",
+    "Sparsity": "Sparsity", "Size": "Size", "DeviceFigures": "DeviceFigures",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("typed", "schema"), TYPED.items())
 def test_the_typed_records_have_the_fields_of_the_published_schemas(typed: str, schema: str) -> None:
     from shears_client import report
 
-    assert sorted(getattr(report, typed).fields()) == sorted(SCHEMAS[schema]["properties"])
+    kind = getattr(report, typed)
+    assert sorted(kind.fields()) == sorted(SCHEMAS[schema]["properties"])
+    for name, nested in kind.nested.items():  # a nested record reads the schema the field refers to
+        prop = SCHEMAS[schema]["properties"][name]
+        refs = [s["$ref"] for s in [prop, prop.get("items", {}), *prop.get("anyOf", [])] if "$ref" in s]
+        assert refs == [f"#/components/schemas/{TYPED[nested.__name__]}"], (typed, name)
 
 
 def test_every_field_of_the_job_spec_has_a_submit_flag() -> None:
