@@ -163,7 +163,7 @@ def parse(tflite: bytes) -> Graph:
                 options = _options(schema, name, op)
                 ops.append(Op(len(ops), name, inputs, outputs, options))
                 if name == "WHILE" and depth < 4 and len(ops) < MAX_OPS:
-                    trips = _trips(model, schema, options["cond"], op_name)
+                    trips = _trips(model, options["cond"], op_name)
                     body_ops = model.Subgraphs(options["body"]).OperatorsLength()
                     runs = max(1, min(trips or 1, (MAX_OPS - len(ops)) // max(body_ops, 1)))
                     loops.append(Loop(trips, runs, body_ops))
@@ -186,7 +186,7 @@ def _tensor(model: Any, t: Any, index: int) -> Tensor:
     return Tensor(index, name, shape, dtype, itemsize, const, t.Buffer())
 
 
-def _trips(model: Any, schema: Any, cond: int, op_name: Any) -> int | None:
+def _trips(model: Any, cond: int, op_name: Any) -> int | None:
     """A loop's trip count: the smallest integer constant its condition compares a counter against with
     LESS (a Keras recurrent layer's loop: `step < time_steps and iteration < max_iterations`)."""
     graph = model.Subgraphs(cond)
