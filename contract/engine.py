@@ -32,13 +32,15 @@ class ProgressThrottle:
         return True
 
 
-class _Message(BaseModel):
+class Versioned(BaseModel):
+    """A message of the protocol: frozen, no unknown fields, and the version it speaks."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     v: Literal[1] = PROTOCOL
 
 
-class EngineRequest(_Message):
+class EngineRequest(Versioned):
     """One engine run: its inputs are files named here, its outputs go to the folder `out`."""
 
     kind: Literal["prune", "profile"]
@@ -50,7 +52,7 @@ class EngineRequest(_Message):
     resume: str | None = Field(None, description="prune: an earlier attempt's checkpoint to resume from")
 
 
-class Progress(_Message):
+class Progress(Versioned):
     """The engine is at `stage`, `progress` of the way through it (0..1); at most one every 0.1 s a stage."""
 
     type: Literal["progress"] = "progress"
@@ -58,14 +60,14 @@ class Progress(_Message):
     progress: float
 
 
-class Log(_Message):
+class Log(Versioned):
     """A line for the job's log."""
 
     type: Literal["log"] = "log"
     message: str
 
 
-class Checkpoint(_Message):
+class Checkpoint(Versioned):
     """The state after round `step` of `steps` is written in `<checkpoint>/<step>/`."""
 
     type: Literal["checkpoint"] = "checkpoint"
@@ -74,13 +76,13 @@ class Checkpoint(_Message):
     steps: int
 
 
-class Done(_Message):
+class Done(Versioned):
     """The run finished and its files are in `out`; the last message."""
 
     type: Literal["done"] = "done"
 
 
-class Failed(_Message):
+class Failed(Versioned):
     """The run failed with a code the caller can act on; the last message."""
 
     type: Literal["error"] = "error"
@@ -92,7 +94,7 @@ Message = Annotated[Progress | Log | Checkpoint | Failed | Done, Field(discrimin
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
 
 
-def encode(message: _Message) -> str:
+def encode(message: Versioned) -> str:
     """One line of the protocol."""
     return message.model_dump_json() + "\n"
 

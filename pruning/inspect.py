@@ -3,12 +3,10 @@
 Run by the API in a subprocess with no credentials, so that neither the HDF5 and flatbuffer
 parsers nor LiteRT ever read an untrusted file inside the API process. Keras files are checked
 (`contract.safety`) and described from their config and weights without TensorFlow; `.tflite`
-files are opened with LiteRT. Exit code 0 with JSON on stdout, or 3 with `{"code", "message"}` (5 when
-the process cannot confine itself: it installs the engine's seccomp filter, `pruning.confine`, first).
+files are opened with LiteRT. It confines itself first and answers in the checkers' protocol
+(`contract.checks`, through `pruning.checker`).
 """
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,21 +47,9 @@ def inspect(path: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    if os.environ.get("SHEARS_ENGINE_SECCOMP", "true").lower() not in ("0", "false", "no", "off"):
-        from pruning.confine import ConfinementUnavailable, confine
+    from pruning.checker import run
 
-        try:
-            confine()  # as the engine does: no child processes, whatever the file makes the parsers do
-        except ConfinementUnavailable as exc:
-            message = f"cannot forbid the model check child processes ({exc}); set SHEARS_ENGINE_SECCOMP=false"
-            sys.stdout.write(json.dumps({"code": "sandbox_unavailable", "message": message}) + "\n")
-            return 5
-    try:
-        sys.stdout.write(json.dumps(inspect(Path(sys.argv[1]))) + "\n")
-        return 0
-    except PruningError as exc:
-        sys.stdout.write(json.dumps({"code": exc.code, "message": exc.message}) + "\n")
-        return 3
+    return run("model", lambda: inspect(Path(sys.argv[1])))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ No parser of model files (HDF5, flatbuffers, LiteRT) ever reads an untrusted fil
 
 import asyncio
 import contextlib
-import json
 import os
 import stat
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 from app.errors import InvalidInput, ShearsError, UnsupportedMediaType
 from app.settings import get_settings
-from contract import jail
+from contract import checks, jail
 
 # The child gets no database, broker or storage credentials: only what Python and TF need.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SHEARS_ENGINE_SECCOMP")
@@ -108,7 +107,8 @@ async def run_checker(
 ) -> dict[str, Any]:
     """Run `python -m module *args` confined by the engine's launcher (contract.jail: no credentials,
     only `readable` to read, its own scratch folder to write, files capped at `max_file_bytes`) and
-    return the JSON it prints; `InvalidInput` (the file's fault) or `InspectionUnavailable`.
+    return the result of its answer (`contract.checks`); `InvalidInput` (the file's fault) or
+    `InspectionUnavailable`.
     An `OUTPUT` argument is a file in the scratch folder, moved to `output` when the checker wrote it.
     At most `max_concurrent_checks` run at once (`ChecksBusy` past the wait); the event loop only
     waits on the child's pipes, so it keeps answering other requests meanwhile."""
@@ -161,21 +161,17 @@ async def _run_checker(
             ) from None
         if output is not None and proc.returncode == 0:
             take_output(produced, output, what)
-    last = out.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-    try:
-        payload = json.loads(last[0])
-    except json.JSONDecodeError:
+    answer = checks.read_answer(out.decode("utf-8", "replace"))
+    if answer is None or (proc.returncode != 0 and isinstance(answer, checks.Checked)):
         # The file made a parser crash (or a limit killed it): the file's fault, not a server error.
         raise InvalidInput(
             f"the {what} file could not be read: its reader stopped (exit {proc.returncode})",
             code=f"{what}_load_failed",
-        ) from None
-    if proc.returncode == 3 and payload["code"] == UnsupportedMediaType.code:
-        raise UnsupportedMediaType(payload["message"])
-    if proc.returncode == 3:
-        raise InvalidInput(payload["message"], code=payload["code"])
-    if proc.returncode == 5:
-        raise InspectionUnavailable(payload["message"])
-    if proc.returncode != 0:
-        raise InvalidInput(f"the {what} file could not be read (exit {proc.returncode})", code=f"{what}_load_failed")
-    return dict(payload)
+        )
+    if isinstance(answer, checks.Unavailable):
+        raise InspectionUnavailable(answer.message)
+    if isinstance(answer, checks.Refused) and answer.code == UnsupportedMediaType.code:
+        raise UnsupportedMediaType(answer.message)
+    if isinstance(answer, checks.Refused):
+        raise InvalidInput(answer.message, code=answer.code)
+    return answer.result

@@ -47,12 +47,28 @@ def _peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+def _parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        pid = _parent(pid)
+    return False
+
+
 def _checking(api_pid: int) -> bool:
-    """A confined dataset check started by the API process is running."""
+    """A confined dataset check started by this API process (not another test run's) is running."""
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit() and b"pruning.check_dataset" in (proc / "cmdline").read_bytes():
-                return True
+                if _descends_from(int(proc.name), api_pid):
+                    return True
         except OSError:
             continue
     return False

@@ -2,12 +2,14 @@
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import get_args
 
 import pytest
 from click.testing import CliRunner
 
 from app.tables import JobStatus, StatusName
+from contract import checks
 from contract.engine import (
     PROTOCOL,
     Checkpoint,
@@ -90,3 +92,28 @@ def test_progress_is_throttled_within_a_stage_and_never_across_stages() -> None:
 
 def test_one_status_set() -> None:
     assert set(get_args(StatusName)) == {s.value for s in JobStatus}
+
+
+def test_checkers_answer_in_the_typed_protocol(tmp_path: Path) -> None:
+    """Both upload checkers, run as the API runs them, end with one versioned answer the API decodes."""
+    bad_model, bad_data = tmp_path / "m.keras", tmp_path / "d.npz"
+    bad_model.write_bytes(b"not a zip")
+    bad_data.write_bytes(b"not an npz either")
+    for argv in (
+        ["pruning.inspect", str(bad_model)],
+        ["pruning.check_dataset", str(bad_data), str(tmp_path / "o"), ""],
+    ):
+        proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        answer = checks.read_answer(proc.stdout)
+        assert isinstance(answer, checks.Refused), (proc.stdout, proc.stderr[-2000:])
+        assert answer.code in ("corrupt_archive", "invalid_dataset"), answer
+        assert proc.returncode == checks.EXIT["refused"]
+
+
+def test_a_checker_answer_of_another_version_or_shape_is_not_read() -> None:
+    line = checks.answer(checks.Checked(result={"params": 3}))
+    assert checks.read_answer("noise from a parser\n" + line) == checks.Checked(result={"params": 3})
+    assert checks.read_answer(line.replace('"v":1', '"v":2')) is None
+    assert checks.read_answer('{"type": "refused", "code": "x"}') is None  # no message
+    assert checks.read_answer(line + "a line after it") is None  # the answer must be the last line
+    assert checks.read_answer("") is None

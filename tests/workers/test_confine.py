@@ -158,7 +158,8 @@ def test_the_upload_check_runs_under_the_same_filter(digits_model: Path, tmp_pat
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     described, seen = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
-    assert described["params"] > 0, proc.stderr
+    assert described["type"] == "checked", proc.stderr
+    assert described["result"]["params"] > 0
     assert seen == {"rc": 0, "seccomp": "2", "forked": False}
 
 
