@@ -4,10 +4,10 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.auth import repository as tenants
 from app.errors import Conflict, InvalidInput
 from app.tables import IdempotencyKey
 
@@ -29,11 +29,7 @@ def replay(session: Session, tenant_id: str, route: str, key: str | None, digest
     """The stored response for this key, or None; 409 if the key was used for another request."""
     if key is None:
         return None
-    row = session.scalar(
-        select(IdempotencyKey).where(
-            IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.route == route, IdempotencyKey.key == key
-        )
-    )
+    row = tenants.idempotency_key(session, tenant_id, route, key)
     if row is not None and row.request_sha256 != digest:
         raise Conflict("this Idempotency-Key was already used with a different request", code="idempotency_key_reused")
     return row
@@ -46,13 +42,11 @@ def remember(
     the second to insert meets the first's (the unique index waits for it): that one answers 409
     `idempotency_key_in_flight` and its transaction, with whatever it created, is rolled back."""
     if key is not None:
-        session.add(
-            IdempotencyKey(
-                tenant_id=tenant_id, route=route, key=key, request_sha256=digest, status_code=status, response=body
-            )
+        row = IdempotencyKey(
+            tenant_id=tenant_id, route=route, key=key, request_sha256=digest, status_code=status, response=body
         )
         try:
-            session.flush()
+            tenants.add(session, row, flush=True)
         except IntegrityError:
             raise Conflict(
                 "a request with this Idempotency-Key was being processed at the same time; "

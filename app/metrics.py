@@ -13,12 +13,12 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from app.db import session_scope
+from app.jobs import repository
 from app.queue import producer
 from app.settings import get_settings
-from app.tables import Job, JobStatus, Worker
+from app.tables import JobStatus
 
 log = logging.getLogger("shears.api")
 
@@ -73,15 +73,9 @@ class ClusterCollector(Collector):
         )
         try:
             with session_scope() as session:
-                by_status = select(Job.status, func.count()).where(Job.kind != "sweep").group_by(Job.status)
-                counts = dict(session.execute(by_status).all())
-                results = session.scalars(
-                    select(Job.result)
-                    .where(Job.status == JobStatus.SUCCEEDED, Job.kind != "sweep")
-                    .order_by(Job.finished_at.desc())
-                    .limit(RECENT_JOBS)
-                ).all()
-                workers = session.scalars(select(Worker)).all()
+                counts = repository.count_by_status(session)
+                results = repository.recent_results(session, RECENT_JOBS)
+                workers = repository.workers(session)
                 now = datetime.now(UTC)
                 for worker in workers:
                     age = (now - worker.heartbeat_at).total_seconds()

@@ -1,4 +1,4 @@
-"""Queries of tenants, API keys and ended sessions."""
+"""Queries of tenants, API keys, ended sessions and the idempotency keys of a tenant's requests."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session
 
-from app.tables import ApiKey, EndedSession, Tenant
+from app.tables import ApiKey, EndedSession, IdempotencyKey, Tenant
 
 
 def tenant(session: Session, tenant_id: str) -> Tenant | None:
@@ -17,7 +17,7 @@ def tenant_named(session: Session, name: str) -> Tenant | None:
     return session.scalar(select(Tenant).where(Tenant.name == name))
 
 
-def add(session: Session, row: Tenant | ApiKey | EndedSession, flush: bool = False) -> None:
+def add(session: Session, row: Tenant | ApiKey | EndedSession | IdempotencyKey, flush: bool = False) -> None:
     """Add a row; `flush` gives it its id now."""
     session.add(row)
     if flush:
@@ -50,3 +50,11 @@ def ended_session(session: Session, signature: str) -> EndedSession | None:
 
 def forget_ended_before(session: Session, moment: datetime) -> None:
     session.execute(delete(EndedSession).where(EndedSession.expires_at < moment))
+
+
+def idempotency_key(session: Session, tenant_id: str, route: str, key: str) -> IdempotencyKey | None:
+    """The response stored for the tenant's `key` on `route`, if any."""
+    query = select(IdempotencyKey).where(
+        IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.route == route, IdempotencyKey.key == key
+    )
+    return session.scalar(query)

@@ -5,25 +5,23 @@ file is removed from the store; a deleted job is removed with its events, delive
 Store deletes run after the transaction commits, so a rolled-back delete loses no file.
 """
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from app import quotas
 from app.datasets import repository as datasets
 from app.db import after_commit
 from app.errors import Conflict, InvalidInput, NotFound
+from app.housekeeping import repository
 from app.jobs import lifecycle
 from app.jobs import repository as jobs
 from app.jobs import service as job_service
 from app.models import repository as models
 from app.settings import Settings
 from app.storage import ArtifactStore
-from app.tables import ACTIVE, TERMINAL, Artifact, Dataset, Job, JobEvent, JobStatus, Model, WebhookDelivery
+from app.tables import TERMINAL, Dataset, Job, JobStatus, Model
 
 MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600
 EXPIRES_HELP = "seconds until the housekeeping sweep deletes the upload (unless a job still uses it)"
@@ -38,14 +36,9 @@ def _delete_files(session: Session, store: ArtifactStore, keys: list[str]) -> No
         after_commit(session, remove)
 
 
-def _in_use(session: Session, column: Any, row_id: str) -> list[str]:
-    query = select(Job.id).where(column == row_id, Job.status.in_(ACTIVE), Job.kind != "sweep").limit(5)
-    return list(session.scalars(query))
-
-
 def _tombstone(session: Session, store: ArtifactStore, row: Model | Dataset) -> None:
     row.deleted_at = datetime.now(UTC)
-    artifact = session.get(Artifact, row.artifact_id)
+    artifact = repository.artifact(session, row.artifact_id)
     if artifact is not None:
         # The file, then its folder (`{tenant}/models/{id}`) when the upload made one.
         folder = artifact.storage_key.rpartition("/")[0]
@@ -65,7 +58,7 @@ def _delete_upload(session: Session, store: ArtifactStore, kind: str, row: Any, 
     """Tombstone an upload and remove its files; 404 when absent, 409 while a live job uses it."""
     if row is None:
         raise NotFound(f"no {kind} {row_id!r}")
-    users = _in_use(session, column, row_id)
+    users = repository.jobs_using(session, column, row_id)
     if users:
         raise Conflict(
             f"{kind} {row_id} is used by queued or running job(s) {', '.join(users)}: cancel or delete them first",
@@ -81,13 +74,7 @@ def _remove_job(session: Session, job: Job, store: ArtifactStore) -> None:
     artifacts = jobs.artifacts(session, job.id)
     # Its folder last: it holds the files, and a checkpoint a crashed attempt may have left.
     _delete_files(session, store, [*(a.storage_key for a in artifacts), f"{job.tenant_id}/jobs/{job.id}"])
-    for artifact in artifacts:
-        session.delete(artifact)
-    session.execute(delete(JobEvent).where(JobEvent.job_id == job.id))
-    session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job.id))
-    session.flush()
-    session.delete(job)
-    session.flush()
+    repository.remove_job(session, job, artifacts)
 
 
 def delete_job(session: Session, tenant_id: str, job_id: str, store: ArtifactStore) -> Job | None:
@@ -111,7 +98,7 @@ def _sweep_busy(session: Session, sweep: Job) -> bool:
 def set_expiry(session: Session, table: type[Model] | type[Dataset], row_id: str, expires_in: int) -> datetime:
     if not 0 < expires_in <= MAX_EXPIRES_IN_S:
         raise InvalidInput(f"expires_in must be 1 to {MAX_EXPIRES_IN_S} seconds", code="invalid_request")
-    row = session.get(table, row_id)
+    row = repository.upload(session, table, row_id)
     assert isinstance(row, Model | Dataset)
     expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)
     row.expires_at = expires_at
@@ -120,24 +107,14 @@ def set_expiry(session: Session, table: type[Model] | type[Dataset], row_id: str
 
 def usage(session: Session, tenant_id: str, settings: Settings) -> dict[str, Any]:
     uploads = models.stored_bytes(session, tenant_id) + datasets.stored_bytes(session, tenant_id)
-    produced = session.scalar(
-        select(func.coalesce(func.sum(Artifact.bytes), 0)).where(
-            Artifact.tenant_id == tenant_id, Artifact.job_id.is_not(None)
-        )
-    )
-
-    def count(table: Any, *where: Any) -> int:
-        return int(
-            session.scalar(select(func.count()).select_from(table).where(table.tenant_id == tenant_id, *where)) or 0
-        )
-
+    produced = repository.job_bytes(session, tenant_id)
     return {
-        "bytes_stored": uploads + int(produced or 0),
+        "bytes_stored": uploads + produced,
         "upload_bytes": uploads,
-        "job_bytes": int(produced or 0),
-        "models": count(Model, Model.deleted_at.is_(None)),
-        "datasets": count(Dataset, Dataset.deleted_at.is_(None)),
-        "jobs": count(Job),
+        "job_bytes": produced,
+        "models": repository.count_uploads(session, Model, tenant_id),
+        "datasets": repository.count_uploads(session, Dataset, tenant_id),
+        "jobs": repository.count_jobs(session, tenant_id),
         "jobs_queued": quotas.jobs_in(session, tenant_id, JobStatus.QUEUED),
         "jobs_running": quotas.jobs_in(session, tenant_id, JobStatus.RUNNING),
         "limits": {
@@ -150,13 +127,6 @@ def usage(session: Session, tenant_id: str, settings: Settings) -> dict[str, Any
     }
 
 
-def _expired_uploads(session: Session, table: Any, cutoff: datetime | None, now: datetime) -> Sequence[Any]:
-    due = [table.expires_at < now]
-    if cutoff is not None:
-        due.append(table.created_at < cutoff)
-    return session.scalars(select(table).where(table.deleted_at.is_(None), or_(*due)).limit(500)).all()
-
-
 def sweep(session: Session, settings: Settings, store: ArtifactStore) -> list[str]:
     """One round of retention: expired uploads not in use, old finished jobs, and running jobs whose
     delete waited for them to stop. Returns the ids removed."""
@@ -164,15 +134,11 @@ def sweep(session: Session, settings: Settings, store: ArtifactStore) -> list[st
     cutoff = now - timedelta(days=settings.retention_days) if settings.retention_days else None
     removed = []
     for table, column in ((Model, Job.model_id), (Dataset, Job.dataset_id)):
-        for row in _expired_uploads(session, table, cutoff, now):
-            if not _in_use(session, column, row.id):
+        for row in repository.expired_uploads(session, table, cutoff, now):
+            if not repository.jobs_using(session, column, row.id):
                 _tombstone(session, store, row)
                 removed.append(row.id)
-    due: list[ColumnElement[bool]] = [Job.delete_requested_at.is_not(None)]
-    if cutoff is not None:
-        due.append(Job.finished_at < cutoff)
-    query = select(Job).where(Job.parent_id.is_(None), Job.status.in_(TERMINAL), or_(*due)).limit(500)
-    for job in session.scalars(query.with_for_update(skip_locked=True)).all():
+    for job in repository.jobs_due(session, cutoff):
         if job.kind != "sweep" or not _sweep_busy(session, job):
             removed.append(job.id)
             _remove_job(session, job, store)

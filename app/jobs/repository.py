@@ -1,5 +1,8 @@
+"""Queries of jobs, their artifacts and webhook deliveries, and of the workers."""
+
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -131,3 +134,24 @@ def register_worker(session: Session, worker_id: str, queues: str, now: datetime
 
 def unregister_worker(session: Session, worker_id: str) -> None:
     session.execute(delete(Worker).where(Worker.id == worker_id))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Jobs of every tenant by status, sweeps themselves not counted (their points are)."""
+    query = select(Job.status, func.count()).where(Job.kind != "sweep").group_by(Job.status)
+    return {status: int(n) for status, n in session.execute(query).all()}
+
+
+def recent_results(session: Session, limit: int) -> Sequence[dict[str, Any] | None]:
+    """The results of the last `limit` succeeded jobs (sweeps themselves not counted), newest first."""
+    query = (
+        select(Job.result)
+        .where(Job.status == JobStatus.SUCCEEDED, Job.kind != "sweep")
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    )
+    return session.scalars(query).all()
+
+
+def workers(session: Session) -> Sequence[Worker]:
+    return session.scalars(select(Worker)).all()
