@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from app.api.deps import CurrentTenant, SessionDep
 from app.api.docs import ERRORS
+from app.auth import repository
 
 router = APIRouter(prefix="/v1/webhook-secret", tags=["webhooks"])
 
@@ -26,5 +27,5 @@ def read_secret(tenant: CurrentTenant) -> WebhookSecret:
 def rotate_secret(tenant: CurrentTenant, session: SessionDep) -> WebhookSecret:
     """Draw a new signing secret; deliveries from now on are signed with it (the old one stops)."""
     tenant.webhook_secret = secrets.token_hex(32)
-    session.add(tenant)
+    repository.add(session, tenant)
     return WebhookSecret(secret=tenant.webhook_secret)
