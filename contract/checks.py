@@ -2,7 +2,8 @@
 
 A checker is started by the one launcher (`contract.jail`) with its file on the command line and
 answers with one message, its last line on stdout: `Checked` (what it read), `Refused` (the file's
-fault, with a code the caller can act on) or `Unavailable` (the server cannot check safely now).
+fault, with a code the caller can act on: the engine's `Failed` message; 415 for
+`unsupported_media_type`, else 400) or `Unavailable` (the server cannot check safely now).
 Messages carry the engine protocol's version `v` (`contract.engine.PROTOCOL`); a last line that is not
 one of them (a parser crashed, a limit killed the process) means the file could not be read.
 """
@@ -11,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from contract.engine import Failed as Refused
 from contract.engine import Versioned
 
 
@@ -19,14 +21,6 @@ class Checked(Versioned):
 
     type: Literal["checked"] = "checked"
     result: dict[str, Any]
-
-
-class Refused(Versioned):
-    """The file cannot be used; `code` is the API's error code (415 for `unsupported_media_type`, else 400)."""
-
-    type: Literal["refused"] = "refused"
-    code: str
-    message: str
 
 
 class Unavailable(Versioned):
@@ -38,7 +32,8 @@ class Unavailable(Versioned):
 
 Answer = Annotated[Checked | Refused | Unavailable, Field(discriminator="type")]
 _ANSWER: TypeAdapter[Answer] = TypeAdapter(Answer)
-EXIT = {"checked": 0, "refused": 3, "unavailable": 5}
+__all__ = ["EXIT", "Answer", "Checked", "Refused", "Unavailable", "answer", "read_answer"]
+EXIT = {"checked": 0, "error": 3, "unavailable": 5}
 """The checker's exit code for each answer, for a human reading a process list; the API reads the answer."""
 
 

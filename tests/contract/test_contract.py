@@ -107,13 +107,13 @@ def test_checkers_answer_in_the_typed_protocol(tmp_path: Path) -> None:
         answer = checks.read_answer(proc.stdout)
         assert isinstance(answer, checks.Refused), (proc.stdout, proc.stderr[-2000:])
         assert answer.code in ("corrupt_archive", "invalid_dataset"), answer
-        assert proc.returncode == checks.EXIT["refused"]
+        assert proc.returncode == checks.EXIT["error"]
 
 
 def test_a_checker_answer_of_another_version_or_shape_is_not_read() -> None:
     line = checks.answer(checks.Checked(result={"params": 3}))
     assert checks.read_answer("noise from a parser\n" + line) == checks.Checked(result={"params": 3})
     assert checks.read_answer(line.replace('"v":1', '"v":2')) is None
-    assert checks.read_answer('{"type": "refused", "code": "x"}') is None  # no message
+    assert checks.read_answer('{"type": "error", "code": "x"}') is None  # no message
     assert checks.read_answer(line + "a line after it") is None  # the answer must be the last line
     assert checks.read_answer("") is None
