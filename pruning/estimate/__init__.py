@@ -12,7 +12,11 @@ How an estimate is made
 3. Its time is `max(compute, memory traffic / bandwidth) + per-op overhead`, where
    `compute = (MACs / (peak MACs/cycle[dtype] * efficiency[class][dtype]) + outputs * cycles_per_element
    [class][dtype]) / clock / thread speed-up`. Efficiencies and per-element cycles are per runtime
-   (TFLite Micro + CMSIS-NN, XNNPACK on Arm, XNNPACK on this x86 host); see contract/profiles/.
+   (TFLite Micro + CMSIS-NN, XNNPACK on Arm, XNNPACK on this x86 host); see contract/profiles/. An op
+   whose kernel is not its class's has entries of its own (`op_efficiency`, `op_cycles_per_element`):
+   BATCH_MATMUL, and in int8 the reference kernel that runs it when its right-hand side's zero point is
+   not 0 (XNNPACK takes only symmetric ones), SQUARED_DIFFERENCE, SOFTMAX, GELU and the other ops
+   XNNPACK leaves to TFLite's kernels.
 4. The inference is the sum over ops plus a fixed invoke overhead; `low_ms`/`high_ms` multiply it
    by the profile's `error_band`, which is the calibration error measured for that profile
    (docs/benchmarks.md, "Device estimates").
@@ -37,7 +41,7 @@ Modules
 - `memory`: peak activation bytes, XNNPACK-packed weights, RAM and the cold-weight (DRAM) term.
 - `estimator`: `estimate`, `profile_tflite`, `breakdown`, XNNPACK's sparse path, the parse cache, and
   `default_devices` (a job without `devices`: host + every 1-thread profile of the model's class it fits).
-- `microbench`, `calibrate`: the host's single-op micro-benchmarks and the fit of the host tables from them
+- `microbench`, `calibrate`, `fit`: the host's single-op micro-benchmarks and the fit of the host tables from them
   (robust: floored timings, repeats until stable, a time budget, `CalibrationError` with a reason).
 - `host_setup`: `ensure_host_tables`, calibrate once per CPU fingerprint when missing (`shears profile`);
   which tables the host profile uses, and the `basis` note naming their fingerprint: `contract.host_tables`.

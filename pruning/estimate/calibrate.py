@@ -7,68 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from contract.devices import MAC_CLASSES
-from pruning.estimate.costs import OpCost, analyse, padded_macs
+from pruning.estimate.costs import OpCost, analyse, padded_macs, table_op
+from pruning.estimate.fit import fit_class, own_efficiencies
 from pruning.estimate.graph import parse
 from pruning.estimate.microbench import chain_tflite, micro_cases, single_op_tflite, stable_time_us
 
-_TILE_CANDIDATES = {
-    "conv": [(nr, kr) for nr in (1, 8, 16, 32) for kr in (1, 2, 4, 8)],
-    "conv1x1": [(nr, kr) for nr in (1, 8, 16, 32) for kr in (1, 2, 4, 8)],
-    "depthwise": [(nr, 1) for nr in (1, 4, 8, 16, 32, 64)],
-    "fully_connected": [(nr, kr) for nr in (1, 4, 8, 16) for kr in (1, 4, 8, 16)],
-}
-
-
-def _grid_fit(
-    macs: NDArray[Any],
-    work: NDArray[Any],
-    floor_us: NDArray[Any],
-    net_us: NDArray[Any],
-    clock: float,
-    peak: float,
-    fixed_us: float = 0.0,
-) -> tuple[float, float, float, float]:
-    """Efficiency, cycles per element and fixed cycles per op minimising the RMS log error of
-    `max((macs / (peak * eff) + work * cpe + setup) / clock, floor)` against the measured times: the
-    estimator's own form, so memory-bound cases do not inflate the compute constants. Errors are taken on
-    the whole inference time (`fixed_us` = invoke + per-op overhead added back), so sub-microsecond ops
-    do not dominate through the noise of a difference."""
-    effs = np.geomspace(0.005, 3.0, 80) if macs.any() else np.array([1.0])
-    cpes = np.concatenate([[0.0], np.geomspace(0.005, 60.0, 80)])
-    setups = np.concatenate([[0.0], np.geomspace(20.0, 20000.0, 24)]) if macs.any() else np.array([0.0])
-    best = (np.inf, 1.0, 0.0, 0.0)
-    for eff in effs:
-        comp = macs / (peak * eff)
-        cyc = comp[None, None, :] + cpes[:, None, None] * work[None, None, :] + setups[None, :, None]
-        pred = np.maximum(cyc / clock, floor_us[None, None, :])
-        err = np.sqrt(np.mean(np.log((pred + fixed_us) / (net_us + fixed_us)) ** 2, axis=2))
-        i, j = np.unravel_index(int(np.argmin(err)), err.shape)
-        if err[i, j] < best[0]:
-            best = (float(err[i, j]), float(eff), float(cpes[i]), float(setups[j]))
-    return best[1], best[2], best[3], best[0]
-
-
-def _fit_class(
-    cls: str, samples: list[tuple[OpCost, float]], clock: float, peak: float, bw_gbps: float, fixed_us: float = 0.0
-) -> tuple[tuple[int, int], float, float, float, float]:
-    """Channel tile, efficiency, cycles per element, setup cycles and RMS log error for one class and dtype."""
-    net = np.array([n for _, n in samples])
-    work = np.array([c.work for c, _ in samples], dtype=float)
-    floor = np.array([(c.act_bytes + c.weight_bytes) / (bw_gbps * 1e3) for c, _ in samples])
-    best: tuple[float, tuple[int, int], float, float, float] | None = None
-    for tile in _TILE_CANDIDATES.get(cls, [(1, 1)]):
-        macs = np.array([padded_macs(c, tile) for c, _ in samples], dtype=float)
-        eff, cpe, setup, err = _grid_fit(macs, work, floor, net, clock, peak, fixed_us)
-        # prefer the smaller tile unless a bigger one explains the data clearly better
-        if best is None or err < best[0] * 0.97:
-            best = (err, tile, eff, cpe, setup)
-    assert best is not None
-    return best[1], best[2], best[3], best[4], best[0]
-
-
+OWN_EFFICIENCY = ("BATCH_MATMUL",)
+"""Ops of a MAC class whose kernel is not the class's own: timed apart, with an efficiency of their own."""
 PEAK_MIN_NET_US = 5.0  # the peak rate comes from cases whose net time is at least this (when there are any)
 MIN_US = 0.05  # timings below this (a timer's resolution) are floored: no division by zero, ever
 DEFAULT_BUDGET_S = 170.0
@@ -89,6 +36,11 @@ def _interleaved(cases: list[Any]) -> list[Any]:
             if queue:
                 out.append(queue.pop(0))
     return out
+
+
+def _matmul_kind(desc: str) -> str:
+    """'symmetric' or 'asymmetric' for a BATCH_MATMUL case (the last word of its description), else ''."""
+    return desc.rsplit(" ", 1)[-1] if desc.startswith("batch_matmul") else ""
 
 
 def calibrate_host(
@@ -136,10 +88,11 @@ def calibrate_host(
     invoke = float(np.mean([v[1] for v in overheads.values()]))
     # 3. every case, every dtype: time minus overheads (floored)
     samples: dict[tuple[str, str], list[tuple[OpCost, float]]] = {}
+    op_samples: dict[tuple[str, str], list[tuple[OpCost, float]]] = {}
     rows: list[dict[str, Any]] = []
     todo = _interleaved(cases if cases is not None else micro_cases())
-    if quick:
-        todo = list({case[0]: case for case in reversed(todo)}.values())
+    if quick:  # one case per class, and one per BATCH_MATMUL kernel (apart from their class's fit)
+        todo = list({(case[0], _matmul_kind(case[1])): case for case in reversed(todo)}.values())
     skipped = 0
     for cls, desc, shapes, build in todo:
         for dtype, q in quant.items():
@@ -164,8 +117,10 @@ def calibrate_host(
                 continue  # the converter kept float weights (too small to quantise)
             us = timed(tfl)
             net = max(us - invoke - per_op, MIN_US)
-            samples.setdefault((cls, real), []).append((c, net))
-            rows.append({"case": desc, "op": c.op, "class": cls, "dtype": real, "us": round(us, 3),
+            # an op of a MAC class other than the class's own kernel (BATCH_MATMUL in fully_connected) gets
+            # its own efficiency, fitted after the class's; it does not move the class's fit
+            (op_samples if c.op in OWN_EFFICIENCY else samples).setdefault((cls, real), []).append((c, net))
+            rows.append({"case": desc, "op": table_op(c), "class": cls, "dtype": real, "us": round(us, 3),
                          "macs": c.macs, "work": c.work})  # fmt: skip
             log(f"{cls:15s} {real:8s} {desc:34s} {us:9.2f} us  macs {c.macs:>10d}  work {c.work:>8d}")
     if skipped:
@@ -222,7 +177,7 @@ def calibrate_host(
     op_cpe: dict[str, dict[str, float]] = {}
     for (cls, dtype), pts in sorted(samples.items()):
         if cls in MAC_CLASSES:
-            tile, eff, per_el, setup, err = _fit_class(cls, pts, clock, mpc[dtype], bw_gbps, invoke + per_op)
+            tile, eff, per_el, setup, err = fit_class(cls, pts, clock, mpc[dtype], bw_gbps, invoke + per_op)
             efficiency.setdefault(cls, {})[dtype] = round(eff, 4)
             cpe.setdefault(cls, {})[dtype] = round(per_el, 4)
             per_op_cycles.setdefault(cls, {})[dtype] = round(setup, 1)
@@ -230,17 +185,20 @@ def calibrate_host(
             log(f"fit {cls} {dtype}: tile {tile}, efficiency {eff:.3f}, cycles/output {per_el:.3f}, "
                 f"setup {setup:.0f} cycles, rms log error {err:.3f}")  # fmt: skip
             continue
-        _, _, per_el, _, err = _fit_class(cls, pts, clock, 1.0, bw_gbps, invoke + per_op)
+        _, _, per_el, _, err = fit_class(cls, pts, clock, 1.0, bw_gbps, invoke + per_op)
         cpe.setdefault(cls, {})[dtype] = round(per_el, 4)
         log(f"fit {cls} {dtype}: cycles/element {per_el:.3f}, rms log error {err:.3f}")
         by_op: dict[str, list[tuple[OpCost, float]]] = {}
         for c, n in pts:
             by_op.setdefault(c.op, []).append((c, n))
         for op, vals in by_op.items():
-            op_cpe.setdefault(op, {})[dtype] = round(_fit_class(op, vals, clock, 1.0, bw_gbps, invoke + per_op)[2], 4)
+            op_cpe.setdefault(op, {})[dtype] = round(fit_class(op, vals, clock, 1.0, bw_gbps, invoke + per_op)[2], 4)
+    op_eff = own_efficiencies(op_samples, mpc, efficiency, cpe, per_op_cycles, clock)
+    for op, row in op_eff.items():
+        log(f"fit {op}: efficiency {row}")
     tables: dict[str, dict[str, dict[str, Any]]]  # floats, and [nr, kr] for tiles
     tables = {"efficiency": efficiency, "cycles_per_element": cpe, "tiles": tiles, "cycles_per_op": per_op_cycles,
-              "op_cycles_per_element": op_cpe}  # fmt: skip
+              "op_cycles_per_element": op_cpe, "op_efficiency": op_eff}  # fmt: skip
     for name, table in tables.items():
         for cls, row in fb["runtime"].get(name, {}).items():
             for dtype, value in row.items():
@@ -250,13 +208,15 @@ def calibrate_host(
     if filled:
         log(f"{len(filled)} table entries without micro-benchmarks here keep the fallback's values")
     # how well the fitted tables reproduce the micro-benchmarks themselves
-    flat = [(c, net) for pts in samples.values() for c, net in pts]
+    flat = [(c, net) for pts in [*samples.values(), *op_samples.values()] for c, net in pts]
     for r in rows:
         cls, dtype = r["class"], r["dtype"]
-        match = next(c for c, _ in flat if c.macs == r["macs"] and c.work == r["work"] and c.op == r["op"]
+        match = next(c for c, _ in flat if c.macs == r["macs"] and c.work == r["work"] and table_op(c) == r["op"]
                      and c.cls == cls and ("int8" if c.dtype == "int16" else c.dtype) == dtype)  # fmt: skip
         if cls in MAC_CLASSES:
-            cyc = padded_macs(match, tiles[cls][dtype]) / (mpc[dtype] * efficiency[cls][dtype])
+            own = op_eff.get(r["op"], {})  # as costs.op_time_us reads the tables
+            eff = own.get(dtype, efficiency[cls][dtype])
+            cyc = padded_macs(match, [1, 1] if dtype in own else tiles[cls][dtype]) / (mpc[dtype] * eff)
             cyc += r["work"] * cpe[cls][dtype] + per_op_cycles[cls][dtype]
         else:
             cyc = r["work"] * op_cpe.get(r["op"], {}).get(dtype, cpe[cls][dtype])
@@ -331,6 +291,7 @@ def calibrate_host(
             "efficiency": efficiency,
             "cycles_per_element": cpe,
             "op_cycles_per_element": op_cpe,
+            "op_efficiency": op_eff,
             "tiles": tiles,
             "cycles_per_op": per_op_cycles,
             "parallel_efficiency": 0.9,
@@ -341,6 +302,9 @@ def calibrate_host(
                 "cycles_per_element": how + "; NNLS coefficient of the output (pools: window) element count",
                 "op_cycles_per_element": how + "; the same fit per op name (ops XNNPACK does not take, e.g. "
                 "int8 RELU6/HARD_SWISH/AVERAGE_POOL_2D, run as TFLite reference kernels and are much slower)",
+                "op_efficiency": how + "; per op of a MAC class run by another kernel (BATCH_MATMUL: its int8 "
+                "kernel is not XNNPACK's), the median share of peak left after the class's setup and per-output "
+                "terms",
                 "tiles": how + "; the channel tile (nr, kr) that best explains odd channel counts",
                 "cycles_per_op": how + "; fixed setup cycles per op of a MAC class (same fit)",
                 "parallel_efficiency": "assumption (2-core host; XNNPACK pthreadpool)",

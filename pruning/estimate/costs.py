@@ -39,6 +39,7 @@ class OpCost:
     ] = ()  # conv: (pixels, cout, taps, cin); depthwise: (pixels, ch, taps); fc: (rows, units, depth)
     init_time: bool = False  # folded at load time (e.g. DEQUANTIZE of a constant): no per-inference cost
     fused: bool = False  # fused into the next op by the runtime (e.g. PAD before a conv on XNNPACK)
+    reference: bool = False  # XNNPACK does not take it: TFLite's reference kernel runs it (own table entry)
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +125,9 @@ def analyse(graph: Graph) -> list[OpCost]:
             else:
                 depth = act_in.shape[-1] if act_in is not None and act_in.shape else 1
                 cost.macs = out_elems * depth
+                # XNNPACK takes an int8 BATCH_MATMUL only with a symmetric right-hand side (zero point 0;
+                # measured: the others run 5-20x slower, on the reference kernel)
+                cost.reference = len(ins) > 1 and ins[1].dtype == "int8" and ins[1].zero_point != 0
                 units = out.shape[-1] if out is not None and out.shape else 1
                 cost.dims = (out_elems // max(units, 1), units, depth)
             cost.cls, cost.work = "fully_connected", out_elems
@@ -215,6 +219,11 @@ def padded_macs(cost: OpCost, tile: tuple[int, int] | list[int]) -> int:
     return d[0] * _ceil_to(d[1], nr) * d[2] * _ceil_to(d[3], kr)
 
 
+def table_op(cost: OpCost) -> str:
+    """The op's key in the per-op tables: its name, marked when the reference kernel runs it."""
+    return f"{cost.op}/reference" if cost.reference else cost.op
+
+
 def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0) -> float:
     """Time of one op on `profile`, microseconds."""
     if cost.init_time or cost.fused:
@@ -226,9 +235,10 @@ def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0)
     cycles = 0.0
     override = profile.op_cycles_per_element.get(cost.op, {})
     if cost.cls in MAC_CLASSES and cost.macs:
-        eff = _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
+        own = profile.op_efficiency.get(table_op(cost), {})  # an op with a kernel of its own (BATCH_MATMUL)
+        eff = own[eff_dtype] if eff_dtype in own else _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
         factor = sparse_factor if cost.cls == "conv1x1" else 1.0
-        tile = _table(profile.tiles, cost.cls, eff_dtype, [1, 1])
+        tile = [1, 1] if eff_dtype in own else _table(profile.tiles, cost.cls, eff_dtype, [1, 1])
         cycles += padded_macs(cost, tile) * factor / (peak * eff)
     cycles += _table(profile.cycles_per_op, cost.cls, eff_dtype, 0.0)
     if eff_dtype in override or (eff_dtype == "hybrid" and "int8" in override):

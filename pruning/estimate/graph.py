@@ -69,6 +69,7 @@ class Tensor:
     itemsize: float
     const: bool
     buffer: int
+    zero_point: int = 0  # of a quantized tensor (the first, for per-channel ones)
 
     @property
     def elements(self) -> int:
@@ -183,7 +184,9 @@ def _tensor(model: Any, t: Any, index: int) -> Tensor:
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     shape = tuple(max(d, 1) for d in shape)  # dynamic (-1) batch -> 1
     name = (t.Name() or b"").decode(errors="replace")
-    return Tensor(index, name, shape, dtype, itemsize, const, t.Buffer())
+    q = t.Quantization()
+    zero_point = int(q.ZeroPoint(0)) if q is not None and q.ZeroPointLength() else 0
+    return Tensor(index, name, shape, dtype, itemsize, const, t.Buffer(), zero_point)
 
 
 def _trips(model: Any, cond: int, op_name: Any) -> int | None:

@@ -13,7 +13,9 @@ from numpy.typing import NDArray
 def micro_cases() -> list[tuple[str, str, list[tuple[int, ...]], Any]]:
     """(class, description, input shapes, builder) of one-op models: shapes typical of MobileNet,
     EfficientNet, ResNet layers and of the small MCU models, plus odd channel counts that expose the
-    kernels' channel tiles. Each is exported float32, int8 and (MAC classes) dynamic-range int8."""
+    kernels' channel tiles, and the ops of attention blocks (BATCH_MATMUL, SOFTMAX over rows, GELU,
+    SQUARED_DIFFERENCE), whose int8 kernels XNNPACK does not take. Each is exported float32, int8 and (MAC
+    classes) dynamic-range int8."""
     import keras
 
     L = keras.layers  # noqa: N806
@@ -41,6 +43,14 @@ def micro_cases() -> list[tuple[str, str, list[tuple[int, ...]], Any]]:
     # weights up to ~1 MiB (L2-resident); bigger weights are a memory effect (cache floor, cold-weight term)
     for din, dout in [(1024, 256), (512, 256), (256, 128), (640, 128), (128, 8), (64, 10), (1280, 128), (100, 12)]:
         cases.append(("fully_connected", f"fc {din}->{dout}", [(din,)], one(lambda d=dout: L.Dense(d))))
+    # Matrix products of two activations (attention's QK^T and AV): BATCH_MATMUL, costed with the class's
+    # setup and per-output terms and an efficiency of its own. In int8 XNNPACK takes it only when the
+    # right-hand side is symmetric (zero point 0); else TFLite's reference kernel runs it, far slower: both
+    # are timed, the representative data's range setting the zero point.
+    for b, m, k, n in [(4, 49, 32, 49), (2, 100, 16, 100), (8, 25, 64, 25)]:
+        for rhs, span in (("symmetric", (-128 / 127, 1.0)), ("asymmetric", (-0.25, 1.0))):
+            cases.append(("fully_connected", f"batch_matmul {b}x{m}x{k} @ {b}x{k}x{n} {rhs}", [(b, m, k), (b, k, n)],
+                          with_ranges(lambda xs: keras.ops.matmul(xs[0], xs[1]), [(-1.0, 1.0), span])))  # fmt: skip
     add = lambda xs: L.Add()(xs)  # noqa: E731
     mul = lambda xs: L.Multiply()(xs)  # noqa: E731
     cat = lambda xs: L.Concatenate()(xs)  # noqa: E731
@@ -66,8 +76,41 @@ def micro_cases() -> list[tuple[str, str, list[tuple[int, ...]], Any]]:
         ("memory", "mean 56x56x32", [(56, 56, 32)], one(lambda: L.GlobalAveragePooling2D())),
         ("memory", "softmax 1000", [(1000,)], one(lambda: L.Softmax())),
         ("memory", "softmax 10", [(10,)], one(lambda: L.Softmax())),
+        ("memory", "softmax 4x49x49", [(4, 49, 49)], one(lambda: L.Softmax())),
+        ("memory", "softmax 2x100x100", [(2, 100, 100)], one(lambda: L.Softmax())),
+        ("transcendental", "gelu 49x128", [(49, 128)], one(lambda: L.Activation("gelu"))),
+        ("transcendental", "gelu 100x256", [(100, 256)], one(lambda: L.Activation("gelu"))),
+        (
+            "elementwise",
+            "squared_difference 49x64",
+            [(49, 64)] * 2,
+            lambda xs: keras.ops.square(keras.ops.subtract(xs[0], xs[1])),
+        ),
+        (
+            "elementwise",
+            "squared_difference 100x128",
+            [(100, 128)] * 2,
+            lambda xs: keras.ops.square(keras.ops.subtract(xs[0], xs[1])),
+        ),
     ]
     return cases
+
+
+def with_ranges(build: Any, ranges: list[tuple[float, float]]) -> Any:
+    """`build`, with the range of each input's representative data (which sets its int8 zero point)."""
+    build.rep_ranges = ranges
+    return build
+
+
+def _representative(shapes: list[tuple[int, ...]], build: Any) -> list[NDArray[Any]]:
+    """Four samples per input, uniform over its range, with both ends present (a reproducible zero point)."""
+    rng = np.random.default_rng(0)
+    reps = []
+    for shape, (lo, hi) in zip(shapes, getattr(build, "rep_ranges", [(-1.0, 1.0)] * len(shapes)), strict=True):
+        rep = rng.uniform(lo, hi, (4, *shape)).astype(np.float32)
+        rep.flat[0], rep.flat[1] = lo, hi
+        reps.append(rep)
+    return reps
 
 
 def single_op_tflite(shapes: list[tuple[int, ...]], build: Any, quantization: str) -> bytes:
@@ -75,12 +118,13 @@ def single_op_tflite(shapes: list[tuple[int, ...]], build: Any, quantization: st
 
     from pruning.export import to_tflite
 
-    xs = [keras.Input(s) for s in shapes]
+    # named in order: the converter orders a signature's inputs by name (keras_tensor_10 before _9)
+    xs = [keras.Input(s, name=f"in{i}") for i, s in enumerate(shapes)]
     model = keras.Model(xs if len(xs) > 1 else xs[0], build(xs))
-    rng = np.random.default_rng(0)
+    reps = _representative(shapes, build)
     if len(shapes) == 1:
-        return to_tflite(model, quantization, rng.uniform(-1, 1, (4, *shapes[0])).astype(np.float32))
-    return _to_tflite_multi(model, quantization, [rng.uniform(-1, 1, (4, *s)).astype(np.float32) for s in shapes])
+        return to_tflite(model, quantization, reps[0])
+    return _to_tflite_multi(model, quantization, reps)
 
 
 def _to_tflite_multi(model: Any, quantization: str, reps: list[NDArray[Any]]) -> bytes:

@@ -197,3 +197,34 @@ def test_the_peak_rate_ignores_cases_timed_near_the_overheads(monkeypatch: pytes
 
     data = calibrate_host(log=lambda _m: None, timer=timer, quick=True, budget_s=60.0, cases=cases)
     assert data["profile"]["macs_per_cycle"]["float32"] == pytest.approx(10.0, rel=0.05)
+
+
+def test_an_int8_batch_matmul_is_costed_by_the_kernel_that_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """XNNPACK takes an int8 BATCH_MATMUL only with a right-hand zero point of 0; the reference kernel runs
+    the others. Calibration fits each its own efficiency (apart from FULLY_CONNECTED's class fit), and the
+    estimator reads the zero point from the file to pick the one that applies."""
+    from pruning.estimate.costs import analyse, op_time_us, table_op
+    from pruning.estimate.graph import parse
+    from pruning.estimate.microbench import with_ranges
+
+    monkeypatch.setattr(calibrate, "_host_clock_mhz", lambda: 1000.0)
+    matmul = [
+        ("fully_connected", f"batch_matmul {rhs}", [(4, 24, 16), (4, 16, 24)],
+         with_ranges(lambda xs: keras.ops.matmul(xs[0], xs[1]), [(-1.0, 1.0), span]))
+        for rhs, span in (("symmetric", (-128 / 127, 1.0)), ("asymmetric", (-0.25, 1.0)))
+    ]  # fmt: skip
+    cases = [("fully_connected", "fc 256->128", [(256,)], lambda xs: L.Dense(128)(xs[0])), *matmul]
+    files = {desc: calibrate.single_op_tflite(shapes, build, "int8") for _, desc, shapes, build in matmul}
+    kinds = {desc: table_op(analyse(parse(f))[0]) for desc, f in files.items()}
+    assert kinds == {"batch_matmul symmetric": "BATCH_MATMUL", "batch_matmul asymmetric": "BATCH_MATMUL/reference"}
+
+    def timer(tflite: bytes, _budget: float) -> float:  # the reference kernel 10x slower per MAC
+        costs = [c for c in analyse(parse(tflite)) if c.macs]
+        return 3.0 + sum(c.macs / (1000.0 * (1.0 if c.reference else 10.0)) for c in costs)
+
+    data = calibrate_host(log=lambda _m: None, timer=timer, quick=True, budget_s=120.0, cases=cases)
+    own = data["runtime"]["op_efficiency"]
+    assert own["BATCH_MATMUL/reference"]["int8"] < own["BATCH_MATMUL"]["int8"] / 5
+    profile = devices.DeviceProfile(**{**vars(devices.get_profile("host")), "op_efficiency": own})
+    times = {desc: op_time_us(analyse(parse(f))[0], profile) for desc, f in files.items()}
+    assert times["batch_matmul asymmetric"] > 5 * times["batch_matmul symmetric"]
