@@ -113,65 +113,53 @@ async def run_checker(
     At most `max_concurrent_checks` run at once (`ChecksBusy` past the wait); the event loop only
     waits on the child's pipes, so it keeps answering other requests meanwhile."""
     async with check_slot():
-        return await _run_checker(module, args, timeout_s, what, max_file_bytes, readable, output)
-
-
-async def _run_checker(
-    module: str,
-    args: list[str],
-    timeout_s: float,
-    what: str,
-    max_file_bytes: int,
-    readable: list[Path],
-    output: Path | None = None,
-) -> dict[str, Any]:
-    # Next to `output`, so a converted dataset is renamed into place rather than copied.
-    with tempfile.TemporaryDirectory(prefix="shears-inspect-", dir=output.parent if output else None) as scratch:
-        env = jail.confined_env(Path(scratch), _ENV_KEEP, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-        produced = Path(scratch) / "output.bin"
-        argv = [str(produced) if a == OUTPUT else a for a in args]
-        try:  # the engine's launcher, the same confinement (contract.jail)
-            jailed = jail.launch(
-                [sys.executable, "-m", module, *argv],
-                workdir=Path(scratch),
-                readable=readable,
-                limits=jail.Limits(
-                    cpu_seconds=int(timeout_s) + 5,
-                    memory_bytes=get_settings().check_memory_bytes or jail.host_memory(),
-                    file_bytes=max_file_bytes,
-                ),
+        # Next to `output`, so a converted dataset is renamed into place rather than copied.
+        with tempfile.TemporaryDirectory(prefix="shears-inspect-", dir=output.parent if output else None) as scratch:
+            env = jail.confined_env(Path(scratch), _ENV_KEEP, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+            produced = Path(scratch) / "output.bin"
+            argv = [str(produced) if a == OUTPUT else a for a in args]
+            try:  # the engine's launcher, the same confinement (contract.jail)
+                jailed = jail.launch(
+                    [sys.executable, "-m", module, *argv],
+                    workdir=Path(scratch),
+                    readable=readable,
+                    limits=jail.Limits(
+                        cpu_seconds=int(timeout_s) + 5,
+                        memory_bytes=get_settings().check_memory_bytes or jail.host_memory(),
+                        file_bytes=max_file_bytes,
+                    ),
+                )
+            except jail.SandboxTooWeak as exc:
+                raise InspectionUnavailable(str(exc)) from None
+            proc = await asyncio.create_subprocess_exec(
+                *jailed.argv,
+                cwd=scratch,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                preexec_fn=jailed.preexec,
             )
-        except jail.SandboxTooWeak as exc:
-            raise InspectionUnavailable(str(exc)) from None
-        proc = await asyncio.create_subprocess_exec(
-            *jailed.argv,
-            cwd=scratch,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            preexec_fn=jailed.preexec,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-        except TimeoutError:
-            os.killpg(proc.pid, 9)  # its own session and group (bwrap and all it started)
-            await proc.wait()
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+            except TimeoutError:
+                os.killpg(proc.pid, 9)  # its own session and group (bwrap and all it started)
+                await proc.wait()
+                raise InvalidInput(
+                    f"reading the {what} took longer than {timeout_s:.0f} s", code=f"{what}_inspect_timeout"
+                ) from None
+            if output is not None and proc.returncode == 0:
+                take_output(produced, output, what)
+        answer = checks.read_answer(out.decode("utf-8", "replace"))
+        if answer is None or (proc.returncode != 0 and isinstance(answer, checks.Checked)):
+            # The file made a parser crash (or a limit killed it): the file's fault, not a server error.
             raise InvalidInput(
-                f"reading the {what} took longer than {timeout_s:.0f} s", code=f"{what}_inspect_timeout"
-            ) from None
-        if output is not None and proc.returncode == 0:
-            take_output(produced, output, what)
-    answer = checks.read_answer(out.decode("utf-8", "replace"))
-    if answer is None or (proc.returncode != 0 and isinstance(answer, checks.Checked)):
-        # The file made a parser crash (or a limit killed it): the file's fault, not a server error.
-        raise InvalidInput(
-            f"the {what} file could not be read: its reader stopped (exit {proc.returncode})",
-            code=f"{what}_load_failed",
-        )
-    if isinstance(answer, checks.Unavailable):
-        raise InspectionUnavailable(answer.message)
-    if isinstance(answer, checks.Refused) and answer.code == UnsupportedMediaType.code:
-        raise UnsupportedMediaType(answer.message)
-    if isinstance(answer, checks.Refused):
-        raise InvalidInput(answer.message, code=answer.code)
-    return answer.result
+                f"the {what} file could not be read: its reader stopped (exit {proc.returncode})",
+                code=f"{what}_load_failed",
+            )
+        if isinstance(answer, checks.Unavailable):
+            raise InspectionUnavailable(answer.message)
+        if isinstance(answer, checks.Refused) and answer.code == UnsupportedMediaType.code:
+            raise UnsupportedMediaType(answer.message)
+        if isinstance(answer, checks.Refused):
+            raise InvalidInput(answer.message, code=answer.code)
+        return answer.result
