@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pruning.dataformats import SHOW_BAD, SPLITS, Archive, BadEntries, Sink, decode_image, fail
-from pruning.tfrecord import RecordError, parse_example, records
+from pruning.tfrecord import BadRecord, RecordError, parse_example, records
 
 DTYPES = ("float32", "int64", "string")
 DECODE = {"image": np.uint8, "raw_uint8": np.uint8, "raw_int16": np.int16, "raw_float32": np.float32}
@@ -122,7 +122,7 @@ def _open(path: Path, shard: str) -> Iterator[IO[bytes]]:
             yield member
 
 
-def _read(path: Path, shard: str) -> Iterator[bytes | None]:
+def _read(path: Path, shard: str) -> Iterator[bytes | BadRecord]:
     with _open(path, shard) as f:
         try:
             yield from records(f)
@@ -159,8 +159,8 @@ def convert(path: Path, out: Path, options: dict[str, Any], common: tuple[int, f
                 free_i += shard not in fixed
                 where = f"{shard}#{index}" if shard else f"record {index}"
                 try:
-                    if data is None:
-                        raise ValueError("record over 64 MiB")
+                    if isinstance(data, BadRecord):
+                        raise ValueError(data.reason)
                     record = parse_example(data)
                     x, y = _value(record, x_name, x_spec), _value(record, y_name, y_spec)
                     if not regression and (y.size != 1 or y.reshape(-1)[0] < 0):

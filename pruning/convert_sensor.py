@@ -2,21 +2,31 @@
 
 Rows are read in file order; a run of rows with the same label (and `split_column`, `group`) is cut
 into windows of `window` rows every `stride` rows (a bad row ends the run: no window spans it).
+
+The file is read as a stream and never held whole: CSV line by line, Parquet batch by batch
+(`iter_batches`). Each good row's channels go to a float32 scratch file on disk as they are read,
+and only the runs (label, split, group, first row) stay in memory. Then each window is a start
+row: per split, in the seeded order, each is read back from the scratch file (`pread`) and
+appended to the split's `.npy` (`Sink`), so memory stays flat however long the recording.
 Parquet is read with pyarrow, an optional extra (`pip install 'shears[parquet]'`, about 150 MB
 installed): a server without it refuses Parquet uploads with a 4xx that says so.
 """
 
 import csv
+import math
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.typing import NDArray
 
-from pruning.dataformats import SHOW_BAD, BadEntries, Sink, fail
+from pruning.dataformats import SHOW_BAD, SPLITS, BadEntries, Sink, fail
 
 PARQUET_MAGIC = b"PAR1"
+BLOCK_ROWS = 4096  # good rows converted to float32 and written to disk at a time
 
 
 def _text(value: Any) -> str:
@@ -97,54 +107,91 @@ def convert(
         raise fail(f"channel columns not in the header: {missing or 'none left'}")
     idx = [header.index(c) for c in channels]
     keys = [header.index(c) for c in (label, split_col, group_col) if c]
-    rows, bad = 0, BadEntries(0, max_bad)
-    values: list[list[float]] = []
-    runs: list[tuple[tuple[str, ...], int] | None] = []
+    with tempfile.TemporaryDirectory(dir=out.parent) as folder:
+        source = Path(folder) / "rows.f32"
+        with source.open("wb") as f:
+            runs, n, bad = _store_rows(reader, idx, keys, f, max_bad)
+        bad.check()
+        starts, names = _window_starts(runs, n, window, stride, str(split_col) if split_col else None, (val, test))
+        classes = sorted({names[i] for i in np.unique(starts["train"][1])})
+        absent = sorted({names[i] for s in ("val", "test") for i in np.unique(starts[s][1])} - set(classes))
+        if absent:
+            raise fail(f"labels absent from train: {', '.join(absent[:SHOW_BAD])}")
+        class_of = np.asarray([classes.index(c) if c in classes else -1 for c in names], np.int64)
+        rng = np.random.default_rng(seed)
+        shape = (window, len(channels))
+        sink = Sink(Path(folder), shape, np.float32, {s: len(v[0]) for s, v in starts.items()})
+        nbytes = window * len(channels) * 4
+        with source.open("rb") as f:
+            for split, (begins, ids) in starts.items():
+                for i in rng.permutation(len(begins)):
+                    x = np.frombuffer(os.pread(f.fileno(), nbytes, int(begins[i]) * len(channels) * 4), np.float32)
+                    sink.add(split, x.reshape(shape), int(class_of[ids[i]]))
+        meta = {"format": fmt, "classes": classes, "channels": channels, "window": window, "stride": stride}
+        meta |= {"scale": float(options.get("scale", 1.0)), "offset": float(options.get("offset", 0.0))}
+        samples = sink.pack(out, meta)
+    return {**meta, "samples": samples, "shape": list(shape), "dtype": "float32", "skipped": bad.summary()}
+
+
+Run = tuple[tuple[str, ...], int]  # (label, split, group) and the index of its first good row
+
+
+def _store_rows(
+    reader: Iterator[tuple[str, Sequence[Any]]], idx: list[int], keys: list[int], f: BinaryIO, max_bad: float
+) -> tuple[list[Run], int, BadEntries]:
+    """Writes each good row's channels to `f` as float32 as it is read; the runs, the good rows, the bad ones."""
+    runs: list[Run] = []
+    bad, n, broken = BadEntries(0, max_bad), 0, True
+    block: list[list[float]] = []
     for where, row in reader:
-        rows += 1
+        bad.total += 1
         try:
             key = tuple(_text(row[k]) for k in keys)
             vals = [float(row[i]) for i in idx]
-            if not key[0] or not np.all(np.isfinite(vals)):
+            if not key[0] or not all(map(math.isfinite, vals)):
                 raise ValueError("missing or non-finite value")
         except (ValueError, IndexError, TypeError):
             bad.add(where, "missing or non-numeric value")
-            runs.append(None)  # a bad row ends the run
+            broken = True  # a bad row ends the run
             continue
-        if not runs or runs[-1] is None or runs[-1][0] != key:
-            runs.append((key, len(values)))
-        values.append(vals)
-    bad.total = rows
-    bad.check()
-    x_all = np.asarray(values, np.float32)
-    starts: dict[str, list[tuple[int, str]]] = {s: [] for s in ("train", "val", "test")}
-    spans = [r for r in runs if r is not None]
-    ends = [s[1] for s in spans[1:]] + [len(values)]
-    for (key, begin), end in zip(spans, ends, strict=True):
-        windows = list(range(begin, end - window + 1, stride))
+        if broken or runs[-1][0] != key:
+            runs.append((key, n))
+        broken = False
+        block.append(vals)
+        n += 1
+        if len(block) == BLOCK_ROWS:
+            f.write(np.asarray(block, np.float32).tobytes())
+            block.clear()
+    if block:
+        f.write(np.asarray(block, np.float32).tobytes())
+    return runs, n, bad
+
+
+def _window_starts(
+    runs: list[Run], n: int, window: int, stride: int, split_col: str | None, fractions: tuple[float, float]
+) -> tuple[dict[str, tuple[NDArray[np.int64], NDArray[np.int64]]], list[str]]:
+    """Per split, in file order, the first row of each window and its label's id; the labels by id."""
+    ids: dict[str, int] = {}
+    parts: dict[str, list[tuple[NDArray[np.int64], int]]] = {s: [] for s in SPLITS}
+    ends = [r[1] for r in runs[1:]] + [n]
+    for (key, begin), end in zip(runs, ends, strict=True):
+        windows = np.arange(begin, end - window + 1, stride, dtype=np.int64)
+        label = ids.setdefault(key[0], len(ids))
         if split_col:
             split = {"train": "train", "val": "val", "validation": "val", "test": "test"}.get(key[1].lower())
             if split is None:
                 raise fail(f"split column {split_col!r} has {key[1]!r}; use train, val or test")
-            starts[split] += [(w, key[0]) for w in windows]
-        else:  # contiguous blocks per run, so overlapping windows rarely straddle two splits
-            n_val, n_test = round(val * len(windows)), round(test * len(windows))
-            n_train = len(windows) - n_val - n_test
-            for i, w in enumerate(windows):
-                starts["train" if i < n_train else "val" if i < n_train + n_val else "test"].append((w, key[0]))
-    classes = sorted({c for _, c in starts["train"]})
-    absent = sorted({c for s in ("val", "test") for _, c in starts[s]} - set(classes))
-    if absent:
-        raise fail(f"labels absent from train: {', '.join(absent[:SHOW_BAD])}")
-    rng = np.random.default_rng(seed)
-    with tempfile.TemporaryDirectory(dir=out.parent) as folder:
-        sink = Sink(Path(folder), (window, len(channels)), np.float32, {s: len(v) for s, v in starts.items()})
-        for split, items in starts.items():
-            for i in rng.permutation(len(items)):
-                w, c = items[i]
-                sink.add(split, x_all[w : w + window], classes.index(c))
-        meta = {"format": fmt, "classes": classes, "channels": channels, "window": window, "stride": stride}
-        meta |= {"scale": float(options.get("scale", 1.0)), "offset": float(options.get("offset", 0.0))}
-        samples = sink.pack(out, meta)
-    shape = [window, len(channels)]
-    return {**meta, "samples": samples, "shape": shape, "dtype": "float32", "skipped": bad.summary()}
+            parts[split].append((windows, label))
+            continue
+        # contiguous blocks per run, so overlapping windows rarely straddle two splits
+        n_val, n_test = round(fractions[0] * len(windows)), round(fractions[1] * len(windows))
+        n_train = len(windows) - n_val - n_test  # as index tests i < n_train, i < n_train + n_val would cut
+        cut = np.clip([n_train, max(n_train, n_train + n_val)], 0, len(windows))
+        for split, part in zip(SPLITS, np.split(windows, cut), strict=True):
+            parts[split].append((part, label))
+    starts = {}
+    for split, found in parts.items():
+        begins = np.concatenate([w for w, _ in found] or [np.zeros(0, np.int64)])
+        labels = np.concatenate([np.full(len(w), c, np.int64) for w, c in found] or [np.zeros(0, np.int64)])
+        starts[split] = (begins, labels)
+    return starts, list(ids)

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -88,7 +88,8 @@ def _check_name(name: str) -> None:
 
 @dataclass
 class Sink:
-    """Per split: x rows written into an `.npy` on disk, labels in memory; packed at the end."""
+    """Per split: x rows appended to an `.npy` on disk as they come (written, never mapped: memory stays flat
+    however big the set), labels in memory; packed at the end."""
 
     folder: Path
     shape: tuple[int, ...]
@@ -97,32 +98,38 @@ class Sink:
     label_dtype: Any = np.int64
     rows: dict[str, int] = field(default_factory=dict)
     labels: dict[str, list[Any]] = field(default_factory=dict)
-    _x: dict[str, np.memmap[Any, Any]] = field(default_factory=dict)
+    _x: dict[str, BinaryIO] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._row = np.zeros(self.shape, self.dtype)  # casts and broadcasts each sample as an assignment would
+        header = {"descr": np.lib.format.dtype_to_descr(self._row.dtype), "fortran_order": False}
         for split, n in self.capacity.items():
             if n:
-                path = self.folder / f"x_{split}.npy"
-                self._x[split] = np.lib.format.open_memmap(path, "w+", self.dtype, (n, *self.shape))
+                self._x[split] = (self.folder / f"x_{split}.npy").open("wb")
+                np.lib.format.write_array_header_2_0(self._x[split], header | {"shape": (n, *self.shape)})
                 self.rows[split], self.labels[split] = 0, []
 
     def add(self, split: str, x: NDArray[Any], label: Any) -> None:
-        self._x[split][self.rows[split]] = x
+        if self.rows[split] >= self.capacity[split]:
+            raise IndexError(f"more {split} samples than the {self.capacity[split]} counted")
+        self._row[...] = x
+        self._x[split].write(self._row.tobytes())
         self.rows[split] += 1
         self.labels[split].append(label)
 
     def pack(self, out: Path, meta: dict[str, Any]) -> dict[str, int]:
+        for f in self._x.values():
+            f.close()
         for split in ("train", "val"):
             if not self.rows.get(split):
                 raise fail(f"no usable samples in the {split} split")
         arrays: dict[str, int] = {}
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for split, x in self._x.items():
+            for split in self._x:
                 n = self.rows[split]
                 if not n:
                     continue
-                x.flush()
-                _write_rows(zf, f"x_{split}.npy", self.folder / f"x_{split}.npy", x, n)
+                _write_rows(zf, f"x_{split}.npy", self.folder / f"x_{split}.npy", self._row[None], n)
                 _write_array(zf, f"y_{split}.npy", np.asarray(self.labels[split], self.label_dtype))
                 arrays[split] = n
             _write_array(zf, "meta.npy", np.frombuffer(json.dumps(meta).encode(), np.uint8))
@@ -136,7 +143,7 @@ def _write_array(zf: zipfile.ZipFile, name: str, a: NDArray[Any]) -> None:
 
 
 def _write_rows(zf: zipfile.ZipFile, name: str, source: Path, x: NDArray[Any], n: int) -> None:
-    """The first `n` rows of the `.npy` at `source`, streamed into a member with its own header."""
+    """The first `n` rows of the `.npy` at `source` (rows like `x`'s), streamed into a member with its own header."""
     header = {"descr": np.lib.format.dtype_to_descr(x.dtype), "fortran_order": False, "shape": (n, *x.shape[1:])}
     with zf.open(name, "w", force_zip64=True) as f, source.open("rb") as src:
         np.lib.format.write_array_header_2_0(f, header)
@@ -144,7 +151,7 @@ def _write_rows(zf: zipfile.ZipFile, name: str, source: Path, x: NDArray[Any], n
         np.lib.format._read_array_header(src, version)  # type: ignore[attr-defined]
         left = n * x[0].nbytes
         while left:
-            chunk = src.read(min(left, 8 << 20))
+            chunk = src.read(min(left, 1 << 20))
             if not chunk:
                 break
             f.write(chunk)

@@ -1,9 +1,10 @@
 """TFRecord files of `tf.train.Example`, read without TensorFlow (the confined checker never imports it).
 
-A record is `uint64 length, uint32 masked crc32c(length), data, uint32 masked crc32c(data)`; the
-length's checksum is verified (it is what tells a TFRecord from anything else and catches a cut
-file), the data's is not (pure-Python CRC32C would read a few MB/s): a damaged record still fails
-to parse as an `Example` or to match the declared feature spec, and is counted as bad.
+A record is `uint64 length, uint32 masked crc32c(length), data, uint32 masked crc32c(data)`; both
+checksums are verified (CRC32C by `google-crc32c`, see `contract.formats`). A wrong length checksum
+ends the file (nothing after it can be framed: not a TFRecord, or cut); a wrong data checksum makes
+that one record bad (`BadRecord`, counted like a record that does not match the spec) and reading
+goes on with the next.
 `Example` is parsed by hand from its wire format (features: a map of name to a bytes, float or
 int64 list).
 """
@@ -11,6 +12,7 @@ int64 list).
 import gzip
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -24,8 +26,15 @@ class RecordError(ValueError):
     """The framing is broken: nothing after this point in the file can be read."""
 
 
-def records(f: IO[bytes]) -> Iterator[bytes | None]:
-    """Each record's data in file order (None: too big to be a sample); RecordError when cut or damaged."""
+@dataclass(frozen=True)
+class BadRecord:
+    """A record whose framing is intact but whose data cannot be used: why."""
+
+    reason: str
+
+
+def records(f: IO[bytes]) -> Iterator[bytes | BadRecord]:
+    """Each record's data in file order, or why it is unusable; RecordError when the framing is cut or damaged."""
     head = f.read(2)
     if head == b"\x1f\x8b":  # GZIP-compressed TFRecord (TFRecordOptions(compression_type="GZIP"))
         f.seek(0)
@@ -44,12 +53,17 @@ def records(f: IO[bytes]) -> Iterator[bytes | None]:
             raise RecordError(f"record {index}: the length checksum does not match (not a TFRecord, or damaged)")
         if length > MAX_RECORD_BYTES:
             _skip(f, length + 4)
-            yield None
+            yield BadRecord(f"record over {MAX_RECORD_BYTES >> 20} MiB")
         else:
-            data = f.read(length)
-            if len(data) < length or len(f.read(4)) < 4:
+            data, footer = f.read(length), b""
+            if len(data) == length:
+                footer = f.read(4)
+            if len(footer) < 4:
                 raise RecordError(f"record {index}: the file ends inside the record")
-            yield data
+            if struct.unpack("<I", footer)[0] != masked_crc(data):
+                yield BadRecord("the data checksum does not match (the record is damaged)")
+            else:
+                yield data
         index += 1
 
 

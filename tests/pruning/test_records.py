@@ -131,6 +131,41 @@ def test_a_cut_tfrecord_file_is_refused(tmp_path: Path) -> None:
     assert "record 4: the file ends inside the record" in info.value.message
 
 
+def test_crc32c_in_c_agrees_with_the_python_fallback() -> None:
+    from contract.formats import CRC32C_IMPLEMENTATION, _crc32c_python, crc32c
+
+    assert CRC32C_IMPLEMENTATION == "google-crc32c (c)"
+    data = np.random.default_rng(0).bytes(1000)
+    assert crc32c(b"123456789") == _crc32c_python(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert crc32c(data) == _crc32c_python(data)
+
+
+def _flip_data_byte(path: Path, record: int, value: bytes) -> None:
+    """Flip one bit of `value` inside record `record`'s data (the records are all the same length)."""
+    raw = bytearray(path.read_bytes())
+    size = len(raw) // 10
+    at = raw.index(value, record * size + 12, (record + 1) * size - 4)
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_a_record_whose_data_checksum_is_wrong_is_counted_as_bad(tmp_path: Path) -> None:
+    # the flipped byte is inside a float: the record still parses and matches the spec, only its CRC tells
+    path = write_records(tmp_path / "d.tfrecord", [example(x=[float(i) + 0.5], label=i % 2) for i in range(10)])
+    _flip_data_byte(path, 3, np.float32(3.5).tobytes())
+    spec = {"x": {"dtype": "float32", "shape": [1]}, "label": {"dtype": "int64"}}
+    options = {"features": spec, "max_bad_fraction": 0.1, "val_fraction": 0.2, "test_fraction": 0}
+    summary = check(path, tmp_path / "out.npz", options)
+    reason = "the data checksum does not match (the record is damaged)"
+    assert summary["skipped"] == {"count": 1, "first": [f"record 3: {reason}"]}
+    assert sum(summary["samples"].values()) == 9
+    data = load_npz(tmp_path / "out.npz")
+    kept = np.concatenate([data.x_train, data.x_val]).reshape(-1)
+    assert sorted(kept.tolist()) == [i + 0.5 for i in range(10) if i != 3]
+    with pytest.raises(PruningError, match="record 3: the data checksum does not match"):
+        check(path, tmp_path / "out2.npz", {"features": spec})  # one of ten is over the default 5%
+
+
 def sensor_table(rows: int = 400, missing: int = 0) -> dict[str, list[Any]]:
     rng = np.random.default_rng(0)
     table: dict[str, list[Any]] = {"ax": [], "ay": [], "label": []}
