@@ -2,7 +2,7 @@
 
 The job spec with its defaults and rules, the device catalogue, error codes, the request and the
 messages between a worker and its engine process, the launcher that confines them, the static
-checks of uploaded files, and the headline fields of the report the engine writes. Pure Python
-(pydantic, no TensorFlow, no engine code): the API process imports this package and nothing else
-of the engine side (`lint-imports` holds both to it).
+checks of uploaded files, and the headline fields of the reports the engine and a sweep's collector
+write. Pure Python (pydantic, no TensorFlow, no engine code): the API process imports this package
+and nothing else of the engine side (`lint-imports` holds both to it).
 """

@@ -1,14 +1,16 @@
-"""The headline fields of a prune or profile job's `report.json`: what the engine must write and the API
-publishes as the report's schema (the client's typed `Report` reads the same names).
+"""The headline fields of a job's `report.json`: what the engine (`Report`, a prune or profile job's) and a
+sweep's collector (`SweepReport`) must write, and the API publishes as the report's schema (`AnyReport`, one
+or the other); the client's typed `Report` and `SweepReport` read the same names.
 
 Every model lets other fields pass (`extra="allow"`): the schedule, fine-tuning, guard, stage timings and
 notes are the engine's to add. A profile job's report has no accuracy, sparsity or baseline, and params and
-MACs only for a Keras model, so those are optional.
+MACs only for a Keras model, so those are optional. A sweep's report holds its points (one prune job each),
+the dense baseline, and per device the Pareto set; its points' own reports are `Report`s.
 """
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
 class _Open(BaseModel):
@@ -98,3 +100,81 @@ class Report(_Open):
     size: Size
     latency: list[DeviceFigures] = Field(description="one entry per device of the job")
     baseline: Baseline | None = Field(None, description="prune jobs only")
+
+
+class _TradeoffPoint(_Open):
+    """A model on a sweep's trade-off: what the Pareto set and `tradeoff-<device>.png` compare."""
+
+    job_id: str | None = Field(description="the point's prune job")
+    label: str = Field(description="the point's target (e.g. `0.5`), or `dense` for the baseline")
+    accuracy: float | None = Field(description="the headline metric after pruning (before, for the baseline)")
+    latency_ms: dict[str, float] = Field(
+        description="per device: the measured figure on `host`, else the estimate; empty for a failed point"
+    )
+    size_bytes: int | None = Field(description="the .tflite file gzipped (`size.tflite_gzip_bytes`)")
+    tflite_bytes: int | None = Field(description="the .tflite file")
+
+
+class SweepPoint(_TradeoffPoint):
+    """One point of a sweep: a prune job of its own (`parent_id` is the sweep), with its headline figures."""
+
+    job_id: str = Field(description="the point's prune job (its report is a `Report`)")
+    target: dict[str, Any] = Field(description="the point's `target`, as in its job spec")
+    status: str = Field(description="the point's job status when the sweep was collected")
+    sparsity: float | None = Field(description="the sparsity reached (`sparsity.reached` of its report)")
+    macs: int | None = Field(description="the pruned model's MACs")
+    guard_met: bool | None = Field(description="the accuracy guard held (`guard.met` of its report)")
+    is_baseline: Literal[False] = Field(description="false: a point")
+
+
+class SweepBaseline(_TradeoffPoint):
+    """The dense model exported the same way, as every point's report carries it."""
+
+    job_id: None = Field(description="null: the baseline is no job of its own (it is `dense` in `pareto`)")
+    is_baseline: Literal[True] = Field(description="true: the dense baseline")
+
+
+class SweepFailure(_Open):
+    """A point whose job failed."""
+
+    job_id: str = Field(description="the point's prune job")
+    code: str | None = Field(description="the job's error code")
+    message: str | None = Field(description="the job's error message")
+
+
+class SweepBudget(_Open):
+    """The sweep's latency budget and the points that meet it."""
+
+    device: str = Field(description="the device the budget is on")
+    latency_ms: float = Field(description="the budget")
+    best_job_id: str | None = Field(description="the most accurate point within the budget; null if none is")
+    met_by: list[str] = Field(description="every point within the budget")
+
+
+class SweepReport(_Open):
+    """A sweep's report: its points, the dense baseline, and per device the Pareto set over (accuracy, latency,
+    size); under a budget, the most accurate point that meets it."""
+
+    kind: Literal["sweep"] = Field(description="always `sweep`: what tells this report from a job's `Report`")
+    points: list[SweepPoint] = Field(description="one per point of the sweep, failed ones included")
+    baseline: SweepBaseline | None = Field(description="null when no point succeeded")
+    pareto: dict[str, list[str]] = Field(
+        description="per device, the Pareto set: the points' `job_id`s, and `dense` for the baseline"
+    )
+    succeeded: int = Field(description="how many points succeeded")
+    failed: list[SweepFailure] = Field(description="the points that failed, with their error")
+    budget: SweepBudget | None = Field(None, description="only with the sweep's `budget_ms`")
+    artifacts: list[str] = Field(description="the sweep's files: `report.json` and one `tradeoff-<device>.png` each")
+
+
+def _report_kind(report: Any) -> str:
+    kind = report.get("kind") if isinstance(report, dict) else getattr(report, "kind", None)
+    return "sweep" if kind == "sweep" else "job"
+
+
+AnyReport = Annotated[
+    Annotated[Report, Tag("job")] | Annotated[SweepReport, Tag("sweep")],
+    Discriminator(_report_kind),
+    Field(description="a sweep's report (`kind: sweep`), else a prune or profile job's"),
+]
+"""What `GET /v1/jobs/{id}/report` answers: validating picks the model by `kind` (JSON Schema: `oneOf`)."""

@@ -17,6 +17,7 @@ from app.jobs import lifecycle, repository
 from app.settings import get_settings
 from app.storage import StorageUnavailable, get_store
 from app.tables import TERMINAL, Job, JobStatus
+from contract.report import SweepReport
 from pruning.plots import pareto_front, tradeoff
 from workers.pipeline import store_artifact
 
@@ -111,6 +112,14 @@ def summarize(spec: dict[str, Any], jobs: list[Job]) -> dict[str, Any]:
     return summary
 
 
+def report_json(summary: dict[str, Any]) -> str:
+    """The sweep's `report.json`, once it validates against the contract's `SweepReport`: a mismatch raises (a
+    collector bug), and the sweep fails with `collect_failed` rather than publish a report off its schema."""
+    text = json.dumps(summary, indent=2)
+    SweepReport.model_validate_json(text)
+    return text
+
+
 def collect(sweep_id: str) -> None:
     with session_scope() as session:
         taken = lifecycle.start_collecting(session, sweep_id)
@@ -153,16 +162,14 @@ def _write_and_store(sweep_id: str, tenant_id: str, sweep_spec: dict[str, Any], 
     folder = Path(tempfile.mkdtemp(prefix=f"shears-{sweep_id}-"))
     store = get_store(get_settings())
     try:
-        files = {"report.json": folder / "report.json"}
-        if summary["succeeded"]:
-            plot_points = summary["points"] + ([summary["baseline"]] if summary["baseline"] else [])
-            for device in summary["pareto"]:
-                name = f"tradeoff-{device}.png"
-                budget = sweep_spec.get("budget_ms") if (sweep_spec.get("device") or device) == device else None
-                tradeoff(plot_points, folder / name, device=device, budget_ms=budget)
-                files[name] = folder / name
-        summary["artifacts"] = list(files)
-        files["report.json"].write_text(json.dumps(summary, indent=2))
+        plots = [f"tradeoff-{device}.png" for device in summary["pareto"]] if summary["succeeded"] else []
+        summary["artifacts"] = ["report.json", *plots]
+        files = {name: folder / name for name in summary["artifacts"]}
+        files["report.json"].write_text(report_json(summary))  # checked before a plot is drawn
+        plot_points = summary["points"] + ([summary["baseline"]] if summary["baseline"] else [])
+        for device in summary["pareto"] if plots else []:
+            budget = sweep_spec.get("budget_ms") if (sweep_spec.get("device") or device) == device else None
+            tradeoff(plot_points, files[f"tradeoff-{device}.png"], device=device, budget_ms=budget)
         return [store_artifact(store, tenant_id, sweep_id, name, path) for name, path in files.items()]
     finally:
         shutil.rmtree(folder, ignore_errors=True)

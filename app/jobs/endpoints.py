@@ -16,7 +16,7 @@ from app.jobs import events, lifecycle, repository, service
 from app.jobs.schemas import ArtifactList, ArtifactUrl, DeliveryList, JobList, JobOut
 from app.storage import CHUNK, ArtifactStore
 from app.tables import TERMINAL, Artifact, JobStatus, StatusName
-from contract.report import Report
+from contract.report import AnyReport
 from contract.spec import JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -204,8 +204,9 @@ def download_model(job_id: str, session: SessionDep, tenant: CurrentTenant, stor
     responses={
         **ERRORS,
         200: {
-            "model": Report,
-            "description": "the report.json of a prune or profile job (a sweep's holds its points and Pareto sets)",
+            "model": AnyReport,
+            "description": "the job's report.json: a prune or profile job's `Report`, or a sweep's `SweepReport` "
+            "(`kind: sweep`: its points, the dense baseline and the Pareto set per device)",
         },
     },
     response_class=Response,

@@ -30,7 +30,7 @@ from shears_client.errors import (
     WaitTimeout,
 )
 from shears_client.http import VERSION
-from shears_client.report import DeviceFigures, JobRecord, Report, Usage
+from shears_client.report import DeviceFigures, JobRecord, Report, SweepPoint, SweepReport, Usage
 from shears_client.sdk import Client, Job, Upload
 
 __version__ = VERSION
@@ -52,6 +52,8 @@ __all__ = [
     "Report",
     "ServerUnavailable",
     "ShearsError",
+    "SweepPoint",
+    "SweepReport",
     "UnsupportedFormat",
     "Upload",
     "Usage",

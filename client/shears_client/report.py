@@ -1,5 +1,5 @@
 """Typed views of the server's answers: a job's record (`JobRecord`, the OpenAPI `JobOut`), the
-tenant's usage (`Usage`) and a finished job's report (`Report`).
+tenant's usage (`Usage`) and a finished job's report (`Report`, or a sweep's `SweepReport`: `typed_report`).
 
 Each is a dataclass built from the JSON with `from_json`, which keeps fields the server added after
 this client was made in `extra` (an old client still reads a new server). tests/client checks the
@@ -197,3 +197,85 @@ class Usage(_Typed):
     jobs_running: int | None = None
     limits: Limits | None = None
     nested: ClassVar[dict[str, type[_Typed]]] = {"limits": Limits}
+
+
+@dataclass
+class _TradeoffPoint(_Typed):
+    """A model on a sweep's trade-off: what its Pareto sets compare."""
+
+    job_id: str | None = None
+    label: str | None = None
+    accuracy: float | None = None
+    latency_ms: dict[str, float] | None = None
+    size_bytes: int | None = None
+    tflite_bytes: int | None = None
+    is_baseline: bool | None = None
+
+
+@dataclass
+class SweepPoint(_TradeoffPoint):
+    """One point of a sweep: a prune job of its own (`client.job(point.job_id).report` is its `Report`);
+    `latency_ms` per device, `size_bytes` the gzipped .tflite."""
+
+    target: dict[str, Any] | None = None
+    status: str | None = None
+    sparsity: float | None = None
+    macs: int | None = None
+    guard_met: bool | None = None
+
+
+@dataclass
+class SweepBaseline(_TradeoffPoint):
+    """The dense model exported the same way (`job_id` None; `dense` in the Pareto sets)."""
+
+
+@dataclass
+class SweepBudget(_Typed):
+    """The sweep's latency budget on `device`: the most accurate point within it, and all that are."""
+
+    device: str | None = None
+    latency_ms: float | None = None
+    best_job_id: str | None = None
+    met_by: list[str] | None = None
+
+
+@dataclass
+class SweepFailure(JobError):
+    """A point whose job failed: its `job_id`, and its error's `code` and `message`."""
+
+    job_id: str | None = None
+
+
+@dataclass
+class SweepReport(_Typed):
+    """A sweep's report (`kind` is `sweep`): its points, the dense baseline, per device the Pareto set of
+    (accuracy, latency, size) as `job_id`s (`dense` for the baseline), and under a budget the best point."""
+
+    kind: str | None = None
+    points: list[SweepPoint] | None = None
+    baseline: SweepBaseline | None = None
+    pareto: dict[str, list[str]] | None = None
+    succeeded: int | None = None
+    failed: list[SweepFailure] | None = None
+    budget: SweepBudget | None = None
+    artifacts: list[str] | None = None
+    nested: ClassVar[dict[str, type[_Typed]]] = {
+        "points": SweepPoint,
+        "baseline": SweepBaseline,
+        "failed": SweepFailure,
+        "budget": SweepBudget,
+    }
+
+    def front(self, device: str) -> list[SweepPoint | SweepBaseline]:
+        """The Pareto set on `device`, as its points (and the baseline, if it is on the front)."""
+        by_id: dict[str | None, SweepPoint | SweepBaseline] = {p.job_id: p for p in self.points or []}
+        if self.baseline is not None:
+            by_id["dense"] = self.baseline
+        return [by_id[name] for name in (self.pareto or {}).get(device, []) if name in by_id]
+
+
+def typed_report(data: dict[str, Any]) -> Report | SweepReport:
+    """A report as the server sent it, typed: a `SweepReport` for a sweep's, else a `Report`."""
+    if data.get("kind") == "sweep":
+        return SweepReport.from_json(data)
+    return Report.from_json(data)

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from shears_client.errors import JobCancelled, JobFailed, WaitTimeout
 from shears_client.http import Api
-from shears_client.report import JobRecord, Report, Usage
+from shears_client.report import JobRecord, Report, SweepReport, Usage, typed_report
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 PATH_SUFFIXES = (".keras", ".h5", ".tflite", ".npz", ".zip", ".tar", ".tgz", ".gz", ".csv")
@@ -140,9 +140,10 @@ class Job:
         return self._report
 
     @property
-    def report(self) -> Report:
-        """The finished job's report, typed (accuracy, size, latency per device, ...)."""
-        return Report.from_json(self.report_json)
+    def report(self) -> Report | SweepReport:
+        """The finished job's report, typed: a `Report` (accuracy, size, latency per device, ...), or for a
+        sweep a `SweepReport` (its points, the dense baseline, the Pareto set per device)."""
+        return typed_report(self.report_json)
 
     def artifacts(self) -> list[dict[str, Any]]:
         return list(self.client.api.get_json(f"/v1/jobs/{self.id}/artifacts")["items"])

@@ -1,7 +1,12 @@
 """`kind: "sweep"`: one spec, several prune jobs on any workers, one Pareto set with the dense baseline."""
 
 from pathlib import Path
+from typing import Any
 
+from pydantic import TypeAdapter
+
+from contract.report import AnyReport, Report, SweepReport
+from shears_client import report as typed
 from tests.services import Service, upload_model, wait_for_job
 
 FAST = {"finetune": {"epochs": 1}}
@@ -73,9 +78,30 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
         report = client.get(f"/v1/jobs/{sweep['id']}/report")
         assert report.status_code == 200
         assert report.json()["pareto"] == result["pareto"]
+        _holds_the_contract(report.json(), client.get(f"/v1/jobs/{result['points'][0]['job_id']}/report").json())
         plot = client.get(f"/v1/jobs/{sweep['id']}/artifacts/tradeoff-cortex-a53-1200mhz.png")
         assert plot.status_code == 200, plot.text
         assert plot.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def _holds_the_contract(raw: dict[str, Any], point_report: dict[str, Any]) -> None:
+    """A live sweep's report is the published `SweepReport` (its point's a `Report`), and every field of the
+    client's typed records is one the server writes."""
+    reports: TypeAdapter[Any] = TypeAdapter(AnyReport)
+    checked = reports.validate_python(raw)
+    assert isinstance(checked, SweepReport)
+    assert checked.artifacts == ["report.json", *(f"tradeoff-{device}.png" for device in raw["pareto"])]
+    assert isinstance(reports.validate_python(point_report), Report)
+    sweep = typed.typed_report(raw)
+    assert isinstance(sweep, typed.SweepReport)
+    assert set(sweep.fields()) <= set(raw), set(sweep.fields()) - set(raw)
+    for record, entries in (
+        (typed.SweepPoint, raw["points"]),
+        (typed.SweepBaseline, [raw["baseline"]]),
+        (typed.SweepBudget, [raw["budget"]]),
+    ):
+        assert all(set(record.fields()) <= set(entry) for entry in entries), record
+    assert {p.job_id for p in sweep.front("host")} <= {p["job_id"] for p in raw["points"]} | {None}
 
 
 def test_cancelling_a_sweep_cancels_its_points(embedded: Service, digits_model: Path) -> None:

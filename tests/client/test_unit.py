@@ -124,6 +124,8 @@ TYPED = {
     "JobRecord": "JobOut", "JobError": "JobError", "Usage": "Usage", "Limits": "Limits",
     "Report": "Report", "Baseline": "Baseline", "Accuracy": "Accuracy", "Params": "Params", "Before": "Macs",
     "Sparsity": "Sparsity", "Size": "Size", "DeviceFigures": "DeviceFigures",
+    "SweepReport": "SweepReport", "SweepPoint": "SweepPoint", "SweepBaseline": "SweepBaseline",
+    "SweepFailure": "SweepFailure", "SweepBudget": "SweepBudget",
 }  # fmt: skip
 
 
@@ -137,6 +139,29 @@ def test_the_typed_records_have_the_fields_of_the_published_schemas(typed: str, 
         prop = SCHEMAS[schema]["properties"][name]
         refs = [s["$ref"] for s in [prop, prop.get("items", {}), *prop.get("anyOf", [])] if "$ref" in s]
         assert refs == [f"#/components/schemas/{TYPED[nested.__name__]}"], (typed, name)
+
+
+def test_the_report_route_publishes_a_report_or_a_sweep_report_and_the_client_reads_either() -> None:
+    from shears_client import report
+
+    answer = OPENAPI["paths"]["/v1/jobs/{job_id}/report"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["oneOf"] == [
+        {"$ref": "#/components/schemas/Report"},
+        {"$ref": "#/components/schemas/SweepReport"},
+    ]
+    assert SCHEMAS["SweepReport"]["properties"]["kind"]["const"] == "sweep"  # what tells one from the other
+    assert isinstance(report.typed_report(REPORT), report.Report)
+    point = {"job_id": "job_a", "label": "0.5", "accuracy": 0.9, "latency_ms": {"host": 1.0}, "size_bytes": 10}
+    dense = {"job_id": None, "label": "dense", "accuracy": 0.95, "latency_ms": {"host": 2.0}, "size_bytes": 30}
+    sweep = report.typed_report(
+        {"kind": "sweep", "points": [point], "baseline": dense, "pareto": {"host": ["job_a", "dense"]}, "new": 1}
+    )
+    assert isinstance(sweep, report.SweepReport)
+    assert sweep.points is not None
+    assert isinstance(sweep.points[0], report.SweepPoint)
+    assert [p.label for p in sweep.front("host")] == ["0.5", "dense"]
+    assert sweep.front("phone") == []
+    assert sweep.extra == {"new": 1}
 
 
 def test_every_field_of_the_job_spec_has_a_submit_flag() -> None:
