@@ -40,14 +40,14 @@ NOTES = (
     "copies of it) in memory. Steps/s are from one epoch of a small CNN on the shared 2-core machine; earlier "
     "runs at 6000 images moved the streamed/in-memory ratio between 0.68x and 1.95x, so read one run's ratio "
     "with that spread in mind. 40,000 PNGs at 96 px are 1.1 GB, not 2 GB (a PNG of 96x96x3 holds at most "
-    "27.6 KB); the 2 GB set is the run below, at 128 px."
+    "27.6 KB); the 2 GB set is in 'Datasets at 2 GB', at 128 px."
 )
 
 
 NOTES_STREAMED = (
     "Reading: the set at the size the issue names, streamed only (the float32 in-memory comparison is left out "
     "here: the training split alone would be 4 bytes per pixel in RAM, several GiB, plus Keras's copies; the "
-    "smaller runs above compare the two). What must not grow with the set: the API's RSS during the upload "
+    "runs of 'Datasets at size' compare the two). What must not grow with the set: the API's RSS during the upload "
     "and its confined conversion, and the engine's peak RSS while one epoch streams the memory-mapped uint8 "
     "set (its read pages are given back every ~64 MB, `pruning.mapped.ScaledArray`). Steps/s are one epoch "
     "of a small CNN on the shared 2-core machine."
