@@ -20,6 +20,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -149,12 +150,52 @@ def _engine_run(converted: Path, mode: str, batch: int) -> dict[str, float]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _prune_job(service: Service, key: str, dataset_id: str, size: int, batch: int, root: Path) -> dict[str, Any]:
+    """A prune job on the uploaded set through the API (a worker and its confined engine): a small CNN, one
+    epoch; the engine's peak RSS and fine-tuning times from the job's report."""
+    import keras
+
+    from tests.services import upload_model, wait_for_job
+
+    inputs = keras.Input((size, size, 3))
+    h = keras.layers.Rescaling(1 / 255)(inputs)
+    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(h)
+    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.save(root / "cnn.keras")
+    started = time.perf_counter()
+    with service.client(key) as client:
+        spec = {
+            "model_id": upload_model(client, root / "cnn.keras"),
+            "dataset_id": dataset_id,
+            "target": {"sparsity": 0.5},
+            "finetune": {"epochs": 1, "batch_size": batch},
+            "devices": ["host"],
+        }
+        response = client.post("/v1/jobs", json=spec)
+        response.raise_for_status()
+        job = wait_for_job(client, response.json()["id"], timeout=3600)
+        report = client.get(f"/v1/jobs/{job['id']}/report").json() if job["status"] == "succeeded" else {}
+    if job["status"] != "succeeded":
+        raise SystemExit(f"the prune job ended {job['status']}: {job.get('error')}")
+    return {
+        "status": job["status"],
+        "wall_s": time.perf_counter() - started,
+        "peak_rss_bytes": report["resources"]["peak_rss_bytes"],
+        "finetuning_s": report["timings_s"].get("finetuning", 0.0),
+        "input_s": report["timings_s"].get("finetuning_input", 0.0),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=6000)
     parser.add_argument("--size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--streamed-only", action="store_true", help="skip the float32 in-memory run (big sets)")
+    parser.add_argument("--job", action="store_true", help="also prune a small CNN one epoch on it through the API")
     parser.add_argument("--section", default="## Datasets at size (bench/datasets.py)", help="docs section to write")
     parser.add_argument("--engine", nargs=2, metavar=("NPZ", "MODE"))
     args = parser.parse_args()
@@ -169,7 +210,7 @@ def main() -> None:
         archive = root / "images.zip"
         make_zip(archive, args.images, args.size)
         size = archive.stat().st_size
-        service = Service(root / "data", {"SHEARS_ENGINE_SECCOMP": "true"}).start(worker=False)
+        service = Service(root / "data", {"SHEARS_ENGINE_SECCOMP": "true"}).start(worker=args.job)
         try:
             pid = service.procs[0].pid
             sampler = Sampler(pid)
@@ -183,6 +224,7 @@ def main() -> None:
             total_s = time.perf_counter() - started
             upload_s = transport.patches_done - started
             rss = sampler.stop()
+            job = _prune_job(service, api.key, record["id"], args.size, args.batch, root) if args.job else None
         finally:
             service.stop()
         converted = next((root / "data" / "artifacts").glob(f"*/datasets/{record['id']}/data.npz"))
@@ -203,6 +245,18 @@ def main() -> None:
         ["engine peak RSS, streamed", f"{runs['streamed']['peak_rss_mib']:.0f} MiB"],
         ["engine steps/s, streamed", f"{runs['streamed']['steps_per_s']:.2f}"],
     ]
+    if job is not None:
+        rows += [
+            [
+                "prune job through the API (unstructured 50%, 1 epoch): status, wall",
+                f"{job['status']}, {job['wall_s']:.0f} s",
+            ],
+            ["prune job: engine peak RSS (report `resources`)", f"{job['peak_rss_bytes'] / MIB:.0f} MiB"],
+            [
+                "prune job: fine-tuning, of which reading batches",
+                f"{job['finetuning_s']:.1f} s, {job['input_s']:.1f} s",
+            ],
+        ]
     if memory is not None:
         rows += [
             ["engine peak RSS, in memory (float32)", f"{memory['peak_rss_mib']:.0f} MiB"],
@@ -214,6 +268,7 @@ def main() -> None:
         ]
     flags = f"--images {args.images}" + (f" --size {args.size}" if args.size != 96 else "")
     flags += " --streamed-only" if args.streamed_only else ""
+    flags += " --job" if args.job else ""
     flags += f" --section '{args.section}'" if args.section != parser.get_default("section") else ""
     text = (
         f"{args.section}\n\n"

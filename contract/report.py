@@ -90,6 +90,12 @@ class Baseline(_Open):
     latency: list[DeviceFigures] = Field(description="per device, in the order of the report's `latency`")
 
 
+class Resources(_Open):
+    """What the engine process used for a prune job."""
+
+    peak_rss_bytes: int = Field(description="its peak resident memory (ru_maxrss), for sizing workers' memory limits")
+
+
 class Report(_Open):
     """A prune or profile job's report: the pruned (or profiled) model's figures, and the dense baseline's."""
 
@@ -100,6 +106,7 @@ class Report(_Open):
     size: Size
     latency: list[DeviceFigures] = Field(description="one entry per device of the job")
     baseline: Baseline | None = Field(None, description="prune jobs only")
+    resources: Resources | None = Field(None, description="prune jobs only")
 
 
 class _TradeoffPoint(_Open):

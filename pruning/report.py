@@ -19,6 +19,15 @@ def write_report(report: dict[str, Any], path: Path) -> None:
     path.write_text(text)
 
 
+def resources() -> dict[str, int]:
+    """What the engine process used: its peak resident memory (bytes), for sizing workers' memory limits."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"peak_rss_bytes": int(peak if sys.platform == "darwin" else peak * 1024)}
+
+
 def sizes(keras_path: Path, tflite: bytes) -> dict[str, int]:
     return {
         "keras_bytes": keras_path.stat().st_size,

@@ -23,7 +23,7 @@ from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
 from pruning.nesting import flatten
 from pruning.recipe import DISTILL_TEMPERATURE, choose
-from pruning.report import agreement, sizes, sparsity_block, write_report
+from pruning.report import agreement, resources, sizes, sparsity_block, write_report
 from pruning.spec import PruneSpec
 from pruning.strategies import ChannelPruner, Snapshot, make_pruner
 
@@ -356,6 +356,7 @@ def run(
         report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before
     report["timings_s"] = stages.close()
     report["timings_s"]["finetuning_input"] = stream.take_input_time()  # reading batches from a stream
+    report["resources"] = resources()
     tensorboard = write_tensorboard(rounds, headline, workdir)
     report["artifacts"] = [*plots.write_job_plots(report, workdir / "plots"), tensorboard]
     write_report(report, workdir / "report.json")

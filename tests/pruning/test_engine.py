@@ -74,6 +74,9 @@ def test_unstructured_masks_hold_through_finetune_and_export(
     assert written.accuracy.metric == "accuracy"
     assert written.baseline is not None
     assert [d.device for d in written.baseline.latency] == [d.device for d in written.latency]
+    # what the engine process used: more than TensorFlow alone takes (> 100 MB), a few GB at most here
+    assert written.resources is not None
+    assert 100e6 < written.resources.peak_rss_bytes < 8e9
 
 
 def test_profile_reports_hold_the_contract_and_a_bad_report_is_not_written(digits_model: Path, tmp_path: Path) -> None:
