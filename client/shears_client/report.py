@@ -124,6 +124,13 @@ class Baseline(_Typed, _Devices):
 
 
 @dataclass
+class Resources(_Typed):
+    """What the engine process used: `peak_rss_bytes`, its peak resident memory."""
+
+    peak_rss_bytes: int | None = None
+
+
+@dataclass
 class Report(_Typed, _Devices):
     """A finished job's report: for the pruned model, and in `baseline` for the dense one exported the same way."""
 
@@ -134,6 +141,7 @@ class Report(_Typed, _Devices):
     size: Size | None = None
     latency: list[DeviceFigures] | None = None
     baseline: Baseline | None = None
+    resources: Resources | None = None
     nested: ClassVar[dict[str, type[_Typed]]] = {
         "accuracy": Accuracy,
         "params": Params,
@@ -142,6 +150,7 @@ class Report(_Typed, _Devices):
         "size": Size,
         "latency": DeviceFigures,
         "baseline": Baseline,
+        "resources": Resources,
     }
 
 

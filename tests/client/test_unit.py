@@ -125,7 +125,7 @@ TYPED = {
     "Report": "Report", "Baseline": "Baseline", "Accuracy": "Accuracy", "Params": "Params", "Before": "Macs",
     "Sparsity": "Sparsity", "Size": "Size", "DeviceFigures": "DeviceFigures",
     "SweepReport": "SweepReport", "SweepPoint": "SweepPoint", "SweepBaseline": "SweepBaseline",
-    "SweepFailure": "SweepFailure", "SweepBudget": "SweepBudget",
+    "SweepFailure": "SweepFailure", "SweepBudget": "SweepBudget", "Resources": "Resources",
 }  # fmt: skip
 
 
