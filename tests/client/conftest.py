@@ -20,6 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "client"
 HOME = REPO / ".venv" / "client-only"
+WINDOWS_ONLY = ("colorama",)
 
 
 @dataclass
@@ -72,6 +73,8 @@ def client_venv() -> ClientVenv:
         (source / path.relative_to(CLIENT)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, source / path.relative_to(CLIENT))
     _pip("wheel", "--no-build-isolation", "-w", str(wheelhouse), str(source))  # the client and its dependencies
+    # and what a Windows runner needs besides (click's `colorama; platform_system == "Windows"`)
+    _pip("wheel", "--no-deps", "-w", str(wheelhouse), *WINDOWS_ONLY)
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
     started = time.monotonic()
     subprocess.run(

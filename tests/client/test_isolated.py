@@ -4,6 +4,7 @@ a live server: what a mobile team's CI runner has after `pip install shears-clie
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,6 +76,39 @@ def test_only_the_client_is_installed_small_and_without_tensorflow(
     )
     assert help_text.returncode == 0
     assert "Exit codes" in help_text.stdout
+
+
+# Where mobile teams' build pipelines run: macOS (arm64 and Intel), Windows, Linux on arm64.
+PLATFORMS = {
+    "macOS arm64": "macosx_11_0_arm64",
+    "macOS x86_64": "macosx_10_13_x86_64",
+    "Windows x86_64": "win_amd64",
+    "Windows arm64": "win_arm64",
+    "Linux aarch64": "manylinux2014_aarch64",
+}
+
+
+def test_the_client_resolves_on_every_platform_from_pure_python_wheels(client_venv: ClientVenv, tmp_path: Path) -> None:
+    """pip resolves `shears-client` for each platform's tags from the wheelhouse alone (no index), and every
+    wheel it takes is pure Python (`py3-none-any`): nothing to compile, nothing platform-specific. Resolved
+    here, not installed on those machines (only Linux x86_64 runs this suite); environment markers are
+    evaluated for this machine (pip's rule), so Windows' extra dependency is checked by its wheel."""
+    wheels = sorted(p.name for p in client_venv.wheelhouse.glob("*.whl"))
+    assert all(name.endswith("-none-any.whl") for name in wheels), wheels
+    # pip evaluates markers for this machine, not the target: click's Windows-only colorama is not taken
+    # below, so its wheel is checked here (pure too)
+    assert any(name.startswith("colorama-") for name in wheels), wheels
+    for name, tag in PLATFORMS.items():
+        report = tmp_path / f"{tag}.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
+             "--no-index", "--find-links", str(client_venv.wheelhouse), "--only-binary=:all:", "--platform", tag,
+             "--python-version", "3.10", "--target", str(tmp_path / tag), "--report", str(report), "shears-client"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        taken = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+        assert {"shears-client", "httpx", "click"} <= taken, (name, taken)
 
 
 SDK = """
