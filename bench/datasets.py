@@ -41,7 +41,7 @@ NOTES = (
     "copies of it) in memory. Steps/s are from one epoch of a small CNN on the shared 2-core machine; earlier "
     "runs at 6000 images moved the streamed/in-memory ratio between 0.68x and 1.95x, so read one run's ratio "
     "with that spread in mind. 40,000 PNGs at 96 px are 1.1 GB, not 2 GB (a PNG of 96x96x3 holds at most "
-    "27.6 KB); the 2 GB set is in 'Datasets at 2 GB', at 128 px."
+    "27.6 KB): the 2 GB run is at 128 px."
 )
 
 
@@ -51,10 +51,12 @@ NOTES_STREAMED = (
     "runs of 'Datasets at size' compare the two). What must not grow with the set: the API's RSS during the upload "
     "and its confined conversion, and the engine's peak RSS while one epoch streams the memory-mapped uint8 "
     "set (its read pages are given back every ~64 MB, `pruning.mapped.ScaledArray`). Steps/s are one epoch "
-    "of a small CNN on the shared 2-core machine. The prune job runs the whole pipeline in the worker's confined "
-    "engine (baseline evaluation, scoring, one epoch, export, profiling): on 4,000 images of the same kind its "
-    "engine peaked at 1201 MiB (2026-12-06, `--images 4000 --size 128 --streamed-only --job`), here at 1307 MiB "
-    "for ten times the data."
+    "of a small CNN on the shared 2-core machine."
+)
+JOB_NOTE = (
+    " The prune job runs the whole pipeline in the worker's confined engine (baseline evaluation, scoring, one "
+    "epoch, export, profiling); on 4,000 images at 128 px its engine peaked at 1201 MiB (2026-12-06, `--images "
+    "4000 --size 128 --streamed-only --job`), at {peak:.0f} MiB in this run."
 )
 
 
@@ -279,6 +281,7 @@ def main() -> None:
         + markdown(["figure", "value"], rows)
         + "\n\n"
         + (NOTES_STREAMED if args.streamed_only else NOTES)
+        + (JOB_NOTE.format(peak=job["peak_rss_bytes"] / MIB) if job is not None else "")
         + "\n"
     )
     print(text)

@@ -44,8 +44,9 @@ def answer(message: Checked | Refused | Unavailable) -> str:
 
 def read_answer(stdout: str) -> Checked | Refused | Unavailable | None:
     """The answer on the last line of a checker's output; None when that line is not one."""
-    last = stdout.strip().splitlines()[-1:] or [""]
+    # lines end at "\n" only: the JSON may carry U+2028 and the like raw (a class folder's name)
+    last = stdout.rstrip("\n").rsplit("\n", 1)[-1]
     try:
-        return _ANSWER.validate_json(last[0])
+        return _ANSWER.validate_json(last)
     except ValidationError:
         return None

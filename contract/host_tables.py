@@ -87,6 +87,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "profile" in data and "runtime" in data else None
 
 
+TABLES_VERSION = 2
+"""Of the tables `calibrate-host` writes; cached tables of an older version are calibrated again (version 2:
+the attention micro-benchmarks and the per-op `op_efficiency`, e.g. int8 BATCH_MATMUL's reference kernel)."""
+
+
 def fallback() -> dict[str, Any]:
     return dict(json.loads(resources.files("contract").joinpath("profiles", "host.json").read_text(encoding="utf-8")))
 
@@ -100,7 +105,7 @@ def load() -> tuple[dict[str, Any], str, bool]:
     candidates.append((cached_path(here), "the host-profile cache"))
     for path, label in candidates:
         data = _read_json(path)
-        if data is not None:
+        if data is not None and (label == "SHEARS_HOST_PROFILE" or data.get("tables_version", 1) >= TABLES_VERSION):
             return data, f"{label} ({path})", _same_cpu(data, here)
     data = fallback()
     return data, "the committed fallback contract/profiles/host.json", _same_cpu(data, here)

@@ -93,7 +93,7 @@ class Baseline(_Open):
 class Resources(_Open):
     """What the engine process used for a prune job."""
 
-    peak_rss_bytes: int = Field(description="its peak resident memory (ru_maxrss), for sizing workers' memory limits")
+    peak_rss_bytes: int = Field(description="its peak resident memory (ru_maxrss); not its address space")
 
 
 class Report(_Open):

@@ -27,7 +27,7 @@ def run(what: str, work: Callable[[], dict[str, Any]], unreadable: str | None = 
             why = f"cannot forbid the {what} check child processes ({exc}); set SHEARS_ENGINE_SECCOMP=false"
             return _say(Unavailable(message=why))
     try:
-        return _say(Checked(result=work()))
+        result = work()
     except PruningError as exc:
         return _say(Refused(code=exc.code, message=exc.message))
     except (UnicodeDecodeError, OSError, ValueError, TypeError, KeyError, IndexError) as exc:
@@ -35,6 +35,7 @@ def run(what: str, work: Callable[[], dict[str, Any]], unreadable: str | None = 
             raise
         message = f"the {what} or its options could not be used: {type(exc).__name__}: {exc}"[:400]
         return _say(Refused(code=unreadable, message=message))
+    return _say(Checked(result=result))  # a result that does not serialise is this checker's bug: it raises
 
 
 def _say(message: Checked | Refused | Unavailable) -> int:

@@ -20,11 +20,11 @@ class ScaledArray:
     """float32 view of a stored (often uint8/int16, memory-mapped) array: `base * scale + offset`.
 
     Pages of a memory map stay in the process's resident set once read, so an epoch over a 2 GB set
-    would end with 2 GB resident (file-backed, reclaimable, but counted against the worker's memory
-    limit and its RSS), and shuffled rows map their neighbours too. Once about `DROP_EVERY_BYTES` may
-    have been mapped, the map's pages are dropped from this process
-    (`madvise(MADV_DONTNEED)`; they stay in the page cache): resident memory stays bounded whatever the
-    dataset's size."""
+    would end with 2 GB resident (file-backed and reclaimable, but counted in the worker's RSS, which
+    is what hosts and container limits watch), and shuffled rows map their neighbours too. Once about
+    `DROP_EVERY_BYTES` may have been mapped (with batches of 32 rows or more: after every batch), the
+    map's pages are dropped from this process (`madvise(MADV_DONTNEED)`; they stay in the page cache):
+    resident memory stays bounded whatever the dataset's size."""
 
     def __init__(self, base: NDArray[Any], scale: float = 1.0, offset: float = 0.0) -> None:
         self.base, self.scale, self.offset = base, np.float32(scale), np.float32(offset)

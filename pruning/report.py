@@ -20,7 +20,8 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 
 
 def resources() -> dict[str, int]:
-    """What the engine process used: its peak resident memory (bytes), for sizing workers' memory limits."""
+    """What the engine process used: its peak resident memory (bytes). The sandbox's limit is on address
+    space (SHEARS_ENGINE_MEMORY_BYTES, RLIMIT_AS), which TensorFlow's reservations keep far above this."""
     import resource
     import sys
 

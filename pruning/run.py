@@ -356,9 +356,9 @@ def run(
         report["macs"]["reduction"] = 1 - report["macs"]["after"] / macs_before
     report["timings_s"] = stages.close()
     report["timings_s"]["finetuning_input"] = stream.take_input_time()  # reading batches from a stream
-    report["resources"] = resources()
     tensorboard = write_tensorboard(rounds, headline, workdir)
     report["artifacts"] = [*plots.write_job_plots(report, workdir / "plots"), tensorboard]
+    report["resources"] = resources()  # last: the plots and the TensorBoard log count too
     write_report(report, workdir / "report.json")
     return Result(tflite_path=tflite_path, keras_path=keras_path, report=report)
 

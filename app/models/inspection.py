@@ -150,7 +150,7 @@ async def run_checker(
             if output is not None and proc.returncode == 0:
                 take_output(produced, output, what)
         answer = checks.read_answer(out.decode("utf-8", "replace"))
-        if answer is None or (proc.returncode != 0 and isinstance(answer, checks.Checked)):
+        if answer is None or proc.returncode != checks.EXIT[answer.type]:
             # The file made a parser crash (or a limit killed it): the file's fault, not a server error.
             raise InvalidInput(
                 f"the {what} file could not be read: its reader stopped (exit {proc.returncode})",

@@ -140,10 +140,18 @@ class Job:
         return self._report
 
     @property
-    def report(self) -> Report | SweepReport:
-        """The finished job's report, typed: a `Report` (accuracy, size, latency per device, ...), or for a
-        sweep a `SweepReport` (its points, the dense baseline, the Pareto set per device)."""
-        return typed_report(self.report_json)
+    def report(self) -> Report:
+        """The finished prune or profile job's report, typed: accuracy, size, latency per device, ... (a
+        sweep's report read this way has its fields in `extra`: use `sweep_report`)."""
+        return Report.from_json(self.report_json)
+
+    @property
+    def sweep_report(self) -> SweepReport:
+        """The finished sweep's report, typed: its points, the dense baseline, the Pareto set per device."""
+        typed = typed_report(self.report_json)
+        if not isinstance(typed, SweepReport):
+            raise TypeError(f"job {self.id} is not a sweep: read its report with `report`")
+        return typed
 
     def artifacts(self) -> list[dict[str, Any]]:
         return list(self.client.api.get_json(f"/v1/jobs/{self.id}/artifacts")["items"])

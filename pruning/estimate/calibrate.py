@@ -232,6 +232,7 @@ def calibrate_host(
         "_doc": "The CPU named by machine.fingerprint, derived by `python -m pruning.estimate calibrate-host` "
         "from single-op micro-benchmarks (never fitted to whole models). `micro_benchmarks` lists every timed case "
         "with the time the fitted tables give back (fit_us).",
+        "tables_version": host_tables.TABLES_VERSION,
         "machine": {
             "cpu": _cpu_name(),
             "platform": platform.platform(),

@@ -160,6 +160,14 @@ def test_the_report_route_publishes_a_report_or_a_sweep_report_and_the_client_re
     assert sweep.points is not None
     assert isinstance(sweep.points[0], report.SweepPoint)
     assert [p.label for p in sweep.front("host")] == ["0.5", "dense"]
+    # the SDK: `report` stays a Report (what prune and profile jobs return), a sweep's is `sweep_report`
+    from shears_client.sdk import Job
+
+    job = Job(client=None, data={"id": "job_s"}, _report={"kind": "sweep", "points": [point], "baseline": dense})  # type: ignore[arg-type]
+    assert isinstance(job.sweep_report, report.SweepReport)
+    assert isinstance(Job(client=None, data={"id": "job_p"}, _report=REPORT).report, report.Report)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not a sweep"):
+        Job(client=None, data={"id": "job_p"}, _report=REPORT).sweep_report  # type: ignore[arg-type]  # noqa: B018
     assert sweep.front("phone") == []
     assert sweep.extra == {"new": 1}
 

@@ -117,3 +117,5 @@ def test_a_checker_answer_of_another_version_or_shape_is_not_read() -> None:
     assert checks.read_answer('{"type": "error", "code": "x"}') is None  # no message
     assert checks.read_answer(line + "a line after it") is None  # the answer must be the last line
     assert checks.read_answer("") is None
+    odd = checks.answer(checks.Checked(result={"classes": ["a\u2028b", "c\x85d"]}))  # raw in the JSON
+    assert checks.read_answer(odd) == checks.Checked(result={"classes": ["a\u2028b", "c\x85d"]})

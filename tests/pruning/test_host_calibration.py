@@ -151,7 +151,7 @@ def test_shears_profile_calibrates_a_fresh_cpu_once(monkeypatch: pytest.MonkeyPa
         calls.append(budget_s)
         data = host_tables.fallback()
         data["machine"] = dict(data["machine"], fingerprint=host_tables.fingerprint())
-        return data
+        return data | {"tables_version": host_tables.TABLES_VERSION}
 
     monkeypatch.setattr(host_setup, "calibrate_host", fake)
     monkeypatch.setenv("SHEARS_HOST_CALIBRATION", "off")
@@ -161,6 +161,11 @@ def test_shears_profile_calibrates_a_fresh_cpu_once(monkeypatch: pytest.MonkeyPa
     assert host_setup.ensure_host_tables(log=lambda _m: None) == "cached"
     assert len(calls) == 1
     assert "calibrated on this CPU" in devices.get_profile("host").tables_basis
+    # tables cached by an older calibration (fewer micro-benchmarks, fewer tables) are made again
+    cached = host_tables.cached_path()
+    cached.write_text(json.dumps(json.loads(cached.read_text()) | {"tables_version": 1}))
+    assert host_setup.ensure_host_tables(log=lambda _m: None) == "calibrated"
+    assert len(calls) == 2
 
 
 def test_a_failed_calibration_keeps_the_fallback(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
