@@ -6,6 +6,7 @@ installs them, as a CI runner with a package mirror would. A client whose source
 reuses the environment of the last session.
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -63,6 +64,15 @@ def _pip(*args: str) -> None:
 
 @pytest.fixture(scope="session")
 def client_venv() -> ClientVenv:
+    """Made by one test process at a time: under pytest-xdist each process has its own session, and the
+    environment is shared (the second finds the first's stamp)."""
+    HOME.parent.mkdir(parents=True, exist_ok=True)
+    with (HOME.parent / "client-only.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _client_venv()
+
+
+def _client_venv() -> ClientVenv:
     stamp, root, wheelhouse = HOME / f"stamp-{_sources_hash()}", HOME / "venv", HOME / "wheelhouse"
     if stamp.exists() and (root / "bin" / "shears-remote").exists():
         return ClientVenv(root, wheelhouse, 0.0)
