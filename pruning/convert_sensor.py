@@ -71,7 +71,8 @@ def _parquet_rows(path: Path) -> tuple[list[str], Iterator[tuple[str, Sequence[A
     def rows() -> Iterator[tuple[str, Sequence[Any]]]:
         n = 0
         try:
-            for batch in source.iter_batches(batch_size=65536):
+            # about 65,536 values a batch as Python objects, however wide the file is
+            for batch in source.iter_batches(batch_size=max(64, 65536 // max(1, len(header)))):
                 columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
                 for row in zip(*columns, strict=True):
                     n += 1
