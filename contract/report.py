@@ -96,6 +96,25 @@ class Resources(_Open):
     peak_rss_bytes: int = Field(description="its peak resident memory (ru_maxrss); not its address space")
 
 
+class QuantizedFile(_Open):
+    """One way of making the quantized file, judged on the validation split."""
+
+    after: float = Field(description="the exported file's headline metric")
+    drop: float = Field(description="against the dense model, in the metric's units (positive = worse)")
+    seconds: float = Field(description="what this path cost: fine-tuning (if any), export and evaluation")
+
+
+class Quantization(_Open):
+    """How a quantized job's file was made: post-training, or fine-tuned with fake quantization first."""
+
+    path: Literal["post_training", "quantization_aware"] = Field(description="the path whose file ships")
+    post_training: QuantizedFile
+    quantization_aware: QuantizedFile | None = Field(
+        None, description="int8, when it ran (`quantization_aware` in the spec; auto: post-training broke the guard)"
+    )
+    note: str | None = Field(None, description="why the path was taken, and what each cost")
+
+
 class Report(_Open):
     """A prune or profile job's report: the pruned (or profiled) model's figures, and the dense baseline's."""
 
@@ -107,6 +126,7 @@ class Report(_Open):
     latency: list[DeviceFigures] = Field(description="one entry per device of the job")
     baseline: Baseline | None = Field(None, description="prune jobs only")
     resources: Resources | None = Field(None, description="prune jobs only")
+    quantization: Quantization | None = Field(None, description="prune jobs exported quantized")
 
 
 class _TradeoffPoint(_Open):

@@ -225,6 +225,11 @@ class JobSpec(Strict):
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)
     max_error_increase: float | None = Field(None, ge=0)
     quantization: Literal["none", "float16", "dynamic_int8", "int8"] = "none"
+    quantization_aware: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="int8 only: fine-tune with fake-quantized kernels that keep the pruning masks and ship that "
+        "file when it scores better; auto: only when the post-training int8 model breaks the guard",
+    )
     devices: list[str] | None = Field(
         None,
         max_length=20,
@@ -282,4 +287,6 @@ class JobSpec(Strict):
             raise SpecError("invalid_spec", "block needs granularity unstructured")
         if self.n_of_m is not None and self.granularity != "n_of_m":
             raise SpecError("invalid_spec", "n_of_m settings need granularity n_of_m")
+        if self.quantization_aware == "always" and self.quantization != "int8":
+            raise SpecError("invalid_spec", "quantization_aware always needs quantization int8")
         check_devices(self.devices or [])

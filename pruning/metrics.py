@@ -35,3 +35,11 @@ def evaluate(pred: NDArray[Any], y: NDArray[Any], task: str) -> dict[str, Any]:
 def headline(task: str) -> str:
     """The metric the accuracy guard and the report's `accuracy` block use."""
     return "accuracy" if task == "classification" else "mae"
+
+
+def drop(before: dict[str, Any], after: dict[str, Any], task: str) -> float:
+    """How much worse `after` is than `before` on the validation split, in the headline metric's units
+    (positive = worse); both are `{"val": metrics}`."""
+    key = headline(task)
+    diff = before["val"][key] - after["val"][key]
+    return float(diff if task == "classification" else -diff)

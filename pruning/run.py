@@ -24,6 +24,7 @@ from pruning.loading import load_model, resolve_loss
 from pruning.nesting import flatten
 from pruning.recipe import DISTILL_TEMPERATURE, choose
 from pruning.report import agreement, resources, sizes, sparsity_block, write_report
+from pruning.shipping import ship
 from pruning.spec import PruneSpec
 from pruning.strategies import ChannelPruner, Snapshot, make_pruner
 
@@ -102,13 +103,6 @@ def _evaluate(model: keras.Model, data: Data, loss: Any) -> dict[str, Any]:
             out[split] = metrics.evaluate(pred, xy[1], data.task)
             out[split]["loss"] = float(np.mean(keras.ops.convert_to_numpy(loss_fn(xy[1], pred))))
     return out
-
-
-def _drop(before: dict[str, Any], after: dict[str, Any], task: str) -> float:
-    """How much worse `after` is, in the headline metric's units (positive = worse)."""
-    key = metrics.headline(task)
-    diff = before["val"][key] - after["val"][key]
-    return float(diff if task == "classification" else -diff)
 
 
 def _why_schedule(spec: PruneSpec) -> dict[str, Any]:
@@ -216,11 +210,11 @@ def run(
             masks=pruner.masks,
             # Both are called during this round's fit, so they see this round's step (B023 is about later calls).
             on_progress=lambda f: stages.enter("finetuning", (step - 1 + f) / plan.steps),  # noqa: B023
-            stop=None if within is None else lambda m: _drop(before, _evaluate(m, data, loss), task) <= within,  # noqa: B023
+            stop=None if within is None else lambda m: metrics.drop(before, _evaluate(m, data, loss), task) <= within,  # noqa: B023
             augment=spec.augment,
         )
         after_step = _evaluate(model, data, loss)
-        drop = _drop(before, after_step, task)
+        drop = metrics.drop(before, after_step, task)
         rounds.append(
             {"step": step, "sparsity": round(sparsity, 6), "train_loss": losses, "val": after_step["val"], "drop": drop}
         )
@@ -249,14 +243,15 @@ def run(
         control = {"note": "the from-scratch control applies to channel cuts (a thinner architecture) only"}
 
     stages.enter("converting")
+    shipped = ship(model, data, quantization=spec.quantization, loss=loss, recipe=recipe, batch_size=spec.batch_size,
+                   before=before, guard=guard, quantization_aware=spec.quantization_aware,
+                   log=say, on_progress=lambda f: stages.enter("converting", f))  # fmt: skip
+    tflite, tflite_pred, tflite_val = shipped.tflite, shipped.pred, shipped.val
     keras_path = workdir / "model.keras"
-    model.save(keras_path)
-    tflite = export.to_tflite(model, spec.quantization, data.x_train)
+    model.save(keras_path)  # after `ship`: a quantization-aware fine-tuning changes the weights that ship
     tflite_path = workdir / "model.tflite"
     tflite_path.write_bytes(tflite)
     say(f"exported {len(tflite)} bytes ({spec.quantization}); dense baseline {len(baseline_tflite)} bytes")
-    tflite_pred = export.predict(tflite, data.x_val)
-    tflite_val = metrics.evaluate(tflite_pred, data.y_val, task)
 
     stages.enter("profiling")
     devices = job_devices(spec.devices, tflite, (spec.device,) if spec.device else (), say)
@@ -268,9 +263,7 @@ def run(
 
     layers_after = count_layers(model)
     quantized = spec.quantization != "none"
-    export_broke_guard = bool(
-        quantized and not broke_guard and guard is not None and _drop(before, {"val": tflite_val}, task) > guard
-    )
+    export_broke_guard = shipped.broke_guard and not broke_guard
     if export_broke_guard:
         say(f"the exported {spec.quantization} model breaks the guard the Keras model met")
     if not broke_guard and sum(c.nonzero for c in layers_after) >= sum(c.nonzero for c in layers_before.values()):
@@ -294,7 +287,7 @@ def run(
             "split": "val",
             "tflite_after": tflite_val[headline],
             # What the export itself costs (int8 rounding, mostly), in the metric's units.
-            "tflite_loss": _drop({"val": after["val"]}, {"val": tflite_val}, task),
+            "tflite_loss": metrics.drop({"val": after["val"]}, {"val": tflite_val}, task),
         },
         "metrics": {"before": before, "after": after, "tflite_val": tflite_val},
         "tflite_check": {"loads": True, "agreement": agreement(tflite_pred, _predict(model, data.x_val), task)},
@@ -320,8 +313,9 @@ def run(
                 if broke_guard
                 else (
                     f"the Keras model met the guard but the exported {spec.quantization} model loses "
-                    f"{_drop(before, {'val': tflite_val}, task):.4f}; quantization-aware fine-tuning is not "
-                    "implemented yet: try quantization none or float16, or a smaller cut"
+                    f"{metrics.drop(before, {'val': tflite_val}, task):.4f}"
+                    + (f" ({shipped.quantization['note']})" if shipped.quantization else "")
+                    + ": try a smaller cut, or quantization none or float16"
                     if export_broke_guard
                     else None
                 )
@@ -337,6 +331,8 @@ def run(
             "latency": latency_baseline,
         },
     }
+    if shipped.quantization is not None:
+        report["quantization"] = shipped.quantization
     if control is not None:
         report["control"] = control
     if inlined:

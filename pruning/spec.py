@@ -56,6 +56,8 @@ class PruneSpec:
     max_accuracy_drop: float | None = None
     max_error_increase: float | None = None
     quantization: str = default(JobSpec, "quantization")
+    quantization_aware: str = default(JobSpec, "quantization_aware")
+    """int8: "auto" fine-tunes with fake quantization when post-training int8 breaks the guard (pruning.qat)."""
     devices: tuple[str, ...] = field(default=DEFAULT_DEVICES)
     """Profiles to estimate on; empty (a job spec without `devices`): host + every profile of the model's class
     that it fits (pruning.estimate.default_devices)."""
@@ -141,6 +143,7 @@ class PruneSpec:
             max_accuracy_drop=spec.get("max_accuracy_drop"),
             max_error_increase=spec.get("max_error_increase"),
             quantization=spec.get("quantization", cls.quantization),
+            quantization_aware=spec.get("quantization_aware", cls.quantization_aware),
             devices=tuple(spec.get("devices") or ()),
             seed=int(spec.get("seed", cls.seed)),
             augment=finetune.get("augment"),

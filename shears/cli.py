@@ -337,6 +337,7 @@ def examples(name: str, out: Path) -> None:
 @click.option("--control", is_flag=True, help="Channel: also train the thinned model from scratch and compare.")
 @click.option("--max-accuracy-drop", type=float, default=None)
 @spec_flag("--quantization", JobSpec, "quantization", show_default=False)
+@spec_flag("--quantization-aware", JobSpec, "quantization_aware")
 @click.option("--seed", type=int, default=default(JobSpec, "seed"), show_default=True)
 def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any) -> None:
     """Prune MODEL locally with the same engine the workers run."""

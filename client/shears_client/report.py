@@ -131,6 +131,26 @@ class Resources(_Typed):
 
 
 @dataclass
+class QuantizedFile(_Typed):
+    """One way of making the quantized file, judged on the validation split."""
+
+    after: float | None = None
+    drop: float | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class Quantization(_Typed):
+    """How a quantized job's file was made: `path` is `post_training` or `quantization_aware`."""
+
+    path: str | None = None
+    post_training: QuantizedFile | None = None
+    quantization_aware: QuantizedFile | None = None
+    note: str | None = None
+    nested: ClassVar[dict[str, type[_Typed]]] = {"post_training": QuantizedFile, "quantization_aware": QuantizedFile}
+
+
+@dataclass
 class Report(_Typed, _Devices):
     """A finished job's report: for the pruned model, and in `baseline` for the dense one exported the same way."""
 
@@ -142,6 +162,7 @@ class Report(_Typed, _Devices):
     latency: list[DeviceFigures] | None = None
     baseline: Baseline | None = None
     resources: Resources | None = None
+    quantization: Quantization | None = None
     nested: ClassVar[dict[str, type[_Typed]]] = {
         "accuracy": Accuracy,
         "params": Params,
@@ -151,6 +172,7 @@ class Report(_Typed, _Devices):
         "latency": DeviceFigures,
         "baseline": Baseline,
         "resources": Resources,
+        "quantization": Quantization,
     }
 
 

@@ -49,6 +49,7 @@ SPEC_FLAGS: dict[str, str] = {
     "max_accuracy_drop": "--max-accuracy-drop",
     "max_error_increase": "--max-error-increase",
     "quantization": "--quantization",
+    "quantization_aware": "--quantization-aware",
     "devices": "--device",
     "seed": "--seed",
     "callback_url": "--callback-url",
@@ -92,7 +93,8 @@ def build_spec(base: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
     """The spec file's fields, with every flag that was given written over them."""
     spec = copy.deepcopy(base)
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
-    for name in ("kind", "method", "granularity", "scope", "block", "quantization", "seed", "callback_url"):
+    for name in ("kind", "method", "granularity", "scope", "block", "quantization", "quantization_aware", "seed",
+                 "callback_url"):  # fmt: skip
         if name in given:
             spec[name] = given[name]
     for name in ("max_accuracy_drop", "max_error_increase"):
@@ -276,6 +278,11 @@ P = click.Path(dir_okay=False, path_type=Path)
 )
 @click.option("--max-error-increase", type=float, help="The guard of a regression job, in the target's units.")
 @click.option("--quantization", type=click.Choice(["none", "float16", "dynamic_int8", "int8"]))
+@click.option(
+    "--quantization-aware",
+    type=click.Choice(["auto", "always", "never"]),
+    help="int8: fine-tune with fake quantization, keeping the masks [auto: when post-training int8 breaks the guard].",
+)
 @click.option("--device", "devices", multiple=True, help="Device to profile on (repeatable); see `devices`.")
 @click.option("--seed", type=int)
 @click.option("--callback-url", help="POSTed the job (signed, Shears-Signature) when it ends.")

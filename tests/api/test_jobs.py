@@ -31,6 +31,8 @@ def _spec(model_id: str, **changes: Any) -> dict[str, Any]:
         ({"finetune": {"epochs": -1}}, "invalid_request"),
         ({"finetune": {"epochs": 1, "batch_size": 64, "lr": 0.1}}, "invalid_request"),
         ({"quantization": "int4"}, "invalid_request"),
+        ({"quantization": "int8", "quantization_aware": "sometimes"}, "invalid_request"),
+        ({"quantization_aware": "always"}, "invalid_spec"),
         ({"devices": ["toaster-9000"]}, "unknown_device"),
         ({"target": {"macs_reduction": 0.5}}, "invalid_spec"),
         ({"n_of_m": {"n": 2, "m": 4}}, "invalid_spec"),
@@ -96,6 +98,26 @@ def test_blocks_of_zeros_reach_the_downloaded_model(embedded: Service, key: str,
     assert report["schedule"]["kind"] == "polynomial"
     assert report["schedule"]["steps"] == 1  # no epochs: one round
     assert "unset in the job" in report["schedule"]["why"]
+
+
+def test_an_int8_job_fine_tuned_with_fake_quantization_says_which_file_shipped(
+    embedded: Service, key: str, model_id: str
+) -> None:
+    from shears_client.report import Report
+
+    spec = _spec(model_id, quantization="int8", quantization_aware="always", finetune={"epochs": 1})
+    with embedded.client(key) as c:
+        done = wait_for_job(c, _submit(c, spec)["id"])
+        assert done["status"] == "succeeded", done["error"]
+        raw = c.get(f"/v1/jobs/{done['id']}/report").json()
+    report = Report.from_json(raw)
+    assert report.quantization is not None
+    assert report.quantization.path in ("post_training", "quantization_aware")
+    assert report.quantization.quantization_aware is not None
+    shipped = getattr(report.quantization, report.quantization.path)
+    assert report.accuracy is not None
+    assert report.accuracy.after == pytest.approx(shipped.after)
+    assert raw["quantization"]["quantization_aware"]["zeros_held"] is True
 
 
 def test_unknown_ids_are_404(embedded: Service, key: str, model_id: str) -> None:

@@ -126,6 +126,7 @@ TYPED = {
     "Sparsity": "Sparsity", "Size": "Size", "DeviceFigures": "DeviceFigures",
     "SweepReport": "SweepReport", "SweepPoint": "SweepPoint", "SweepBaseline": "SweepBaseline",
     "SweepFailure": "SweepFailure", "SweepBudget": "SweepBudget", "Resources": "Resources",
+    "Quantization": "Quantization", "QuantizedFile": "QuantizedFile",
 }  # fmt: skip
 
 
