@@ -132,22 +132,32 @@ def finetune(
     on_progress: Callable[[float], None],
     stop: Callable[[keras.Model], bool] | None = None,
     augment: dict[str, Any] | None = None,
+    graph: keras.Model | None = None,
+    callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> tuple[list[float], int | None]:
     """Train up to `epochs` epochs with the masks attached, with `optimizer(total_steps)`.
 
-    Returns the training loss per epoch and the epoch it stopped early after (None: it ran them all).
-    A `Distilled` loss is swapped for its task loss afterwards, so the saved model names only Keras's own.
+    `graph`, when given, is what is trained: a graph that calls `model`'s own layers (pruning.qat's
+    fake-quantized one), with `callbacks` around its steps. Returns the training loss per epoch and the
+    epoch it stopped early after (None: it ran them all). A `Distilled` loss is swapped for its task loss
+    afterwards, so the saved model names only Keras's own.
     """
     if epochs <= 0:
         return [], None
     steps = -(-len(x) // batch_size)
-    model.compile(optimizer=optimizer(steps * epochs), loss=loss)
+    trained = model if graph is None else graph
+    trained.compile(optimizer=optimizer(steps * epochs), loss=loss)
     early = EarlyStop(stop) if stop is not None else None
-    history = model.fit(
+    history = trained.fit(
         **stream.fit_input(x, y, batch_size, augment),
         epochs=epochs,
         verbose=0,
-        callbacks=[MaskCheck(variables, masks), Progress(on_progress, epochs, steps), *([early] if early else [])],
+        callbacks=[
+            *callbacks,
+            MaskCheck(variables, masks),
+            Progress(on_progress, epochs, steps),
+            *([early] if early else []),
+        ],
     )
     if isinstance(loss, Distilled):
         model.compile(optimizer=keras.optimizers.Adam(), loss=loss.task_loss)

@@ -34,7 +34,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pruning import masks as masking
-from pruning import stream
 from pruning.export import REPRESENTATIVE_SAMPLES
 from pruning.graph import ordered_nodes
 
@@ -224,30 +223,24 @@ def finetune_quantized(
 ) -> dict[str, Any]:
     """Fine-tune `model`'s weights with fake-quantized kernels and activations, its zeros held; returns what
     was done."""
-    from pruning.finetune import Progress, recalibrate_batchnorm
+    from pruning.finetune import finetune
 
     kernels, skipped = quantized_kernels(model)
     variables = [v for v, _ in kernels]
     held = {v.path: (np.asarray(v.numpy()) != 0).astype(np.float32) for v in variables}
     zeros_before = sum(int(m.size - m.sum()) for m in held.values())
     masking.attach(variables, held)
-    steps = -(-len(x) // batch_size)
     trained, tensors = quantized_graph(model, x)
     try:
-        trained.compile(optimizer=optimizer(steps * epochs), loss=loss)
-        history = trained.fit(
-            **stream.fit_input(x, y, batch_size, augment),
-            epochs=epochs,
-            verbose=0,
-            callbacks=[FakeQuantizedKernels(kernels), Progress(on_progress, epochs, steps)],
-        )
+        losses, _ = finetune(model, x, y, loss=loss, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                             variables=variables, masks=held, on_progress=on_progress, augment=augment,
+                             graph=trained, callbacks=(FakeQuantizedKernels(kernels),))  # fmt: skip
     finally:
         masking.strip(variables)
-    recalibrate_batchnorm(model, x)
     zeros_after = sum(int(np.sum(np.asarray(v.numpy()) == 0)) for v in variables)
     return {
         "epochs": epochs,
-        "train_loss": [float(v) for v in history.history.get("loss", [])],
+        "train_loss": losses,
         "fake_quantized": {"kernels": len(kernels), "weights": int(sum(int(np.prod(v.shape)) for v in variables))},
         "not_fake_quantized": skipped,
         "fake_quantized_activations": tensors,
