@@ -1,6 +1,7 @@
 import inspect
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # No test calibrates the host tables by accident (minutes of CPU): tests/pruning/test_host_calibration.py does, tiny.
 os.environ.setdefault("SHEARS_HOST_CALIBRATION", "off")
+# Nor reads this machine's own calibration (./data/host-profiles): every run, a fresh clone's or a developer's
+# after `calibrate-host`, estimates with the same committed tables (pruning/profiles/host.json).
+os.environ.setdefault("SHEARS_HOST_PROFILES_DIR", tempfile.mkdtemp(prefix="shears-test-host-profiles-"))
 
 from tests.services import Service, postgres_database, redis_broker  # noqa: E402
 
