@@ -265,7 +265,7 @@ def main() -> int:
     if args.docs_only:
         res = json.loads(OUT.read_text())
     else:
-        reuse = json.loads(OUT.read_text()) if args.reuse else None
+        reuse = json.loads(Path(args.out).read_text()) if args.reuse else None
         res = run(QUICK_FAMILIES if args.quick else FAMILIES, args.passes, reuse)
         if reuse is not None:
             res["seconds"], res["export_s"], res["uptime"] = reuse["seconds"], reuse["export_s"], reuse["uptime"]

@@ -90,6 +90,10 @@ class DeviceProfile:
     arena_tool: bool = False  # measure the tensor arena with the tflite-micro interpreter
     cache_bandwidth_gbps: float = 0.0  # streams that stay in cache (the per-op memory floor); 0 = mem_bandwidth_gbps
     llc_bytes: int = 0  # weights + activations beyond this stream from DRAM every inference; 0 = not modelled
+    # (bytes, GB/s) pairs, ascending: the rate a weight stream of that size is read at, cycled once per inference
+    # (host calibration sweep of FULLY_CONNECTED ops); when given it replaces the llc_bytes DRAM spill term
+    weight_stream: tuple[tuple[int, float], ...] = ()
+    padded_outputs: bool = False  # the per-element term of MAC classes counts tile-padded outputs (host tables v3+)
     notes: str = ""
     active_power_mw: float = 0.0  # while one thread runs an inference; 0 = no figure (no energy estimate)
     power_per_extra_thread_mw: float = 0.0  # added per extra busy core
@@ -187,6 +191,8 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         arena_tool=bool(runtime.get("arena_tool", False)),
         cache_bandwidth_gbps=float(raw.get("cache_bandwidth_gbps", 0.0)),
         llc_bytes=int(raw.get("llc_bytes", 0)),
+        weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
+        padded_outputs=bool(runtime.get("padded_outputs", False)),
         notes=str(raw.get("notes", "")),
         active_power_mw=float(raw.get("active_power_mw", 0.0)),
         power_per_extra_thread_mw=float(raw.get("power_per_extra_thread_mw", 0.0)),

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from contract.devices import MAC_CLASSES
-from pruning.estimate.costs import OpCost, analyse, padded_macs, table_op
+from pruning.estimate.costs import OpCost, analyse, padded_macs, padded_work, table_op
 from pruning.estimate.fit import fit_class, own_efficiencies
 from pruning.estimate.graph import parse
 from pruning.estimate.microbench import chain_tflite, micro_cases, single_op_tflite, stable_time_us
@@ -133,23 +133,17 @@ def calibrate_host(
             "no usable timings, so the tables cannot be fitted"
         )
     # 4. bandwidths. Cache: the fastest stream (bytes read + written per second) any single-op case reached,
-    #    so the per-op memory floor only binds where an op moves more data than the caches deliver. DRAM and
-    #    the effective last-level cache: float FULLY_CONNECTED ops with 4..128 MiB of weights; the LLC is the
-    #    largest size still streamed at >= 80% of the best rate, DRAM the rate at 128 MiB.
+    #    so the per-op memory floor only binds where an op moves more data than the caches deliver. The weight
+    #    stream sweep: float FULLY_CONNECTED ops with 0.25..128 MiB of weights, each timed in a loop, so a stream of
+    #    that size is cycled once per inference as a whole model cycles its weights: the rate falls from the core's
+    #    own cache to the shared last-level cache to DRAM (`weight_stream`, read by pruning.estimate.memory).
+    #    DRAM: the rate at 128 MiB; the effective LLC: the largest size >= 4 MiB still streamed at >= 80% of the best
+    #    rate at >= 4 MiB.
     bw_gbps = max((c.act_bytes + c.weight_bytes) / (n * 1e3) for pts in samples.values() for c, n in pts)
-    import keras
-
-    sweep = []
-    sizes = [(1024, 256), (1024, 1024)] if quick else [(1024, 1024), (2048, 1024), (2048, 2048), (4096, 2048),
-                                                        (4096, 4096), (8192, 4096)]  # fmt: skip
-    for din, dout in sizes:
-        tfl = single_op_tflite([(din,)], lambda xs, d=dout: keras.layers.Dense(d)(xs[0]), "none")
-        size = din * dout * 4
-        rate = size / (timed(tfl, 0.1 if quick else 1.0) * 1e3)
-        sweep.append((size, rate))
-        log(f"weight stream {size / 2**20:6.1f} MiB: {rate:6.1f} GB/s")
-    best_rate = max(r for _, r in sweep)
-    llc = max(size for size, r in sweep if r >= 0.8 * best_rate)
+    sweep = weight_sweep(timed, quick, log)
+    big = [(size, r) for size, r in sweep if size >= 4 * 2**20] or sweep
+    best_rate = max(r for _, r in big)
+    llc = max(size for size, r in big if r >= 0.8 * best_rate)
     dram_gbps = sweep[-1][1]
     log(f"bandwidth: cache {bw_gbps:.1f} GB/s, DRAM {dram_gbps:.1f} GB/s, effective LLC {llc / 2**20:.1f} MiB")
     # 5. peak MACs/cycle per dtype = the best single-op CONV rate among the cases timed well above the
@@ -216,8 +210,9 @@ def calibrate_host(
         if cls in MAC_CLASSES:
             own = op_eff.get(r["op"], {})  # as costs.op_time_us reads the tables
             eff = own.get(dtype, efficiency[cls][dtype])
-            cyc = padded_macs(match, [1, 1] if dtype in own else tiles[cls][dtype]) / (mpc[dtype] * eff)
-            cyc += r["work"] * cpe[cls][dtype] + per_op_cycles[cls][dtype]
+            tile = [1, 1] if dtype in own else tiles[cls][dtype]
+            cyc = padded_macs(match, tile) / (mpc[dtype] * eff)
+            cyc += padded_work(match, tile) * cpe[cls][dtype] + per_op_cycles[cls][dtype]
         else:
             cyc = r["work"] * op_cpe.get(r["op"], {}).get(dtype, cpe[cls][dtype])
         floor = (match.act_bytes + match.weight_bytes) / (bw_gbps * 1e3)
@@ -259,6 +254,7 @@ def calibrate_host(
             "mem_bandwidth_gbps": round(dram_gbps, 2),
             "cache_bandwidth_gbps": round(bw_gbps, 2),
             "llc_bytes": int(llc),
+            "weight_stream": [[int(size), round(rate, 2)] for size, rate in sweep],
             "per_op_overhead_us": round(per_op, 4),
             "invoke_overhead_us": round(invoke, 3),
             "runtime_ram_bytes": 8 * 1024 * 1024,
@@ -279,6 +275,8 @@ def calibrate_host(
                 "single-op case (cache-resident streams; the per-op memory floor)",
                 "llc_bytes": "micro-benchmark: largest FULLY_CONNECTED weight size (4..128 MiB) still streamed at "
                 ">= 80% of the best rate (effective last-level cache of this VM)",
+                "weight_stream": "micro-benchmark: (weight bytes, GB/s) of float FULLY_CONNECTED ops with 0.25..128 "
+                "MiB of weights, each in a loop; a model's weights are re-read at the rate of its working set's size",
                 "per_op_overhead_us": "micro-benchmark: slope of time over a chain of 1 vs 33 tiny ADD ops",
                 "invoke_overhead_us": "micro-benchmark: intercept of the chain of ADDs (invoke + delegate entry)",
                 "runtime_ram_bytes": "assumption: LiteRT + XNNPACK heap and code resident, ~8 MiB",
@@ -294,6 +292,7 @@ def calibrate_host(
             "op_cycles_per_element": op_cpe,
             "op_efficiency": op_eff,
             "tiles": tiles,
+            "padded_outputs": True,
             "cycles_per_op": per_op_cycles,
             "parallel_efficiency": 0.9,
             "thread_overhead_us": 3.0,
@@ -307,6 +306,8 @@ def calibrate_host(
                 "kernel is not XNNPACK's), the median share of peak left after the class's setup and per-output "
                 "terms",
                 "tiles": how + "; the channel tile (nr, kr) that best explains odd channel counts",
+                "padded_outputs": "the per-element term of MAC classes counts outputs padded to the tile's nr (the "
+                "kernels requantise and store whole register tiles)",
                 "cycles_per_op": how + "; fixed setup cycles per op of a MAC class (same fit)",
                 "parallel_efficiency": "assumption (2-core host; XNNPACK pthreadpool)",
                 "thread_overhead_us": "assumption",
@@ -316,6 +317,26 @@ def calibrate_host(
         "micro_benchmarks": rows,
         "weight_streaming": [{"weights_bytes": z, "gbps": round(r, 2)} for z, r in sweep],
     }
+
+
+SWEEP_SIZES = [(256, 256), (512, 256), (512, 512), (768, 512), (1024, 512), (1024, 768), (1024, 1024), (2048, 1024),
+               (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096)]  # fmt: skip
+"""(inputs, units) of the weight-stream sweep's float FULLY_CONNECTED ops: 0.25, 0.5, 1, 1.5, 2, 3, 4 ... 128 MiB."""
+
+
+def weight_sweep(timed: Any, quick: bool = False, log: Any = print) -> list[tuple[int, float]]:
+    """(weight bytes, GB/s) of single float FULLY_CONNECTED ops timed in a loop, ascending sizes."""
+    import keras
+
+    sweep = []
+    sizes = [(256, 256), (1024, 256), (1024, 1024)] if quick else SWEEP_SIZES
+    for din, dout in sizes:
+        tfl = single_op_tflite([(din,)], lambda xs, d=dout: keras.layers.Dense(d)(xs[0]), "none")
+        size = din * dout * 4
+        rate = size / (timed(tfl, 0.1 if quick else (0.5 if size < 2**22 else 1.0)) * 1e3)
+        sweep.append((size, rate))
+        log(f"weight stream {size / 2**20:6.2f} MiB: {rate:6.1f} GB/s")
+    return sweep
 
 
 def _host_clock_mhz() -> float:

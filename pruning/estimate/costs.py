@@ -219,6 +219,15 @@ def padded_macs(cost: OpCost, tile: tuple[int, int] | list[int]) -> int:
     return d[0] * _ceil_to(d[1], nr) * d[2] * _ceil_to(d[3], kr)
 
 
+def padded_work(cost: OpCost, tile: tuple[int, int] | list[int]) -> int:
+    """Output elements after rounding the output channels up to the kernel's nr: a GEMM kernel
+    requantises and stores whole nr-wide register tiles (XNNPACK's x86 int8 AMX kernels: 64 channels)."""
+    nr, d = int(tile[0]), cost.dims
+    if not d or nr <= 1 or cost.cls not in MAC_CLASSES:
+        return cost.work
+    return d[0] * _ceil_to(d[1], nr)
+
+
 def table_op(cost: OpCost) -> str:
     """The op's key in the per-op tables: its name, marked when the reference kernel runs it."""
     return f"{cost.op}/reference" if cost.reference else cost.op
@@ -234,17 +243,20 @@ def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0)
     eff_dtype = table_dtype
     cycles = 0.0
     override = profile.op_cycles_per_element.get(cost.op, {})
+    work = cost.work
     if cost.cls in MAC_CLASSES and cost.macs:
         own = profile.op_efficiency.get(table_op(cost), {})  # an op with a kernel of its own (BATCH_MATMUL)
         eff = own[eff_dtype] if eff_dtype in own else _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
         factor = sparse_factor if cost.cls == "conv1x1" else 1.0
         tile = [1, 1] if eff_dtype in own else _table(profile.tiles, cost.cls, eff_dtype, [1, 1])
         cycles += padded_macs(cost, tile) * factor / (peak * eff)
+        if profile.padded_outputs:  # tables fitted on tile-padded outputs (host calibrations since version 3)
+            work = padded_work(cost, tile)
     cycles += _table(profile.cycles_per_op, cost.cls, eff_dtype, 0.0)
     if eff_dtype in override or (eff_dtype == "hybrid" and "int8" in override):
-        cycles += cost.work * override.get(eff_dtype, override.get("int8", 0.0))
+        cycles += work * override.get(eff_dtype, override.get("int8", 0.0))
     else:
-        cycles += cost.work * _table(profile.cycles_per_element, cost.cls, eff_dtype, 1.0)
+        cycles += work * _table(profile.cycles_per_element, cost.cls, eff_dtype, 1.0)
     threads = max(1, profile.threads)
     speedup = 1.0 + (threads - 1) * profile.parallel_efficiency
     compute_us = cycles / profile.clock_mhz / speedup

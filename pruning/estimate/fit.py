@@ -9,13 +9,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pruning.estimate.costs import OpCost, padded_macs, table_op
+from pruning.estimate.costs import OpCost, padded_macs, padded_work, table_op
 
+# Channel tiles (nr output channels, kr input channels per tap) the kernels may round up to. Up to 64: x86 AMX
+# int8 kernels (XNNPACK's qs8 *c4__avx512amx) work on 16-row x 64-byte tiles, 64 output channels at a time, and
+# take the reduction in 64-byte blocks; without these candidates a CPU with AMX cannot be fitted.
+_GEMM_TILES = [(nr, kr) for nr in (1, 8, 16, 32, 64) for kr in (1, 2, 4, 8, 16, 32, 64)]
 _TILE_CANDIDATES = {
-    "conv": [(nr, kr) for nr in (1, 8, 16, 32) for kr in (1, 2, 4, 8)],
-    "conv1x1": [(nr, kr) for nr in (1, 8, 16, 32) for kr in (1, 2, 4, 8)],
+    "conv": _GEMM_TILES,
+    "conv1x1": _GEMM_TILES,
     "depthwise": [(nr, 1) for nr in (1, 4, 8, 16, 32, 64)],
-    "fully_connected": [(nr, kr) for nr in (1, 4, 8, 16) for kr in (1, 4, 8, 16)],
+    "fully_connected": [(nr, kr) for nr in (1, 4, 8, 16, 32, 64) for kr in (1, 4, 8, 16, 32, 64)],
 }
 
 
@@ -51,13 +55,15 @@ def _grid_fit(
 def fit_class(
     cls: str, samples: list[tuple[OpCost, float]], clock: float, peak: float, bw_gbps: float, fixed_us: float = 0.0
 ) -> tuple[tuple[int, int], float, float, float, float]:
-    """Channel tile, efficiency, cycles per element, setup cycles and RMS log error for one class and dtype."""
+    """Channel tile, efficiency, cycles per element, setup cycles and RMS log error for one class and dtype.
+    The per-element term of a MAC class counts tile-padded outputs (`costs.padded_work`), as the kernels
+    requantise and store whole register tiles."""
     net = np.array([n for _, n in samples])
-    work = np.array([c.work for c, _ in samples], dtype=float)
     floor = np.array([(c.act_bytes + c.weight_bytes) / (bw_gbps * 1e3) for c, _ in samples])
     best: tuple[float, tuple[int, int], float, float, float] | None = None
     for tile in _TILE_CANDIDATES.get(cls, [(1, 1)]):
         macs = np.array([padded_macs(c, tile) for c, _ in samples], dtype=float)
+        work = np.array([padded_work(c, tile) for c, _ in samples], dtype=float)
         eff, cpe, setup, err = _grid_fit(macs, work, floor, net, clock, peak, fixed_us)
         # prefer the smaller tile unless a bigger one explains the data clearly better
         if best is None or err < best[0] * 0.97:

@@ -22,6 +22,7 @@ import keras
 
 from contract.devices import MAC_CLASSES, DeviceProfile
 from pruning.estimate.costs import OpCost, op_time_us
+from pruning.estimate.memory import streamed_weights_us
 from pruning.graph import DEPTHWISE, SEPARABLE, ordered_nodes
 
 ChannelsFn = Callable[[Any], int]
@@ -285,12 +286,7 @@ def estimate_keras_ms(
     per-op times plus the invoke overhead, as `estimator.estimate` computes it from a `.tflite`."""
     costs = keras_costs(model, quantization, channels)
     total = profile.invoke_overhead_us + sum(op_time_us(c, profile) for c in costs)
-    if profile.llc_bytes > 0:
-        packed = sum(
-            c.weight_elements * (1 if c.dtype in ("int8", "hybrid") else 4) for c in costs if c.cls in MAC_CLASSES
-        )
-        peak = max((c.act_bytes for c in costs), default=0)
-        spill = packed + peak - profile.llc_bytes
-        if spill > 0:
-            total += spill / (profile.mem_bandwidth_gbps * 1e3)
+    packed = sum(c.weight_elements * (1 if c.dtype in ("int8", "hybrid") else 4) for c in costs if c.cls in MAC_CLASSES)
+    peak = max((c.act_bytes for c in costs), default=0)
+    total += streamed_weights_us(packed, packed + peak, profile)[0]
     return total / 1000.0

@@ -85,12 +85,47 @@ def ram_estimate(tflite: bytes, graph: Graph, costs: list[OpCost], profile: Devi
     )
 
 
-def cold_weights_us(graph: Graph, costs: list[OpCost], profile: DeviceProfile) -> tuple[float, str]:
-    """Time to re-read, from DRAM, the part of the weights + activations that cannot stay in the last-level
-    cache between inferences (single-op micro-benchmarks keep their weights hot, a whole model does not)."""
+def stream_rate_gbps(points: tuple[tuple[int, float], ...] | list[tuple[int, float]], size: float) -> float:
+    """The rate a weight stream of `size` bytes is read at, from the calibration's sweep `points` ((bytes, GB/s),
+    ascending): time per byte interpolated in log-size; each point raised to the best rate of any larger one
+    (a small stream is never slower than a bigger one: the smallest points are overhead-bound); the end points
+    beyond the sweep."""
+    pts = sorted(points)
+    rates = [r for _, r in pts]
+    for i in range(len(rates) - 2, -1, -1):
+        rates[i] = max(rates[i], rates[i + 1])
+    sizes = [float(b) for b, _ in pts]
+    if size <= sizes[0]:
+        return rates[0]
+    if size >= sizes[-1]:
+        return rates[-1]
+    j = next(k for k in range(1, len(sizes)) if sizes[k] >= size)
+    t = (np.log(size) - np.log(sizes[j - 1])) / (np.log(sizes[j]) - np.log(sizes[j - 1]))
+    return float(1.0 / ((1 - t) / rates[j - 1] + t / rates[j]))
+
+
+def streamed_weights_us(packed: int, working: int, profile: DeviceProfile) -> tuple[float, str]:
+    """Time to re-read the weights each inference from where they live, beyond the time the single-op micro-
+    benchmarks (weights hot in the core's own cache) already include.
+
+    With a calibrated sweep (`profile.weight_stream`, host tables v3+): a model whose weights + activations are
+    `working` bytes reads its `packed` weight bytes at the rate the sweep measured for a stream of that size
+    (private cache, then the shared last-level cache, then DRAM), so it adds `packed * (1/rate(working) -
+    1/rate(smallest))`; additive, as chains of convolutions with distinct weights measured (the weight stream does
+    not hide behind the compute). Without a sweep: only what spills beyond `llc_bytes`, at DRAM rate."""
+    if profile.weight_stream and packed > 0:
+        hot = stream_rate_gbps(profile.weight_stream, 0)
+        rate = stream_rate_gbps(profile.weight_stream, working)
+        us = max(packed / (rate * 1e3) - packed / (hot * 1e3), 0.0)
+        if us <= 0:
+            return 0.0, ""
+        return us, (
+            f"weights {packed / 2**20:.2f} MiB re-read each inference: a {working / 2**20:.2f} MiB working set "
+            f"streams at {rate:.1f} GB/s on this host (calibration sweep), vs {hot:.1f} GB/s cache-hot in the "
+            f"single-op micro-benchmarks: +{us / 1e3:.3f} ms"
+        )
     if profile.llc_bytes <= 0:
         return 0.0, ""
-    working = packed_weight_bytes(graph, costs) + peak_activation_bytes(graph)
     spill = working - profile.llc_bytes
     if spill <= 0:
         return 0.0, ""
@@ -99,3 +134,10 @@ def cold_weights_us(graph: Graph, costs: list[OpCost], profile: DeviceProfile) -
         f"weights + activations {working / 2**20:.1f} MiB exceed the {profile.llc_bytes / 2**20:.1f} MiB "
         f"effective last-level cache: {spill / 2**20:.1f} MiB re-read from DRAM each inference ({us / 1e3:.2f} ms)"
     )
+
+
+def cold_weights_us(graph: Graph, costs: list[OpCost], profile: DeviceProfile) -> tuple[float, str]:
+    """`streamed_weights_us` of a parsed model: its packed weights, and weights + peak activations as the
+    working set (single-op micro-benchmarks keep their weights hot, a whole model does not)."""
+    packed = packed_weight_bytes(graph, costs)
+    return streamed_weights_us(packed, packed + peak_activation_bytes(graph), profile)

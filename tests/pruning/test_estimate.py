@@ -111,7 +111,9 @@ def test_estimate_has_the_report_fields(conv_int8: bytes) -> None:
 def test_estimates_grow_with_macs() -> None:
     from pruning.estimate import estimate
 
-    small, big = _export(_conv_net(16), "int8"), _export(_conv_net(48), "int8")
+    # 128 filters, not 48: on an x86 host with AMX, XNNPACK's int8 kernels work on 64-channel tiles, so 16 and 48
+    # filters cost the same padded MACs (measured on a Xeon: 0.093 vs 0.107 ms; 128 filters 0.35 ms)
+    small, big = _export(_conv_net(16), "int8"), _export(_conv_net(128), "int8")
     for name in ("host", "cortex-m4f-120mhz", "cortex-a53-1200mhz", "cortex-a76-2400mhz"):
         p = devices.get_profile(name)
         assert estimate(big, p)["estimate_ms"] > 2 * estimate(small, p)["estimate_ms"], name
@@ -157,7 +159,9 @@ def test_unstructured_sparsity_gives_no_speedup_on_mcu() -> None:
 def test_channel_thinned_model_estimates_faster() -> None:
     from pruning.estimate import estimate
 
-    full, thin = _export(_conv_net(32), "int8"), _export(_conv_net(16), "int8")
+    # 128 -> 64 filters: below 64 channels an x86 host with AMX gains nothing (its int8 kernels' 64-channel tiles;
+    # measured on a Xeon: 16 and 32 filters run alike), and the host estimate says so
+    full, thin = _export(_conv_net(128), "int8"), _export(_conv_net(64), "int8")
     for name in ("cortex-m4f-120mhz", "cortex-a55-1200mhz", "host"):
         p = devices.get_profile(name)
         assert estimate(thin, p)["estimate_ms"] < 0.6 * estimate(full, p)["estimate_ms"], name

@@ -1,0 +1,85 @@
+"""Host tables version 3: channel tiles up to 64 (x86 AMX int8 kernels), the per-element term on tile-padded
+outputs, and weights re-read each inference at the rate the calibration's sweep measured for the model's working
+set. Synthetic OpCosts and profiles: no model is built or timed."""
+
+import dataclasses
+
+import pytest
+
+from contract import devices
+from pruning.estimate.costs import OpCost, op_time_us, padded_macs, padded_work
+from pruning.estimate.fit import fit_class
+from pruning.estimate.memory import stream_rate_gbps, streamed_weights_us
+
+MIB = 2**20
+
+
+def _conv(pixels: int, cout: int, taps: int, cin: int) -> OpCost:
+    macs, dims = pixels * cout * taps * cin, (pixels, cout, taps, cin)
+    return OpCost(0, "CONV_2D", "conv", "int8", macs=macs, work=pixels * cout, act_bytes=pixels * (cin + cout),
+                  weight_bytes=cout * taps * cin, dims=dims)  # fmt: skip
+
+
+def test_padded_outputs_count_whole_register_tiles() -> None:
+    c = _conv(256, 8, 9, 8)
+    assert padded_work(c, (64, 64)) == 256 * 64
+    assert padded_macs(c, (64, 64)) == 256 * 64 * 9 * 64
+    assert padded_work(c, (1, 1)) == c.work
+    flat = dataclasses.replace(c, cls="elementwise", op="ADD", macs=0)
+    assert padded_work(flat, (64, 64)) == c.work  # only MAC classes have register tiles
+
+
+def test_an_amx_like_kernel_is_fitted_with_64_channel_tiles() -> None:
+    """Cost proportional to outputs padded to 64 channels and inputs padded to 64 per tap, as XNNPACK's qs8 AMX
+    kernels (16 rows x 64 bytes): 16 and 32 channels cost the same. Tiles up to 32 (the candidates before
+    version 3) cannot explain it; the fit finds (64, 64) and reproduces the times."""
+    clock, peak = 1000.0, 400.0
+    shapes = [(256, 8, 9, 8), (256, 32, 9, 32), (784, 16, 9, 16), (64, 64, 9, 64), (49, 256, 9, 256), (3136, 32, 9, 3),
+              (1024, 16, 5, 3), (144, 24, 9, 12), (4096, 8, 1, 8)]  # fmt: skip
+    samples = []
+    for shape in shapes:
+        c = _conv(*shape)
+        cycles = padded_macs(c, (64, 64)) / (peak * 0.9) + padded_work(c, (64, 64)) * 0.5
+        samples.append((c, cycles / clock))
+    tile, eff, cpe, setup, err = fit_class("conv", samples, clock, peak, bw_gbps=1000.0)
+    assert tuple(tile) == (64, 64)
+    assert err < 0.05
+    assert eff == pytest.approx(0.9, rel=0.1)
+
+
+def _profile(**changes: object) -> devices.DeviceProfile:
+    return dataclasses.replace(devices.get_profile("cortex-a76-2400mhz"), **changes)  # type: ignore[arg-type]
+
+
+def test_padded_outputs_apply_only_to_tables_fitted_that_way() -> None:
+    c = _conv(256, 8, 9, 8)
+    base = _profile(tiles={"conv": {"int8": [64, 64]}}, cycles_per_element={"conv": {"int8": 10.0}},
+                    cycles_per_op={}, padded_outputs=False)  # fmt: skip
+    padded = dataclasses.replace(base, padded_outputs=True)
+    extra_us = (padded_work(c, (64, 64)) - c.work) * 10.0 / base.clock_mhz
+    assert op_time_us(c, padded) - op_time_us(c, base) == pytest.approx(extra_us, rel=1e-6)
+
+
+SWEEP = ((MIB // 4, 90.0), (MIB, 100.0), (2 * MIB, 60.0), (4 * MIB, 30.0), (128 * MIB, 10.0))
+
+
+def test_the_weight_stream_rate_follows_the_sweep() -> None:
+    assert stream_rate_gbps(SWEEP, 0) == 100.0  # the overhead-bound smallest point is raised to the best after it
+    assert stream_rate_gbps(SWEEP, MIB // 4) == 100.0
+    assert stream_rate_gbps(SWEEP, 4 * MIB) == 30.0
+    assert stream_rate_gbps(SWEEP, 1024 * MIB) == 10.0  # beyond the sweep: its last rate (DRAM)
+    mid = stream_rate_gbps(SWEEP, 3 * MIB)
+    assert 30.0 < mid < 60.0
+
+
+def test_weights_beyond_the_private_cache_are_re_read_each_inference() -> None:
+    """Additive, per byte: packed * (1/rate(working set) - 1/hot rate); nothing while the model fits the core's
+    own cache; without a sweep, the old spill beyond llc_bytes at DRAM rate."""
+    p = _profile(weight_stream=SWEEP, llc_bytes=0)
+    assert streamed_weights_us(MIB // 2, MIB, p) == (0.0, "")
+    us, note = streamed_weights_us(8 * MIB, 8 * MIB + MIB // 2, p)
+    rate = stream_rate_gbps(SWEEP, 8 * MIB + MIB // 2)
+    assert us == pytest.approx(8 * MIB / (rate * 1e3) - 8 * MIB / (100.0 * 1e3))
+    assert "re-read each inference" in note
+    old = _profile(weight_stream=(), llc_bytes=4 * MIB, mem_bandwidth_gbps=10.0)
+    assert streamed_weights_us(8 * MIB, 6 * MIB, old)[0] == pytest.approx(2 * MIB / 1e4)
