@@ -85,6 +85,8 @@ class DeviceProfile:
     parallel_efficiency: float = 0.0  # each extra thread adds this share of one thread's speed
     thread_overhead_us: float = 0.0  # per parallelised op, when threads > 1
     invoke_overhead_us: float = 0.0  # once per inference
+    loop_fixed_us: float = 0.0  # once per WHILE loop (a recurrent layer), beyond its body's ops (host calibration)
+    loop_iteration_us: float = 0.0  # per WHILE iteration: condition, loop state, the body's delegate invoke
     runtime_flash_bytes: int = 0  # runtime code size added to the .tflite size
     error_band: tuple[float, float] = (0.5, 2.0)  # low/high multipliers from the measured calibration error
     arena_tool: bool = False  # measure the tensor arena with the tflite-micro interpreter
@@ -93,6 +95,7 @@ class DeviceProfile:
     # (bytes, GB/s) pairs, ascending: the rate a weight stream of that size is read at, cycled once per inference
     # (host calibration sweep of FULLY_CONNECTED ops); when given it replaces the llc_bytes DRAM spill term
     weight_stream: tuple[tuple[int, float], ...] = ()
+    first_op_us: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> once per inference
     padded_outputs: bool = False  # the per-element term of MAC classes counts tile-padded outputs (host tables v3+)
     notes: str = ""
     active_power_mw: float = 0.0  # while one thread runs an inference; 0 = no figure (no energy estimate)
@@ -186,12 +189,15 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         parallel_efficiency=float(raw.get("parallel_efficiency", runtime.get("parallel_efficiency", 0.0))),
         thread_overhead_us=float(raw.get("thread_overhead_us", runtime.get("thread_overhead_us", 0.0))),
         invoke_overhead_us=float(raw.get("invoke_overhead_us", 0.0)),
+        loop_fixed_us=float(raw.get("loop_fixed_us", 0.0)),
+        loop_iteration_us=float(raw.get("loop_iteration_us", 0.0)),
         runtime_flash_bytes=int(raw.get("runtime_flash_bytes", runtime.get("runtime_flash_bytes", 0))),
         error_band=(float(raw["error_band"][0]), float(raw["error_band"][1])),
         arena_tool=bool(runtime.get("arena_tool", False)),
         cache_bandwidth_gbps=float(raw.get("cache_bandwidth_gbps", 0.0)),
         llc_bytes=int(raw.get("llc_bytes", 0)),
         weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
+        first_op_us=_merge(runtime.get("first_op_us", {}), raw.get("first_op_us", {})),
         padded_outputs=bool(runtime.get("padded_outputs", False)),
         notes=str(raw.get("notes", "")),
         active_power_mw=float(raw.get("active_power_mw", 0.0)),

@@ -12,7 +12,15 @@ from contract.devices import MAC_CLASSES
 from pruning.estimate.costs import OpCost, analyse, padded_macs, padded_work, table_op
 from pruning.estimate.fit import fit_class, own_efficiencies
 from pruning.estimate.graph import parse
-from pruning.estimate.microbench import chain_tflite, micro_cases, single_op_tflite, stable_time_us
+from pruning.estimate.microbench import (
+    chain_tflite,
+    first_op_overheads,
+    loop_overheads,
+    micro_cases,
+    single_op_tflite,
+    stable_time_us,
+    weight_sweep,
+)
 
 OWN_EFFICIENCY = ("BATCH_MATMUL",)
 """Ops of a MAC class whose kernel is not the class's own: timed apart, with an efficiency of their own."""
@@ -86,6 +94,13 @@ def calibrate_host(
         log(f"overhead {dtype}: per op {overheads[dtype][0]:.3f} us, invoke {overheads[dtype][1]:.3f} us")
     per_op = float(np.mean([v[0] for v in overheads.values()]))
     invoke = float(np.mean([v[1] for v in overheads.values()]))
+    # 2. what an inference pays once when it runs a MAC class's ops (chains of 1 and 9 small ops)
+    first_op = {} if quick else first_op_overheads(timed, invoke, log)
+    loop_fixed, loop_iteration = (0.0, 0.0) if quick else loop_overheads(timed, invoke, per_op, log)
+
+    def first(cls: str, dtype: str) -> float:
+        return float(first_op.get(cls, {}).get("int8" if dtype in ("hybrid", "int16") else dtype, 0.0))
+
     # 3. every case, every dtype: time minus overheads (floored)
     samples: dict[tuple[str, str], list[tuple[OpCost, float]]] = {}
     op_samples: dict[tuple[str, str], list[tuple[OpCost, float]]] = {}
@@ -116,7 +131,7 @@ def calibrate_host(
             if dtype == "hybrid" and real != "hybrid":
                 continue  # the converter kept float weights (too small to quantise)
             us = timed(tfl)
-            net = max(us - invoke - per_op, MIN_US)
+            net = max(us - invoke - per_op - first(cls, real), MIN_US)
             # an op of a MAC class other than the class's own kernel (BATCH_MATMUL in fully_connected) gets
             # its own efficiency, fitted after the class's; it does not move the class's fit
             (op_samples if c.op in OWN_EFFICIENCY else samples).setdefault((cls, real), []).append((c, net))
@@ -140,7 +155,7 @@ def calibrate_host(
     #    DRAM: the rate at 128 MiB; the effective LLC: the largest size >= 4 MiB still streamed at >= 80% of the best
     #    rate at >= 4 MiB.
     bw_gbps = max((c.act_bytes + c.weight_bytes) / (n * 1e3) for pts in samples.values() for c, n in pts)
-    sweep = weight_sweep(timed, quick, log)
+    sweep = weight_sweep(timed, quick, log, single_op_tflite)
     big = [(size, r) for size, r in sweep if size >= 4 * 2**20] or sweep
     best_rate = max(r for _, r in big)
     llc = max(size for size, r in big if r >= 0.8 * best_rate)
@@ -171,7 +186,8 @@ def calibrate_host(
     op_cpe: dict[str, dict[str, float]] = {}
     for (cls, dtype), pts in sorted(samples.items()):
         if cls in MAC_CLASSES:
-            tile, eff, per_el, setup, err = fit_class(cls, pts, clock, mpc[dtype], bw_gbps, invoke + per_op)
+            fixed = invoke + per_op + first(cls, dtype)
+            tile, eff, per_el, setup, err = fit_class(cls, pts, clock, mpc[dtype], bw_gbps, fixed)
             efficiency.setdefault(cls, {})[dtype] = round(eff, 4)
             cpe.setdefault(cls, {})[dtype] = round(per_el, 4)
             per_op_cycles.setdefault(cls, {})[dtype] = round(setup, 1)
@@ -216,7 +232,7 @@ def calibrate_host(
         else:
             cyc = r["work"] * op_cpe.get(r["op"], {}).get(dtype, cpe[cls][dtype])
         floor = (match.act_bytes + match.weight_bytes) / (bw_gbps * 1e3)
-        r["fit_us"] = round(max(cyc / clock, floor) + invoke + per_op, 3)
+        r["fit_us"] = round(max(cyc / clock, floor) + invoke + per_op + first(cls, dtype), 3)
     log(f"macs/cycle @ {clock:.0f} MHz: {mpc}")
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     how = (
@@ -257,6 +273,8 @@ def calibrate_host(
             "weight_stream": [[int(size), round(rate, 2)] for size, rate in sweep],
             "per_op_overhead_us": round(per_op, 4),
             "invoke_overhead_us": round(invoke, 3),
+            "loop_fixed_us": loop_fixed,
+            "loop_iteration_us": loop_iteration,
             "runtime_ram_bytes": 8 * 1024 * 1024,
             "sparse_speedup": False,
             "error_band": [0.85, 1.15],
@@ -279,6 +297,7 @@ def calibrate_host(
                 "MiB of weights, each in a loop; a model's weights are re-read at the rate of its working set's size",
                 "per_op_overhead_us": "micro-benchmark: slope of time over a chain of 1 vs 33 tiny ADD ops",
                 "invoke_overhead_us": "micro-benchmark: intercept of the chain of ADDs (invoke + delegate entry)",
+                "loop_iteration_us": "micro-benchmark: WHILE loops of 1 and 33 iterations, slope minus the body's ops",
                 "runtime_ram_bytes": "assumption: LiteRT + XNNPACK heap and code resident, ~8 MiB",
                 "sparse_speedup": "off: the pip LiteRT interpreter applies XNNPACK with default options and our "
                 "exporter stores zeros densely (no DENSIFY), so no sparse path is taken",
@@ -293,6 +312,7 @@ def calibrate_host(
             "op_efficiency": op_eff,
             "tiles": tiles,
             "padded_outputs": True,
+            "first_op_us": first_op,
             "cycles_per_op": per_op_cycles,
             "parallel_efficiency": 0.9,
             "thread_overhead_us": 3.0,
@@ -306,6 +326,8 @@ def calibrate_host(
                 "kernel is not XNNPACK's), the median share of peak left after the class's setup and per-output "
                 "terms",
                 "tiles": how + "; the channel tile (nr, kr) that best explains odd channel counts",
+                "first_op_us": "micro-benchmark: intercept of chains of 1 and 9 small ops of the class minus the "
+                "invoke overhead: paid once per inference (the largest of the model's classes)",
                 "padded_outputs": "the per-element term of MAC classes counts outputs padded to the tile's nr (the "
                 "kernels requantise and store whole register tiles)",
                 "cycles_per_op": how + "; fixed setup cycles per op of a MAC class (same fit)",
@@ -317,26 +339,6 @@ def calibrate_host(
         "micro_benchmarks": rows,
         "weight_streaming": [{"weights_bytes": z, "gbps": round(r, 2)} for z, r in sweep],
     }
-
-
-SWEEP_SIZES = [(256, 256), (512, 256), (512, 512), (768, 512), (1024, 512), (1024, 768), (1024, 1024), (2048, 1024),
-               (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096)]  # fmt: skip
-"""(inputs, units) of the weight-stream sweep's float FULLY_CONNECTED ops: 0.25, 0.5, 1, 1.5, 2, 3, 4 ... 128 MiB."""
-
-
-def weight_sweep(timed: Any, quick: bool = False, log: Any = print) -> list[tuple[int, float]]:
-    """(weight bytes, GB/s) of single float FULLY_CONNECTED ops timed in a loop, ascending sizes."""
-    import keras
-
-    sweep = []
-    sizes = [(256, 256), (1024, 256), (1024, 1024)] if quick else SWEEP_SIZES
-    for din, dout in sizes:
-        tfl = single_op_tflite([(din,)], lambda xs, d=dout: keras.layers.Dense(d)(xs[0]), "none")
-        size = din * dout * 4
-        rate = size / (timed(tfl, 0.1 if quick else (0.5 if size < 2**22 else 1.0)) * 1e3)
-        sweep.append((size, rate))
-        log(f"weight stream {size / 2**20:6.2f} MiB: {rate:6.1f} GB/s")
-    return sweep
 
 
 def _host_clock_mhz() -> float:

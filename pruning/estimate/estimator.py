@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from contract.devices import MAC_CLASSES, DeviceProfile, get_profile, load_profiles
-from pruning.estimate.costs import OpCost, analyse, op_time_us
+from pruning.estimate.costs import OpCost, analyse, first_op_us, op_time_us
 from pruning.estimate.graph import VIEWS, Graph, parse
 from pruning.estimate.memory import cold_weights_us, ram_estimate
 
@@ -107,7 +107,8 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
     cold_us, cold_note = cold_weights_us(graph, costs, profile)
     if cold_note:
         basis.append(cold_note)
-    total_us = profile.invoke_overhead_us + sum(op_time_us(c, profile, factor) for c in costs) + cold_us
+    total_us = profile.invoke_overhead_us + first_op_us(costs, profile) + cold_us + _loops_us(graph, profile)
+    total_us += sum(op_time_us(c, profile, factor) for c in costs)
     ms = total_us / 1000.0
     lo, hi = profile.error_band
     macs = sum(c.macs for c in costs)
@@ -188,6 +189,12 @@ def energy_figures(ms: float, profile: DeviceProfile) -> dict[str, Any]:
         "inferences_per_mah": None if per_mah is None else round(per_mah, 1),
         "energy_basis": note,
     }
+
+
+def _loops_us(graph: Graph, profile: DeviceProfile) -> float:
+    """The WHILE loops' own cost beyond their bodies' ops (host calibration: condition, loop state and the body's
+    delegate invoke per iteration, and once per loop)."""
+    return sum(profile.loop_fixed_us + loop.inlined * profile.loop_iteration_us for loop in graph.loops)
 
 
 def _loop_notes(graph: Graph) -> list[str]:

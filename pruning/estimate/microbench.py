@@ -31,6 +31,11 @@ def micro_cases() -> list[tuple[str, str, list[tuple[int, ...]], Any]]:
         shape = (h * 2, 5 * 2, cin) if cin == 1 else (h * s, h * s, cin)
         cases.append(("conv", f"conv {k} {shape}->{cout} s{s}", [shape],
                       one(lambda c=cout, k=k, s=s: L.Conv2D(c, k, strides=s, padding="same"))))  # fmt: skip
+    # small convolutions (a few microseconds, where a per-op setup term shows), 2D and 1D-as-2D (kernel 1 x k)
+    for shape, k, s, cout in [((8, 8, 8), (3, 3), (1, 1), 8), ((12, 12, 4), (3, 3), (2, 2), 12),
+                              ((1, 96, 8), (1, 3), (1, 1), 16), ((1, 300, 2), (1, 7), (1, 3), 8)]:  # fmt: skip
+        cases.append(("conv", f"conv {k} {shape}->{cout} s{s}", [shape],
+                      one(lambda c=cout, k=k, s=s: L.Conv2D(c, k, strides=s, padding="same"))))  # fmt: skip
     for h, cin, cout in [(56, 32, 64), (28, 128, 128), (14, 256, 512), (7, 512, 1024), (112, 32, 16), (14, 96, 24),
                          (28, 24, 144), (7, 160, 960), (25, 64, 64), (12, 8, 16), (28, 40, 20),
                          (14, 20, 40)]:  # fmt: skip
@@ -182,3 +187,93 @@ def stable_time_us(tflite: bytes, budget_s: float = 0.4, max_repeats: int = 6, t
             if b <= a * (1 + tolerance) or b - a < 0.05:
                 break
     return min(meds)
+
+
+FIRST_OP_CHAINS: dict[str, tuple[tuple[int, ...], Any]] = {
+    "fully_connected": ((48,), lambda L: L.Dense(48)),
+    "conv": ((8, 8, 16), lambda L: L.Conv2D(16, 3, padding="same")),
+    "depthwise": ((8, 8, 32), lambda L: L.DepthwiseConv2D(3, padding="same")),
+}
+"""Per MAC class, a small op (input shape, layer) chained 1 and 9 times by `first_op_overheads` (conv1x1 runs
+on conv's GEMM kernels and takes its value)."""
+
+
+def mac_chain_tflite(cls: str, n: int, quantization: str) -> bytes:
+    """`n` copies of the class's small op in a row (distinct weights, kilobytes: all cache-resident)."""
+    import keras
+
+    from pruning.export import to_tflite
+
+    shape, layer = FIRST_OP_CHAINS[cls]
+    x = inp = keras.Input(shape)
+    for _ in range(n):
+        x = layer(keras.layers)(x)
+    rep = np.random.default_rng(0).uniform(-1, 1, (4, *shape)).astype(np.float32)
+    return to_tflite(keras.Model(inp, x), quantization, rep)
+
+
+def first_op_overheads(timed: Any, invoke_us: float, log: Any = print) -> dict[str, dict[str, float]]:
+    """class -> dtype -> microseconds an inference pays once when it runs ops of that class, beyond the invoke
+    overhead (of a chain of ADDs) and beyond the ops' own cost: the intercept of a chain of 1 and 9 small ops,
+    minus the invoke overhead. Measured on a Xeon: about 0.3 us for int8 FULLY_CONNECTED and convolutions, once
+    per inference however many such ops follow (a convolution chain followed by a FULLY_CONNECTED chain pays it
+    once), nothing in float32. Single-op micro-benchmarks pay it once too, so the fit takes it off their times;
+    the estimate adds the largest of a model's classes once."""
+    out: dict[str, dict[str, float]] = {}
+    for cls in FIRST_OP_CHAINS:
+        for dtype, q in (("float32", "none"), ("int8", "int8")):
+            t1, t9 = timed(mac_chain_tflite(cls, 1, q)), timed(mac_chain_tflite(cls, 9, q))
+            first = max(t1 - max(t9 - t1, 0.0) / 8 - invoke_us, 0.0)
+            out.setdefault(cls, {})[dtype] = round(first, 3)
+            log(f"first {cls} op {dtype}: chain 1 {t1:.2f} us, 9 {t9:.2f} us -> once per inference {first:.3f} us")
+    out["conv1x1"] = dict(out["conv"])
+    return out
+
+
+def loop_tflite(n: int) -> bytes:
+    """A WHILE loop of `n` iterations (a counter and two tiny float ops on a (1, 16) state), as the converter
+    makes of a recurrent layer: the WHILE op, its condition subgraph and its body subgraph."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 16), tf.float32)])
+    def f(x: Any) -> Any:
+        _, y = tf.while_loop(lambda i, _x: i < n, lambda i, x: (i + 1, x * 0.5 + 1.0), (tf.constant(0), x))
+        return y
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    return bytes(converter.convert())
+
+
+def loop_overheads(timed: Any, invoke_us: float, per_op_us: float, log: Any = print) -> tuple[float, float]:
+    """(once per WHILE loop, per iteration) microseconds beyond the ops of its body: the interpreter evaluates
+    the condition subgraph, moves the loop state and invokes the body's delegated subgraph each iteration.
+    From loops of 1 and 33 iterations; the body's three ops are taken off at the per-op overhead."""
+    t1, t33 = timed(loop_tflite(1)), timed(loop_tflite(33))
+    slope = max(t33 - t1, 0.0) / 32
+    per_iteration = max(slope - 3 * per_op_us, 0.0)
+    fixed = max(t1 - slope - invoke_us, 0.0)
+    log(f"WHILE loop: 1 iteration {t1:.2f} us, 33 {t33:.2f} us -> {per_iteration:.3f} us per iteration, "
+        f"{fixed:.3f} us once")  # fmt: skip
+    return round(fixed, 3), round(per_iteration, 3)
+
+
+SWEEP_SIZES = [(256, 256), (512, 256), (512, 512), (768, 512), (1024, 512), (1024, 768), (1024, 1024), (2048, 1024),
+               (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096)]  # fmt: skip
+"""(inputs, units) of the weight-stream sweep's float FULLY_CONNECTED ops: 0.25, 0.5, 1, 1.5, 2, 3, 4 ... 128 MiB."""
+
+
+def weight_sweep(timed: Any, quick: bool = False, log: Any = print, single: Any = None) -> list[tuple[int, float]]:
+    """(weight bytes, GB/s) of single float FULLY_CONNECTED ops timed in a loop, ascending sizes (`single`: the
+    model builder, `single_op_tflite` unless given)."""
+    import keras
+
+    single = single or single_op_tflite
+    sweep = []
+    sizes = [(256, 256), (1024, 256), (1024, 1024)] if quick else SWEEP_SIZES
+    for din, dout in sizes:
+        tfl = single([(din,)], lambda xs, d=dout: keras.layers.Dense(d)(xs[0]), "none")
+        size = din * dout * 4
+        rate = size / (timed(tfl, 0.1 if quick else (0.5 if size < 2**22 else 1.0)) * 1e3)
+        sweep.append((size, rate))
+        log(f"weight stream {size / 2**20:6.2f} MiB: {rate:6.1f} GB/s")
+    return sweep

@@ -83,3 +83,47 @@ def test_weights_beyond_the_private_cache_are_re_read_each_inference() -> None:
     assert "re-read each inference" in note
     old = _profile(weight_stream=(), llc_bytes=4 * MIB, mem_bandwidth_gbps=10.0)
     assert streamed_weights_us(8 * MIB, 6 * MIB, old)[0] == pytest.approx(2 * MIB / 1e4)
+
+
+def test_what_an_inference_pays_once_per_class_comes_from_chains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chains of 1 and 9 small ops: the intercept beyond the invoke overhead is paid once per inference (0.3 us
+    for int8 GEMMs on a Xeon), the slope is the ops' own cost; conv1x1 takes conv's value."""
+    from pruning.estimate import microbench
+
+    monkeypatch.setattr(microbench, "mac_chain_tflite", lambda cls, n, q: (cls, n, q))
+    once = {("fully_connected", "int8"): 0.3, ("conv", "int8"): 0.25}
+
+    def timer(model: tuple[str, int, str]) -> float:
+        cls, n, q = model
+        return 0.45 + once.get((cls, "int8" if q == "int8" else "float32"), 0.0) + 0.2 * n
+
+    out = microbench.first_op_overheads(timer, 0.45, log=lambda _m: None)
+    assert out["fully_connected"] == {"float32": 0.0, "int8": 0.3}
+    assert out["conv1x1"] == out["conv"] == {"float32": 0.0, "int8": 0.25}
+    assert out["depthwise"]["int8"] == 0.0
+
+
+def test_the_once_per_inference_cost_is_paid_once_the_largest_of_the_model() -> None:
+    from pruning.estimate.costs import first_op_us
+
+    p = _profile(first_op_us={"fully_connected": {"int8": 0.3}, "conv": {"int8": 0.25, "float32": 0.0}})
+    fc = OpCost(1, "FULLY_CONNECTED", "fully_connected", "int8", macs=100, work=10)
+    convs = [_conv(64, 16, 9, 16) for _ in range(5)]
+    assert first_op_us(convs, p) == 0.25
+    assert first_op_us([*convs, fc, fc], p) == 0.3
+    assert first_op_us([dataclasses.replace(c, dtype="float32") for c in convs], p) == 0.0
+    assert first_op_us(convs, _profile(first_op_us={})) == 0.0
+
+
+def test_a_while_loop_costs_its_iterations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loops of 1 and 33 iterations give the per-iteration cost (the body's three tiny ops taken off) and the
+    once-per-loop cost; the estimate adds them for every loop of the graph."""
+    from pruning.estimate import estimator, microbench
+    from pruning.estimate.graph import Graph, Loop
+
+    monkeypatch.setattr(microbench, "loop_tflite", lambda n: n)
+    fixed, per_iteration = microbench.loop_overheads(lambda n: 0.45 + 1.5 + n * 0.3, 0.45, 0.02, lambda _m: None)
+    assert (fixed, per_iteration) == (pytest.approx(1.5), pytest.approx(0.3 - 3 * 0.02))
+    graph = Graph([], [], [], [], 0, b"", loops=[Loop(24, 24, 20), Loop(None, 1, 5)])
+    p = _profile(loop_fixed_us=1.5, loop_iteration_us=0.25)
+    assert estimator._loops_us(graph, p) == pytest.approx(2 * 1.5 + 25 * 0.25)
