@@ -226,9 +226,9 @@ def calibrate_host(
         if cls in MAC_CLASSES:
             own = op_eff.get(r["op"], {})  # as costs.op_time_us reads the tables
             eff = own.get(dtype, efficiency[cls][dtype])
-            tile = [1, 1] if dtype in own else tiles[cls][dtype]
-            cyc = padded_macs(match, tile) / (mpc[dtype] * eff)
-            cyc += padded_work(match, tile) * cpe[cls][dtype] + per_op_cycles[cls][dtype]
+            padding = [1, 1] if dtype in own else tiles[cls][dtype]
+            cyc = padded_macs(match, padding) / (mpc[dtype] * eff)
+            cyc += padded_work(match, padding) * cpe[cls][dtype] + per_op_cycles[cls][dtype]
         else:
             cyc = r["work"] * op_cpe.get(r["op"], {}).get(dtype, cpe[cls][dtype])
         floor = (match.act_bytes + match.weight_bytes) / (bw_gbps * 1e3)

@@ -32,10 +32,12 @@ def micro_cases() -> list[tuple[str, str, list[tuple[int, ...]], Any]]:
         cases.append(("conv", f"conv {k} {shape}->{cout} s{s}", [shape],
                       one(lambda c=cout, k=k, s=s: L.Conv2D(c, k, strides=s, padding="same"))))  # fmt: skip
     # small convolutions (a few microseconds, where a per-op setup term shows), 2D and 1D-as-2D (kernel 1 x k)
-    for shape, k, s, cout in [((8, 8, 8), (3, 3), (1, 1), 8), ((12, 12, 4), (3, 3), (2, 2), 12),
-                              ((1, 96, 8), (1, 3), (1, 1), 16), ((1, 300, 2), (1, 7), (1, 3), 8)]:  # fmt: skip
-        cases.append(("conv", f"conv {k} {shape}->{cout} s{s}", [shape],
-                      one(lambda c=cout, k=k, s=s: L.Conv2D(c, k, strides=s, padding="same"))))  # fmt: skip
+    small: list[tuple[tuple[int, ...], tuple[int, int], tuple[int, int], int]] = [
+        ((8, 8, 8), (3, 3), (1, 1), 8), ((12, 12, 4), (3, 3), (2, 2), 12), ((1, 96, 8), (1, 3), (1, 1), 16),
+        ((1, 300, 2), (1, 7), (1, 3), 8)]  # fmt: skip
+    for shape1, kk, ss, cout in small:
+        cases.append(("conv", f"conv {kk} {shape1}->{cout} s{ss}", [shape1],
+                      one(lambda c=cout, k=kk, s=ss: L.Conv2D(c, k, strides=s, padding="same"))))  # fmt: skip
     for h, cin, cout in [(56, 32, 64), (28, 128, 128), (14, 256, 512), (7, 512, 1024), (112, 32, 16), (14, 96, 24),
                          (28, 24, 144), (7, 160, 960), (25, 64, 64), (12, 8, 16), (28, 40, 20),
                          (14, 20, 40)]:  # fmt: skip
@@ -235,7 +237,7 @@ def loop_tflite(n: int) -> bytes:
     makes of a recurrent layer: the WHILE op, its condition subgraph and its body subgraph."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec((1, 16), tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec((1, 16), tf.float32)])  # type: ignore[untyped-decorator]
     def f(x: Any) -> Any:
         _, y = tf.while_loop(lambda i, _x: i < n, lambda i, x: (i + 1, x * 0.5 + 1.0), (tf.constant(0), x))
         return y
