@@ -96,6 +96,7 @@ class DeviceProfile:
     # (host calibration sweep of FULLY_CONNECTED ops); when given it replaces the llc_bytes DRAM spill term
     weight_stream: tuple[tuple[int, float], ...] = ()
     first_op_us: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> once per inference
+    cycles_per_input: dict[str, dict[str, float]] = field(default_factory=dict)  # GEMM class -> dtype -> cycles
     padded_outputs: bool = False  # the per-element term of MAC classes counts tile-padded outputs (host tables v3+)
     notes: str = ""
     active_power_mw: float = 0.0  # while one thread runs an inference; 0 = no figure (no energy estimate)
@@ -198,6 +199,7 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         llc_bytes=int(raw.get("llc_bytes", 0)),
         weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
         first_op_us=_merge(runtime.get("first_op_us", {}), raw.get("first_op_us", {})),
+        cycles_per_input=_merge(runtime.get("cycles_per_input", {}), raw.get("cycles_per_input", {})),
         padded_outputs=bool(runtime.get("padded_outputs", False)),
         notes=str(raw.get("notes", "")),
         active_power_mw=float(raw.get("active_power_mw", 0.0)),

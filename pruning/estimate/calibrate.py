@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from contract.devices import MAC_CLASSES
-from pruning.estimate.costs import OpCost, analyse, padded_macs, padded_work, table_op
-from pruning.estimate.fit import fit_class, own_efficiencies
+from pruning.estimate.costs import OpCost, analyse, padded_inputs, padded_macs, padded_work, table_op
+from pruning.estimate.fit import INPUT_CLASSES, fit_class, own_efficiencies
 from pruning.estimate.graph import parse
 from pruning.estimate.microbench import (
     chain_tflite,
@@ -183,19 +183,22 @@ def calibrate_host(
     cpe: dict[str, dict[str, float]] = {}
     tiles: dict[str, dict[str, list[int]]] = {}
     per_op_cycles: dict[str, dict[str, float]] = {}
+    per_input: dict[str, dict[str, float]] = {}  # GEMM classes: cycles per input-operand element (0 if absent)
     op_cpe: dict[str, dict[str, float]] = {}
     for (cls, dtype), pts in sorted(samples.items()):
         if cls in MAC_CLASSES:
             fixed = invoke + per_op + first(cls, dtype)
-            tile, eff, per_el, setup, err = fit_class(cls, pts, clock, mpc[dtype], bw_gbps, fixed)
+            tile, eff, per_el, setup, err, per_in = fit_class(cls, pts, clock, mpc[dtype], bw_gbps, fixed)
+            if cls in INPUT_CLASSES:
+                per_input.setdefault(cls, {})[dtype] = round(per_in, 4)
             efficiency.setdefault(cls, {})[dtype] = round(eff, 4)
             cpe.setdefault(cls, {})[dtype] = round(per_el, 4)
             per_op_cycles.setdefault(cls, {})[dtype] = round(setup, 1)
             tiles.setdefault(cls, {})[dtype] = list(tile)
             log(f"fit {cls} {dtype}: tile {tile}, efficiency {eff:.3f}, cycles/output {per_el:.3f}, "
-                f"setup {setup:.0f} cycles, rms log error {err:.3f}")  # fmt: skip
+                f"cycles/input {per_in:.3f}, setup {setup:.0f} cycles, rms log error {err:.3f}")  # fmt: skip
             continue
-        _, _, per_el, _, err = fit_class(cls, pts, clock, 1.0, bw_gbps, invoke + per_op)
+        _, _, per_el, _, err, _ = fit_class(cls, pts, clock, 1.0, bw_gbps, invoke + per_op)
         cpe.setdefault(cls, {})[dtype] = round(per_el, 4)
         log(f"fit {cls} {dtype}: cycles/element {per_el:.3f}, rms log error {err:.3f}")
         by_op: dict[str, list[tuple[OpCost, float]]] = {}
@@ -203,7 +206,7 @@ def calibrate_host(
             by_op.setdefault(c.op, []).append((c, n))
         for op, vals in by_op.items():
             op_cpe.setdefault(op, {})[dtype] = round(fit_class(op, vals, clock, 1.0, bw_gbps, invoke + per_op)[2], 4)
-    op_eff = own_efficiencies(op_samples, mpc, efficiency, cpe, per_op_cycles, clock)
+    op_eff = own_efficiencies(op_samples, mpc, efficiency, per_op_cycles, clock)
     for op, row in op_eff.items():
         log(f"fit {op}: efficiency {row}")
     tables: dict[str, dict[str, dict[str, Any]]]  # floats, and [nr, kr] for tiles
@@ -228,7 +231,10 @@ def calibrate_host(
             eff = own.get(dtype, efficiency[cls][dtype])
             padding = [1, 1] if dtype in own else tiles[cls][dtype]
             cyc = padded_macs(match, padding) / (mpc[dtype] * eff)
-            cyc += padded_work(match, padding) * cpe[cls][dtype] + per_op_cycles[cls][dtype]
+            cyc += per_op_cycles[cls][dtype]
+            if dtype not in own:  # an op with its own efficiency has no per-output or per-input term
+                cyc += padded_work(match, padding) * cpe[cls][dtype]
+                cyc += padded_inputs(match, padding) * per_input.get(cls, {}).get(dtype, 0.0)
         else:
             cyc = r["work"] * op_cpe.get(r["op"], {}).get(dtype, cpe[cls][dtype])
         floor = (match.act_bytes + match.weight_bytes) / (bw_gbps * 1e3)
@@ -313,6 +319,7 @@ def calibrate_host(
             "tiles": tiles,
             "padded_outputs": True,
             "first_op_us": first_op,
+            "cycles_per_input": per_input,
             "cycles_per_op": per_op_cycles,
             "parallel_efficiency": 0.9,
             "thread_overhead_us": 3.0,
@@ -326,6 +333,8 @@ def calibrate_host(
                 "kernel is not XNNPACK's), the median share of peak left after the class's setup and per-output "
                 "terms",
                 "tiles": how + "; the channel tile (nr, kr) that best explains odd channel counts",
+                "cycles_per_input": how + "; per element of a GEMM's input operand (im2col matrix), fitted for the "
+                "chosen tile (absent: 0)",
                 "first_op_us": "micro-benchmark: intercept of chains of 1 and 9 small ops of the class minus the "
                 "invoke overhead: paid once per inference (the largest of the model's classes)",
                 "padded_outputs": "the per-element term of MAC classes counts outputs padded to the tile's nr (the "

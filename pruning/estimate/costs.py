@@ -228,6 +228,17 @@ def padded_work(cost: OpCost, tile: tuple[int, int] | list[int]) -> int:
     return d[0] * _ceil_to(d[1], nr)
 
 
+def padded_inputs(cost: OpCost, tile: tuple[int, int] | list[int]) -> int:
+    """Elements of a GEMM's input operand (conv: pixels x taps x input channels, the im2col matrix; fully
+    connected: rows x depth), input channels rounded up to the tile's kr; 0 for other classes."""
+    kr, d = int(tile[1]), cost.dims
+    if not d or cost.cls not in ("conv", "conv1x1", "fully_connected"):
+        return 0
+    if cost.cls == "fully_connected":
+        return d[0] * _ceil_to(d[2], kr)
+    return d[0] * d[2] * _ceil_to(d[3], kr)
+
+
 def table_op(cost: OpCost) -> str:
     """The op's key in the per-op tables: its name, marked when the reference kernel runs it."""
     return f"{cost.op}/reference" if cost.reference else cost.op
@@ -244,16 +255,23 @@ def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0)
     cycles = 0.0
     override = profile.op_cycles_per_element.get(cost.op, {})
     work = cost.work
+    own_kernel = False  # an op with a kernel of its own, on tables whose efficiency covers its whole time
     if cost.cls in MAC_CLASSES and cost.macs:
         own = profile.op_efficiency.get(table_op(cost), {})  # an op with a kernel of its own (BATCH_MATMUL)
+        own_kernel = eff_dtype in own and profile.padded_outputs  # host tables v3+ (fit.own_efficiencies)
         eff = own[eff_dtype] if eff_dtype in own else _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
         factor = sparse_factor if cost.cls == "conv1x1" else 1.0
         tile = [1, 1] if eff_dtype in own else _table(profile.tiles, cost.cls, eff_dtype, [1, 1])
         cycles += padded_macs(cost, tile) * factor / (peak * eff)
         if profile.padded_outputs:  # tables fitted on tile-padded outputs (host calibrations since version 3)
             work = padded_work(cost, tile)
+        per_input = profile.cycles_per_input.get(cost.cls, {})  # no float32 fallback: absent is 0
+        if eff_dtype not in own and eff_dtype in per_input:
+            cycles += padded_inputs(cost, tile) * per_input[eff_dtype]
     cycles += _table(profile.cycles_per_op, cost.cls, eff_dtype, 0.0)
-    if eff_dtype in override or (eff_dtype == "hybrid" and "int8" in override):
+    if own_kernel:
+        pass  # its own efficiency covers all but the class's setup
+    elif eff_dtype in override or (eff_dtype == "hybrid" and "int8" in override):
         cycles += work * override.get(eff_dtype, override.get("int8", 0.0))
     else:
         cycles += work * _table(profile.cycles_per_element, cost.cls, eff_dtype, 1.0)

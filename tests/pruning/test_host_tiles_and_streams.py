@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from contract import devices
-from pruning.estimate.costs import OpCost, op_time_us, padded_macs, padded_work
+from pruning.estimate.costs import OpCost, op_time_us, padded_inputs, padded_macs, padded_work
 from pruning.estimate.fit import fit_class
 from pruning.estimate.memory import stream_rate_gbps, streamed_weights_us
 
@@ -41,7 +41,7 @@ def test_an_amx_like_kernel_is_fitted_with_64_channel_tiles() -> None:
         c = _conv(*shape)
         cycles = padded_macs(c, (64, 64)) / (peak * 0.9) + padded_work(c, (64, 64)) * 0.5
         samples.append((c, cycles / clock))
-    tile, eff, cpe, setup, err = fit_class("conv", samples, clock, peak, bw_gbps=1000.0)
+    tile, eff, cpe, setup, err, _per_input = fit_class("conv", samples, clock, peak, bw_gbps=1000.0)
     assert tuple(tile) == (64, 64)
     assert err < 0.05
     assert eff == pytest.approx(0.9, rel=0.1)
@@ -127,3 +127,44 @@ def test_a_while_loop_costs_its_iterations(monkeypatch: pytest.MonkeyPatch) -> N
     graph = Graph([], [], [], [], 0, b"", loops=[Loop(24, 24, 20), Loop(None, 1, 5)])
     p = _profile(loop_fixed_us=1.5, loop_iteration_us=0.25)
     assert estimator._loops_us(graph, p) == pytest.approx(2 * 1.5 + 25 * 0.25)
+
+
+def test_a_cost_per_input_element_is_fitted_for_gemms() -> None:
+    """A kernel that pays per element of its input operand (pixels x taps x input channels), which few output
+    channels do not amortise: the fit finds the per-input term; without it in the data it stays at (about) 0."""
+    clock, peak = 1000.0, 40.0
+    shapes = [(3136, 32, 9, 32), (784, 64, 9, 64), (196, 128, 9, 128), (784, 16, 9, 16), (1024, 16, 9, 16),
+              (576, 24, 9, 12), (256, 8, 9, 8), (1024, 12, 9, 48), (256, 32, 9, 32), (12544, 32, 9, 3)]  # fmt: skip
+    convs = [dataclasses.replace(_conv(*shape), dtype="float32") for shape in shapes]
+    for per_input, expected_zero in ((0.5, False), (0.0, True)):
+        samples = [(c, (c.macs / (peak * 0.8) + c.work * 0.2 + padded_inputs(c, (16, 1)) * per_input) / clock)
+                   for c in convs]  # fmt: skip
+        tile, eff, _cpe, _setup, err, fitted = fit_class("conv", samples, clock, peak, bw_gbps=1000.0)
+        assert err < 0.05
+        assert (fitted <= 0.02) if expected_zero else fitted == pytest.approx(per_input, rel=0.35)
+
+
+def test_the_per_input_term_applies_only_where_its_dtype_was_fitted() -> None:
+    c = _conv(1024, 12, 9, 48)
+    base = _profile(tiles={"conv": {"int8": [1, 1], "float32": [1, 1]}}, cycles_per_op={}, padded_outputs=False,
+                    cycles_per_input={})  # fmt: skip
+    with_float = dataclasses.replace(base, cycles_per_input={"conv": {"float32": 0.25}})
+    assert op_time_us(c, with_float) == op_time_us(c, base)  # int8 op: no float32 fallback for this term
+    f = dataclasses.replace(c, dtype="float32")
+    extra = padded_inputs(f, (1, 1)) * 0.25 / base.clock_mhz
+    assert op_time_us(f, with_float) - op_time_us(f, base) == pytest.approx(extra, rel=1e-6)
+
+
+def test_an_op_with_its_own_kernel_does_not_borrow_the_class_per_output_term() -> None:
+    """BATCH_MATMUL's efficiency (fit.own_efficiencies) covers its whole time beyond the class's setup on
+    version-3 tables: FULLY_CONNECTED's per-output term, fitted on 8-256 outputs, is not applied to its 10,000."""
+    from pruning.estimate.fit import own_efficiencies
+
+    bmm = OpCost(0, "BATCH_MATMUL", "fully_connected", "float32", macs=4 * 49 * 49 * 32, work=4 * 49 * 49,
+                 dims=(4 * 49, 49, 32))  # fmt: skip
+    fc = {"fully_connected": {"float32": 0.3}}, {"fully_connected": {"float32": 500.0}}  # efficiency, setup
+    own = own_efficiencies({("fully_connected", "float32"): [(bmm, 10.0)]}, {"float32": 30.0}, *fc, 1000.0)
+    p = _profile(macs_per_cycle={"float32": 30.0}, clock_mhz=1000.0, op_efficiency=own, padded_outputs=True,
+                 cycles_per_element={"fully_connected": {"float32": 3.0}},
+                 cycles_per_op={"fully_connected": {"float32": 500.0}}, per_op_overhead_us=0.0)  # fmt: skip
+    assert op_time_us(bmm, p) == pytest.approx(10.0, rel=1e-3)  # its micro-benchmark's time, back
