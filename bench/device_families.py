@@ -219,7 +219,7 @@ READING = [
     "joined the micro-benchmarks: the float conv setup had been extrapolated from cases of 7 us and more (har_cnn "
     "float 1.6x -> 1.04). (6) A per-element term of a GEMM's input operand (the im2col matrix), kept only where it "
     "fits the micro-benchmarks clearly better: float conv 0.14 -> 0.09 rms log error; a 3x3 32x32x48->12 conv timed "
-    "alone, never fitted, 0.75x -> 0.92x (mini_densenet float 0.69 -> 0.77). (7) BATCH_MATMUL's own efficiency no "
+    "alone, never fitted, 0.75x -> 0.92x (mini_densenet float 0.70 -> 0.77). (7) BATCH_MATMUL's own efficiency no "
     "longer borrows FULLY_CONNECTED's per-output term (fitted on 8-256 outputs, one calibration made it double the "
     "float attention matmuls).",
     "- Left: densenet121 float 0.67 and the DenseNets' 0.77-0.83: besides the run-to-run spread above, 3x3 convs "
