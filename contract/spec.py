@@ -56,6 +56,12 @@ def check_devices(devices: Any) -> None:
         )
 
 
+def check_quantization(quantization: str, quantization_aware: str) -> None:
+    """Quantization-aware fine-tuning is for int8 files: asking for it otherwise would do nothing."""
+    if quantization_aware == "always" and quantization != "int8":
+        raise SpecError("invalid_spec", "quantization_aware always needs quantization int8")
+
+
 def check_target(
     granularity: str, macs_reduction: float | None, latency_ms: float | None, device: str | None, block: int
 ) -> None:
@@ -287,6 +293,5 @@ class JobSpec(Strict):
             raise SpecError("invalid_spec", "block needs granularity unstructured")
         if self.n_of_m is not None and self.granularity != "n_of_m":
             raise SpecError("invalid_spec", "n_of_m settings need granularity n_of_m")
-        if self.quantization_aware == "always" and self.quantization != "int8":
-            raise SpecError("invalid_spec", "quantization_aware always needs quantization int8")
+        check_quantization(self.quantization, self.quantization_aware)
         check_devices(self.devices or [])

@@ -10,6 +10,7 @@ from contract.spec import (
     Finetune,
     JobSpec,
     NofM,
+    check_quantization,
     check_target,
     choices,
     default,
@@ -102,6 +103,7 @@ class PruneSpec:
             raise ValueError(f"latency_ms must be > 0, got {self.latency_ms}")
         # The rules the API applies too (contract.spec), raised as ValueError (SpecError is one).
         check_target(self.granularity, self.macs_reduction, self.latency_ms, self.device, self.block)
+        check_quantization(self.quantization, self.quantization_aware)
         if self.latency_ms is not None:
             if self.devices and self.device not in self.devices:  # the report shows the budget's device
                 object.__setattr__(self, "devices", (*self.devices, self.device))

@@ -208,3 +208,10 @@ def test_auto_runs_quantization_aware_finetuning_only_when_post_training_int8_br
     assert "quantization_aware" not in never["quantization"]
     assert never["guard"]["met"] is False
     assert "turned off" in never["guard"]["note"]
+
+
+def test_asking_for_quantization_aware_finetuning_without_int8_is_refused() -> None:
+    """It would do nothing: the engine (and `shears prune`) refuse it, as the API does (tests/api/test_jobs.py)."""
+    with pytest.raises(ValueError, match="needs quantization int8"):
+        PruneSpec(quantization="float16", quantization_aware="always")
+    assert PruneSpec(quantization="float16", quantization_aware="auto").quantization_aware == "auto"
