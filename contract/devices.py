@@ -79,6 +79,7 @@ class DeviceProfile:
     efficiency: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> share of peak
     cycles_per_element: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> cycles
     op_cycles_per_element: dict[str, dict[str, float]] = field(default_factory=dict)  # op name -> dtype -> cycles
+    op_cycles_per_output: dict[str, dict[str, float]] = field(default_factory=dict)  # own kernels (host v4+)
     op_efficiency: dict[str, dict[str, float]] = field(default_factory=dict)  # op name -> dtype -> share of peak
     tiles: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # class -> dtype -> [nr, kr] channel tiles
     cycles_per_op: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> fixed setup cycles
@@ -185,6 +186,7 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
             _scaled(runtime.get("op_cycles_per_element", {}), ref, peak), raw.get("op_cycles_per_element", {})
         ),
         op_efficiency=_merge(runtime.get("op_efficiency", {}), raw.get("op_efficiency", {})),
+        op_cycles_per_output=_merge(runtime.get("op_cycles_per_output", {}), raw.get("op_cycles_per_output", {})),
         tiles=_merge(runtime.get("tiles", {}), raw.get("tiles", {})),  # type: ignore[arg-type]
         cycles_per_op=_merge(runtime.get("cycles_per_op", {}), raw.get("cycles_per_op", {})),
         parallel_efficiency=float(raw.get("parallel_efficiency", runtime.get("parallel_efficiency", 0.0))),

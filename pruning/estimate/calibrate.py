@@ -10,7 +10,7 @@ import numpy as np
 
 from contract.devices import MAC_CLASSES
 from pruning.estimate.costs import OpCost, analyse, padded_inputs, padded_macs, padded_work, table_op
-from pruning.estimate.fit import INPUT_CLASSES, fit_class, own_efficiencies
+from pruning.estimate.fit import INPUT_CLASSES, fit_class, own_efficiencies, own_per_output
 from pruning.estimate.graph import parse
 from pruning.estimate.microbench import (
     chain_tflite,
@@ -207,8 +207,11 @@ def calibrate_host(
         for op, vals in by_op.items():
             op_cpe.setdefault(op, {})[dtype] = round(fit_class(op, vals, clock, 1.0, bw_gbps, invoke + per_op)[2], 4)
     op_eff = own_efficiencies(op_samples, mpc, efficiency, per_op_cycles, clock)
+    two_term_eff, op_cpo = own_per_output(op_samples, mpc, per_op_cycles, clock, op_eff)
+    for op, row in two_term_eff.items():
+        op_eff[op].update(row)
     for op, row in op_eff.items():
-        log(f"fit {op}: efficiency {row}")
+        log(f"fit {op}: efficiency {row}, cycles/output {op_cpo.get(op, {})}")
     tables: dict[str, dict[str, dict[str, Any]]]  # floats, and [nr, kr] for tiles
     tables = {"efficiency": efficiency, "cycles_per_element": cpe, "tiles": tiles, "cycles_per_op": per_op_cycles,
               "op_cycles_per_element": op_cpe, "op_efficiency": op_eff}  # fmt: skip
@@ -231,7 +234,7 @@ def calibrate_host(
             eff = own.get(dtype, efficiency[cls][dtype])
             padding = [1, 1] if dtype in own else tiles[cls][dtype]
             cyc = padded_macs(match, padding) / (mpc[dtype] * eff)
-            cyc += per_op_cycles[cls][dtype]
+            cyc += per_op_cycles[cls][dtype] + match.work * op_cpo.get(r["op"], {}).get(dtype, 0.0)
             if dtype not in own:  # an op with its own efficiency has no per-output or per-input term
                 cyc += padded_work(match, padding) * cpe[cls][dtype]
                 cyc += padded_inputs(match, padding) * per_input.get(cls, {}).get(dtype, 0.0)
@@ -316,6 +319,7 @@ def calibrate_host(
             "cycles_per_element": cpe,
             "op_cycles_per_element": op_cpe,
             "op_efficiency": op_eff,
+            "op_cycles_per_output": op_cpo,
             "tiles": tiles,
             "padded_outputs": True,
             "first_op_us": first_op,
@@ -332,6 +336,8 @@ def calibrate_host(
                 "op_efficiency": how + "; per op of a MAC class run by another kernel (BATCH_MATMUL: its int8 "
                 "kernel is not XNNPACK's), the median share of peak left after the class's setup and per-output "
                 "terms",
+                "op_cycles_per_output": how + "; per output of such an op, when two terms (MACs, outputs) tell its "
+                "cases clearly better than its efficiency alone (fit.own_per_output)",
                 "tiles": how + "; the channel tile (nr, kr) that best explains odd channel counts",
                 "cycles_per_input": how + "; per element of a GEMM's input operand (im2col matrix), fitted for the "
                 "chosen tile (absent: 0)",

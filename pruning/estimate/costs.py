@@ -269,8 +269,8 @@ def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0)
         if eff_dtype not in own and eff_dtype in per_input:
             cycles += padded_inputs(cost, tile) * per_input[eff_dtype]
     cycles += _table(profile.cycles_per_op, cost.cls, eff_dtype, 0.0)
-    if own_kernel:
-        pass  # its own efficiency covers all but the class's setup
+    if own_kernel:  # its own efficiency (and, tables v4+, its own per-output term) covers all but the setup
+        cycles += cost.work * profile.op_cycles_per_output.get(table_op(cost), {}).get(eff_dtype, 0.0)
     elif eff_dtype in override or (eff_dtype == "hybrid" and "int8" in override):
         cycles += work * override.get(eff_dtype, override.get("int8", 0.0))
     else:
