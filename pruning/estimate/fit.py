@@ -145,13 +145,13 @@ def own_per_output(
                 continue
             macs = np.array([c.macs for c, _ in vals], dtype=float)
             work = np.array([c.work for c, _ in vals], dtype=float)
-            left = np.array([v for _, v in vals])
-            a = np.stack([macs / left, work / left], axis=1)
+            cycles = np.array([v for _, v in vals])
+            a = np.stack([macs / cycles, work / cycles], axis=1)
             (per_mac, per_output), *_ = np.linalg.lstsq(a, np.ones(len(vals)), rcond=None)
             if per_mac <= 0 or per_output <= 0:
                 continue
-            err_one = float(np.sqrt(np.mean(np.log(macs / (mpc[dtype] * eff) / left) ** 2)))
-            err_two = float(np.sqrt(np.mean(np.log((macs * per_mac + work * per_output) / left) ** 2)))
+            err_one = float(np.sqrt(np.mean(np.log(macs / (mpc[dtype] * eff) / cycles) ** 2)))
+            err_two = float(np.sqrt(np.mean(np.log((macs * per_mac + work * per_output) / cycles) ** 2)))
             if err_two < 0.97 * err_one:
                 effs.setdefault(op, {})[dtype] = round(float(1.0 / (per_mac * mpc[dtype])), 5)
                 per_out.setdefault(op, {})[dtype] = round(float(per_output), 3)
