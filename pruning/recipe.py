@@ -2,7 +2,8 @@
 
 Explicit `finetune` settings always win. Otherwise:
 - the learning rate is the one the uploaded model was compiled with (its own optimizer, rebuilt fresh:
-  "learning-rate rewinding", Renda et al. 2020), or, for a model saved without one, the result of a short
+  "learning-rate rewinding", Renda et al. 2020), times `CHANNEL_RATE_SCALE` for a channel cut with an
+  Adam-family optimizer, or, for a model saved without one, the result of a short
   learning-rate range test on the training split (Smith 2017: a tenth of the rate of lowest loss);
 - the schedule is a linear warm-up over the first 5% of the steps, then cosine decay to 1% of the rate;
 - the number of epochs follows the cut and the data: a step budget that grows with the share removed
@@ -36,6 +37,12 @@ RANGE_TEST_STEPS, RANGE_TEST_LOW, RANGE_TEST_HIGH = 60, 1e-5, 1.0
 RANGE_TEST_FLOOR = 1e-4
 """A range test whose lowest loss came at its first steps (a model cut so hard its loss is noise) would
 choose a rate too small to train at all; 1e-4 is the smallest it may choose."""
+CHANNEL_RATE_SCALE = 3.0
+"""A channel cut fine-tunes at this multiple of the model's own compiled rate, for the Adam family only
+(`SCALED_OPTIMIZERS`, whose steps do not grow with the gradient; all the models it was measured on were
+compiled with Adam). A 50% cut leaves a MobileNet at chance: its fine-tuning is a re-training more than a
+polish, and a short budget needs the larger steps (bench/channel_recovery.py, tuning models only)."""
+SCALED_OPTIMIZERS = ("Adam", "AdamW", "Adamax", "Nadam")
 
 
 @dataclass
@@ -144,6 +151,12 @@ def choose(
     elif saved is not None:
         (name, config, rate), schedule = saved, "cosine"
         why["learning_rate"] = f"the model's own compiled optimizer ({name}, {rate:g}), rewound"
+        if spec.granularity == "channel" and name in SCALED_OPTIMIZERS and CHANNEL_RATE_SCALE != 1:
+            rate *= CHANNEL_RATE_SCALE
+            why["learning_rate"] += (
+                f", at {CHANNEL_RATE_SCALE:g}x its rate ({rate:.2g}): a channel cut is re-learnt more than polished, "
+                "and 3x recovered more in 3-5 epochs on the tuning models (bench/channel_recovery.py)"
+            )
     else:
         name, config, schedule = "Adam", {}, "cosine"
         rate = range_test(model, data.x_train, data.y_train, loss, spec.batch_size, spec.seed)

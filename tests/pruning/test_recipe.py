@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pruning.datasets import Data, digits
-from pruning.recipe import MAX_EPOCHS, compiled_optimizer, range_test
+from pruning.recipe import CHANNEL_RATE_SCALE, MAX_EPOCHS, compiled_optimizer, range_test
 from pruning.run import run
 from pruning.spec import PruneSpec
 
@@ -25,8 +25,10 @@ def test_defaults_rewind_the_models_own_optimizer_and_stop_once_recovered(
     report = run(digits_model, data, PruneSpec(granularity="channel", sparsity=0.5), tmp_path).report
     chosen = report["finetune"]
     assert chosen["optimizer"] == "Adam"
-    assert chosen["learning_rate"] == pytest.approx(3e-3)  # what digits_cnn was compiled with
+    # What digits_cnn was compiled with (Adam 3e-3), times the channel cut's multiple.
+    assert chosen["learning_rate"] == pytest.approx(3e-3 * CHANNEL_RATE_SCALE)
     assert "compiled optimizer" in chosen["why"]["learning_rate"]
+    assert f"{CHANNEL_RATE_SCALE:g}x its rate" in chosen["why"]["learning_rate"]
     assert chosen["schedule"] == "cosine"
     assert 2 <= chosen["epochs"] <= MAX_EPOCHS
     assert "steps" in chosen["why"]["epochs"]
@@ -50,6 +52,32 @@ def test_explicit_settings_win(digits_model: Path, data: Data, tmp_path: Path) -
     assert chosen["distillation"]["weight"] > 0
     assert report["accuracy"]["before"] - report["accuracy"]["after"] < 0.05
     assert chosen["early_stop_within"] is None
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "granularity", "scaled"),
+    [("Adam", "channel", True), ("SGD", "channel", False), ("Adam", "unstructured", False)],
+)
+def test_channel_cuts_fine_tune_at_a_multiple_of_an_adam_models_rate(
+    data: Data, tmp_path: Path, optimizer: str, granularity: str, scaled: bool
+) -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, "relu"),
+            keras.layers.Dense(10, "softmax"),
+        ]
+    )
+    model.compile(getattr(keras.optimizers, optimizer)(2e-3), "sparse_categorical_crossentropy")
+    model.fit(data.x_train, data.y_train, epochs=1, verbose=0)
+    model.save(tmp_path / "tiny.keras")
+    spec = PruneSpec(granularity=granularity, sparsity=0.5, epochs=1)
+    chosen = run(tmp_path / "tiny.keras", data, spec, tmp_path / "run").report["finetune"]
+    assert CHANNEL_RATE_SCALE > 1
+    assert chosen["learning_rate"] == pytest.approx(2e-3 * (CHANNEL_RATE_SCALE if scaled else 1))
+    assert (f"{CHANNEL_RATE_SCALE:g}x its rate" in chosen["why"]["learning_rate"]) == scaled
 
 
 def test_a_model_saved_without_an_optimizer_gets_a_range_test(data: Data) -> None:
