@@ -42,8 +42,10 @@ class Progress(keras.callbacks.Callback):
         self.report((self.epoch + (batch + 1) / self.steps) / self.epochs)
 
 
-# BatchNorm statistics are re-estimated after fine-tuning (see recalibrate_batchnorm).
+# BatchNorm statistics are re-estimated after fine-tuning (see recalibrate_batchnorm), and before each
+# early-stopping check (see EarlyStop).
 RECALIBRATE = True
+RECALIBRATE_BEFORE_STOP = True
 RECALIBRATION_SAMPLES = 2048
 
 
@@ -105,14 +107,20 @@ def teacher_targets(y: NDArray[Any], teacher: NDArray[Any], from_logits: bool) -
 
 
 class EarlyStop(keras.callbacks.Callback):
-    """Stops once `done(model)` says the validation metric is back; remembers the epoch."""
+    """Stops once `done(model)` says the validation metric is back; remembers the epoch.
 
-    def __init__(self, done: Callable[[keras.Model], bool]) -> None:
+    With `recalibrate_on` it first re-estimates the BatchNorm statistics on those samples, as they will be
+    after the fine-tuning: the moving averages lag behind a model trained at a high rate, and judged on
+    them it kept training for epochs after it had recovered (bench/channel_recovery.py)."""
+
+    def __init__(self, done: Callable[[keras.Model], bool], recalibrate_on: NDArray[Any] | None = None) -> None:
         super().__init__()
-        self.done = done
+        self.done, self.recalibrate_on = done, recalibrate_on
         self.stopped_after: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.recalibrate_on is not None:
+            recalibrate_batchnorm(self.model, self.recalibrate_on)
         if self.done(self.model):
             self.stopped_after = epoch + 1
             self.model.stop_training = True
@@ -147,7 +155,7 @@ def finetune(
     steps = -(-len(x) // batch_size)
     trained = model if graph is None else graph
     trained.compile(optimizer=optimizer(steps * epochs), loss=loss)
-    early = EarlyStop(stop) if stop is not None else None
+    early = EarlyStop(stop, x if RECALIBRATE and RECALIBRATE_BEFORE_STOP else None) if stop is not None else None
     history = trained.fit(
         **stream.fit_input(x, y, batch_size, augment),
         epochs=epochs,

@@ -11,7 +11,7 @@ from contract.errors import PruningError
 from contract.report import Report
 from pruning import masks, schedule
 from pruning.datasets import Data, digits, har
-from pruning.finetune import recalibrate_batchnorm
+from pruning.finetune import EarlyStop, recalibrate_batchnorm
 from pruning.report import write_report
 from pruning.run import profile, run
 from pruning.spec import PruneSpec
@@ -214,3 +214,26 @@ def test_batchnorm_recalibration_changes_statistics_not_weights() -> None:
     np.testing.assert_allclose(np.asarray(bn.moving_mean), pre.mean(axis=1).mean(axis=0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(bn.moving_variance), pre.var(axis=1).mean(axis=0), rtol=1e-4)
     assert bn.momentum == 0.99
+
+
+def test_early_stopping_judges_the_model_with_its_batchnorm_recalibrated() -> None:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    bn = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inputs, bn(inputs))
+    data = np.random.default_rng(0).normal(5.0, 2.0, size=(512, 4)).astype("float32")
+    seen = []
+
+    def done(m: keras.Model) -> bool:
+        seen.append(np.asarray(bn.moving_mean).copy())
+        return True
+
+    lagging = EarlyStop(done)
+    lagging.set_model(model)
+    lagging.on_epoch_end(0)
+    np.testing.assert_array_equal(seen[-1], np.zeros(4))  # judged on the moving statistics as they were
+    stop = EarlyStop(done, recalibrate_on=data)
+    stop.set_model(model)
+    stop.on_epoch_end(2)
+    np.testing.assert_allclose(seen[-1], data.mean(axis=0), rtol=1e-4)  # as they will be after fine-tuning
+    assert stop.stopped_after == 3
