@@ -176,7 +176,7 @@ def bench_model(name: str, only: str | None = None, default_only: bool = False) 
                 "sparsity": sparsity,
                 "budget": "default" if budget is None else f"{budget} epochs",
                 "epochs_trained": trained,
-                "schedule": f"{report['schedule']['kind']} x{report['schedule']['steps']}"
+                "schedule": f"{report['schedule']['kind']} x{report['schedule'].get('steps', 1)}"
                 + (f", {report['pruning']['scope']}" if granularity == "unstructured" else ""),
                 "finetune": report["finetune"],
                 "before": report["accuracy"]["before"],
