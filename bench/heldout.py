@@ -225,9 +225,10 @@ READING = """Reading.
   27.9, 3.3 -> -1.5, -2.2 -> +0.4, 1.6 -> 0.7, 4.8 -> 2.5. Better on 12 of 15 rows; wide_cnn is worse on all
   three (default +0.0, was -1.1; 3 epochs +4.5, was +0.4; 5 epochs +0.4, was -2.2). Targets: default budget
   at most 1 point at >= 1.8x: met on 4 of 5 (was 1): conv1d_gru recovers (-0.9) but its GRU keeps it at
-  1.19x; 3 epochs at most 2 points: met on mobilenetv3small (1.9) and conv1d_gru (1.6), missed on ds_cnn (2.2), wide_cnn (4.5) and
-  nested_mobilenetv2 (46.1: its one-shot cut is at chance before training, bench/channel_diagnosis.py);
-  pruning beats from-scratch on all 15 channel rows (ds_cnn's default row was -1.3, now +1.3).
+  1.19x; 3 epochs at most 2 points: met on mobilenetv3small (1.9) and conv1d_gru (1.6), missed on ds_cnn
+  (2.2), wide_cnn (4.5) and nested_mobilenetv2 (46.1: its one-shot cut is at chance before training,
+  bench/channel_diagnosis.py); pruning beats from-scratch on all 15 channel rows (ds_cnn's default row was
+  -1.3, now +1.3).
   mobilenetv3small's speedups (6.2-7.3x) are not believable: its dense file measured 0.15-0.18 ms against
   0.072 ms in the previous run (pruned 0.024 against 0.029), with the 2-core host's load average above 5
   from other work; the previous run's 2.48x is the figure to use.
