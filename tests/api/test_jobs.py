@@ -118,6 +118,12 @@ def test_an_int8_job_fine_tuned_with_fake_quantization_says_which_file_shipped(
     assert report.accuracy is not None
     assert report.accuracy.after == pytest.approx(shipped.after)
     assert raw["quantization"]["quantization_aware"]["zeros_held"] is True
+    # Every field the client types is one the engine writes.
+    from shears_client.report import Quantization, QuantizedFile
+
+    assert set(Quantization.fields()) <= set(raw["quantization"])
+    for path in ("post_training", "quantization_aware"):
+        assert set(QuantizedFile.fields()) <= set(raw["quantization"][path])
 
 
 def test_unknown_ids_are_404(embedded: Service, key: str, model_id: str) -> None:
