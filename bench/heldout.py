@@ -214,7 +214,11 @@ READING = """Reading.
   ds_cnn 29 epochs (+2.8 pts, was +3.5); and (this session, `--models mobilenetv3small nested_mobilenetv2
   --only unstructured --default-only`) mobilenetv3small 6 epochs in 199 s (was 41 epochs, 537 s; -2.6 pts,
   was -1.9), nested_mobilenetv2 9 epochs in 226 s (was 41, 303 s; -2.6 pts, was -4.8). With the default
-  budget the unstructured 80% cut is within 1 point on four of the five models (ds_cnn +2.8).
+  budget the unstructured 80% cut is within 1 point on four of the five models (ds_cnn +2.8). All five
+  default rows were run again (`--only unstructured --default-only`, idle host) after early stopping began
+  to recalibrate BatchNorm before each check: the same epochs and drops on four (wide_cnn 6 epochs -0.4,
+  conv1d_gru 8 -1.3, ds_cnn 29 +2.8, mobilenetv3small 6 -2.6), nested_mobilenetv2 7 epochs (was 9), -2.6;
+  the table's wall times are this idle run's.
 - Channel rows: re-run once (`--only channel`) after two engine changes chosen on the tuning models alone
   (bench/channel_recovery.py, docs "Channel recovery on the tuning models"): a channel cut fine-tunes at 3x
   an Adam model's compiled rate (9e-3 here), and early stopping recalibrates BatchNorm before each check
