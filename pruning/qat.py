@@ -163,7 +163,8 @@ def quantized_graph(model: keras.Model, sample: NDArray[Any]) -> tuple[keras.Mod
     """A training graph that calls `model`'s own layers with int8 fake quantization wherever the converter
     stores an int8 tensor; ranges start at the min and max over `sample`. Returns it and how many tensors."""
     consumers: dict[int, list[Any]] = {}
-    for node in ordered_nodes(model):
+    nodes = ordered_nodes(model)
+    for node in nodes:
         for tensor in node.inputs:
             consumers.setdefault(id(tensor), []).append(node.layer)
     graph = model._functional if isinstance(model, keras.Sequential) else model
@@ -171,7 +172,7 @@ def quantized_graph(model: keras.Model, sample: NDArray[Any]) -> tuple[keras.Mod
     # log(0) for every class below half a step (the converter's int8 output hardly moves the argmax).
     final = {id(t) for t in graph.outputs}
     quantizes: dict[int, bool] = {}
-    for node in ordered_nodes(model):
+    for node in nodes:
         after = [op for t in node.outputs for op in consumers.get(id(t), [])]
         quantizes[id(node.layer)] = isinstance(node.layer, keras.layers.Layer) and not (
             isinstance(node.layer, PASS_THROUGH)
