@@ -67,7 +67,10 @@ class DeviceFigures(_Open):
     estimate_ms: float = Field(description="estimated latency of one inference")
     low_ms: float = Field(description="low end of the estimate's band")
     high_ms: float = Field(description="high end of the estimate's band")
-    measured_ms: float | None = Field(description="median measured latency; on `host` only")
+    measured_ms: float | None = Field(
+        description="median measured latency; on `host` only (one thread: the inference thread's CPU time, "
+        "so other processes on the machine do not inflate it; `basis` says how it was taken)"
+    )
     p10_ms: float | None = Field(None, description="10th percentile of the measured runs; on `host` only")
     p90_ms: float | None = Field(None, description="90th percentile of the measured runs; on `host` only")
     ram_bytes: int = Field(description="estimated peak RAM")

@@ -263,15 +263,12 @@ def profile_tflite(tflite: bytes, devices: list[str], measure_host: bool = True)
         entry = estimate(tflite, profile)
         entry["measured_ms"] = None
         if name == "host" and measure_host:
-            from pruning.host import measure_latency
+            from pruning.host import clock_phrase, measure_latency
 
             measured = measure_latency(tflite, threads=profile.threads)
             entry["measured_ms"] = round(measured["measured_ms"], 4)
             entry["p10_ms"] = round(measured["p10_ms"], 4)
             entry["p90_ms"] = round(measured["p90_ms"], 4)
-            entry["basis"] += (
-                f"; measured_ms: LiteRT (XNNPACK) on this machine, {measured['threads']} thread(s), "
-                f"median of {measured['runs']} runs after warm-up"
-            )
+            entry["basis"] += f"; measured_ms: {clock_phrase(measured)}"
         out.append(entry)
     return out

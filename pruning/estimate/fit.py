@@ -118,6 +118,10 @@ def own_efficiencies(
     return out
 
 
+MIN_GAIN = 0.01
+"""The least drop of rms log error (about 1%) that makes a second term worth keeping."""
+
+
 def own_per_output(
     op_samples: dict[tuple[str, str], list[tuple[OpCost, float]]],
     mpc: dict[str, float],
@@ -128,7 +132,8 @@ def own_per_output(
     """(op -> dtype -> efficiency, op -> dtype -> cycles per output element) for ops with a kernel of their own
     whose time is better told by two terms, per MAC and per output, than by an efficiency alone: each case's
     cycles beyond the class's setup, least squares in relative error on (MACs, outputs), kept when both are
-    positive and the rms log error falls below 0.97x the efficiency-only one (at least 3 cases). Measured on a
+    positive and the rms log error falls below 0.97x the efficiency-only one and by more than MIN_GAIN (at least 3
+    cases; two exact fits differ only by rounding, which CPUs do differently). Measured on a
     Xeon: int8 BATCH_MATMUL on TFLite's reference kernel takes 74, 89 and 138 us for 0.31-0.32 M MACs and 5,000,
     9,604 and 20,000 outputs (about 11 cycles an output: it requantises each output on its own)."""
     effs: dict[str, dict[str, float]] = {}
@@ -152,7 +157,7 @@ def own_per_output(
                 continue
             err_one = float(np.sqrt(np.mean(np.log(macs / (mpc[dtype] * eff) / cycles) ** 2)))
             err_two = float(np.sqrt(np.mean(np.log((macs * per_mac + work * per_output) / cycles) ** 2)))
-            if err_two < 0.97 * err_one:
+            if err_two < 0.97 * err_one and err_one - err_two > MIN_GAIN:
                 effs.setdefault(op, {})[dtype] = round(float(1.0 / (per_mac * mpc[dtype])), 5)
                 per_out.setdefault(op, {})[dtype] = round(float(per_output), 3)
     return effs, per_out
