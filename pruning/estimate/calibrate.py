@@ -95,7 +95,8 @@ def calibrate_host(
     per_op = float(np.mean([v[0] for v in overheads.values()]))
     invoke = float(np.mean([v[1] for v in overheads.values()]))
     # 2. what an inference pays once when it runs a MAC class's ops (chains of 1 and 9 small ops)
-    first_op = {} if quick else first_op_overheads(timed, invoke, log)
+    chained: dict[tuple[str, str], list[Any]] = {}  # small ops' marginal times in chains: fit samples too
+    first_op = {} if quick else first_op_overheads(timed, invoke, log, chained)
     loop_fixed, loop_iteration = (0.0, 0.0) if quick else loop_overheads(timed, invoke, per_op, log)
 
     def first(cls: str, dtype: str) -> float:
@@ -138,6 +139,8 @@ def calibrate_host(
             rows.append({"case": desc, "op": table_op(c), "class": cls, "dtype": real, "us": round(us, 3),
                          "macs": c.macs, "work": c.work})  # fmt: skip
             log(f"{cls:15s} {real:8s} {desc:34s} {us:9.2f} us  macs {c.macs:>10d}  work {c.work:>8d}")
+    for key, pts in chained.items():
+        samples.setdefault(key, []).extend((c, max(us - per_op, MIN_US)) for c, us in pts)
     if skipped:
         log(f"budget of {budget_s:.0f} s spent: {skipped} case(s) skipped (their tables fall back)")
     if not rows:

@@ -215,21 +215,36 @@ def mac_chain_tflite(cls: str, n: int, quantization: str) -> bytes:
     return to_tflite(keras.Model(inp, x), quantization, rep)
 
 
-def first_op_overheads(timed: Any, invoke_us: float, log: Any = print) -> dict[str, dict[str, float]]:
+def first_op_overheads(
+    timed: Any, invoke_us: float, log: Any = print, marginal: dict[tuple[str, str], list[Any]] | None = None
+) -> dict[str, dict[str, float]]:
     """class -> dtype -> microseconds an inference pays once when it runs ops of that class, beyond the invoke
     overhead (of a chain of ADDs) and beyond the ops' own cost: the intercept of a chain of 1 and 9 small ops,
     minus the invoke overhead. Measured on a Xeon: about 0.3 us for int8 FULLY_CONNECTED and convolutions, once
     per inference however many such ops follow (a convolution chain followed by a FULLY_CONNECTED chain pays it
     once), nothing in float32. Single-op micro-benchmarks pay it once too, so the fit takes it off their times;
-    the estimate adds the largest of a model's classes once."""
+    the estimate adds the largest of a model's classes once.
+
+    `marginal` collects (class, dtype) -> [(the small op's OpCost, what one more of it costs in the chain,
+    (t9 - t1) / 8 us)]: a small op's own time, which a one-op model hides under its invoke overhead (an AVX2
+    EPYC: a 48->48 int8 FULLY_CONNECTED adds 0.19 us to a chain, where the fit on one-op models gave 0.04 us),
+    for the class's fit beside the one-op cases."""
+    from pruning.estimate.costs import analyse
+    from pruning.estimate.graph import parse
+
     out: dict[str, dict[str, float]] = {}
     for cls in FIRST_OP_CHAINS:
         for dtype, q in (("float32", "none"), ("int8", "int8")):
-            t1, t9 = timed(mac_chain_tflite(cls, 1, q)), timed(mac_chain_tflite(cls, 9, q))
+            one = mac_chain_tflite(cls, 1, q)
+            t1, t9 = timed(one), timed(mac_chain_tflite(cls, 9, q))
             first = max(t1 - max(t9 - t1, 0.0) / 8 - invoke_us, 0.0)
             out.setdefault(cls, {})[dtype] = round(first, 3)
             log(f"first {cls} op {dtype}: chain 1 {t1:.2f} us, 9 {t9:.2f} us -> once per inference {first:.3f} us")
-    out["conv1x1"] = dict(out["conv"])
+            ops = [c for c in analyse(parse(one)) if c.cls == cls and not c.init_time]
+            if marginal is not None and len(ops) == 1 and t9 > t1:
+                marginal.setdefault((cls, ops[0].dtype), []).append((ops[0], (t9 - t1) / 8))
+    if "conv" in out:
+        out["conv1x1"] = dict(out["conv"])
     return out
 
 

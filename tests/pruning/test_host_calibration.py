@@ -233,3 +233,27 @@ def test_an_int8_batch_matmul_is_costed_by_the_kernel_that_runs_it(monkeypatch: 
     profile = devices._build("host", data["profile"], {"xnnpack-x86": data["runtime"]})  # these tables alone
     times = {desc: op_time_us(analyse(parse(f))[0], profile) for desc, f in files.items()}
     assert times["batch_matmul asymmetric"] > 5 * times["batch_matmul symmetric"]
+
+
+def test_a_small_ops_marginal_time_in_a_chain_joins_its_class_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-op model hides a small op under its invoke overhead; the chains of 1 and 9 small ops that measure
+    the once-per-inference cost also give what one more such op costs, (t9 - t1) / 8, with the op's OpCost."""
+    from pruning.estimate import microbench
+    from pruning.estimate.costs import analyse
+    from pruning.estimate.graph import parse
+
+    monkeypatch.setattr(
+        microbench, "FIRST_OP_CHAINS", {"fully_connected": microbench.FIRST_OP_CHAINS["fully_connected"]}
+    )
+
+    def timed(tflite: bytes) -> float:  # 1.0 us for a chain of one op, 2.6 us for nine
+        ops = sum(c.op == "FULLY_CONNECTED" for c in analyse(parse(tflite)))
+        return {1: 1.0, 9: 2.6}[ops]
+
+    marginal: dict[tuple[str, str], list[Any]] = {}
+    first = microbench.first_op_overheads(timed, 0.5, log=lambda _m: None, marginal=marginal)
+    assert set(marginal) == {("fully_connected", "float32"), ("fully_connected", "int8")}
+    for (_cls, dtype), [(cost, us)] in marginal.items():
+        assert (cost.op, cost.macs, cost.dtype) == ("FULLY_CONNECTED", 48 * 48, dtype)
+        assert us == pytest.approx(0.2)
+    assert first["fully_connected"]["int8"] == pytest.approx(1.0 - 0.2 - 0.5)
