@@ -264,8 +264,8 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
              f"(`{(res['host_tables']['fingerprint'] or {}).get('id')}`; {_calibration(res)}).", "",
              "Held out: each family's rows are estimated from single-op micro-benchmarks (no zoo model timed) "
              "and, in the `LOFO-corrected` columns, a per-(class, dtype) correction fitted on the other ten "
-             "families only. Measurement: LiteRT + XNNPACK, 1 thread, lowest median of >= 3 passes repeated until "
-             "two agree within 5%.", ""]  # fmt: skip
+             "families only. Measurement: LiteRT + XNNPACK, 1 thread, the inference thread's CPU time (pruning.host; "
+             "host tables v5+), lowest median of >= 3 passes repeated until two agree within 5%.", ""]  # fmt: skip
     body = []
     for fam in dict.fromkeys(r["family"] for r in rows):
         for dtype in ("float32", "int8"):

@@ -59,7 +59,8 @@ def load_average() -> float:
 def measure_exports(exports: list[tuple[str, str, bytes]], passes: int = 3, max_extra: int = 8) -> dict[Any, Any]:
     """(name, dtype) -> every measurement of that export, lowest median first.
 
-    The measurement is pruning.host.measure_latency (LiteRT, 1 thread, median of up to 50 runs). This
+    The measurement is pruning.host.measure_latency (LiteRT, 1 thread, median of up to 50 timed batches,
+    by the inference thread's CPU time since host tables version 5). This
     2-core machine is shared, so every export is measured in `passes` passes spread over the run, then
     again (up to `max_extra` more passes) until its two lowest medians agree within 5%; the lowest median
     is kept (other processes only ever add time). The criterion never looks at the estimate."""

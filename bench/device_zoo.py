@@ -100,7 +100,8 @@ def markdown(zoo: list[dict[str, Any]], published: list[dict[str, Any]], timing:
         "",
         "Host constants come only from single-op micro-benchmarks (`python -m pruning.estimate calibrate-host`, "
         "listed in `contract/profiles/host.json` under `micro_benchmarks`), never from these whole models. "
-        "Measurement: `pruning.host.measure_latency` (LiteRT + XNNPACK, 1 thread, median of up to 50 runs). The "
+        "Measurement: `pruning.host.measure_latency` (LiteRT + XNNPACK, 1 thread, median of up to 50 timed batches, "
+        "by the inference thread's CPU time since host tables version 5). The "
         "machine is a shared 2-core VM where other jobs run, so every export is measured in 3 passes, then again "
         "until its two lowest medians agree within 5% (at most 8 extra passes), and the lowest median is kept.",
         "",
