@@ -7,15 +7,17 @@ Models: digits16_cnn, ic_resnet8, kws_dscnn, vww_mobilenet_v1 of bench/engine_ha
 engine is tuned on). bench/heldout.py's models are NOT run here: defaults are chosen on these rows, then
 the held-out rows are run once with the chosen engine.
 
-Each variant is SCHEDULE:EPOCHS[:kd][:xK] through pruning.run.run with the engine's recipe (no learning
-rate set: the model's own compiled optimizer, rewound, warm-up + cosine): SCHEDULE `one_shot` (the whole
-50% at once) or `polynomial` (cubic, one round per epoch up to 5 rounds, each round re-scored,
+Each variant is SCHEDULE:EPOCHS[:kd][:xK][:lamp|:floor][:sN] through pruning.run.run with the engine's
+recipe (no learning rate set: the model's own compiled optimizer, rewound, warm-up + cosine): SCHEDULE
+`one_shot` (the whole 50% at once) or `polynomial` (cubic, one round per epoch up to 5 rounds, each round re-scored,
 recalibrated and fine-tuned); EPOCHS a number or `default` (pruning.recipe chooses and stops early); `kd`
 turns on distillation from the dense model; `xK` fine-tunes at K times the compiled rate
 (pruning.recipe.CHANNEL_RATE_SCALE; without `xK` the rate is 1x, the engine before this bench); `lagstop`
 judges early stopping on the moving BatchNorm statistics as they are (the engine before this bench) instead
-of recalibrating them first (pruning.finetune.RECALIBRATE_BEFORE_STOP). One dense model per model and
-process, shared by its variants.
+of recalibrating them first (pruning.finetune.RECALIBRATE_BEFORE_STOP); `lamp` / `floor` cut with that
+layer-adaptive allocation at the uniform cut's MACs instead of the engine's uniform one
+(bench/channel_allocation.py, a prototype); `sN` runs the job with seed N (0 without). One dense model per
+model and process, shared by its variants.
 
 What was tried (issue 13, all on these models; figures in docs/benchmarks.md, "Channel recovery on the
 tuning models"):
@@ -29,7 +31,9 @@ tuning models"):
   in bench/recovery.py's earlier run);
 - channel scores: right after a 50% cut and BatchNorm recalibration, vww_mobilenet_v1 is at chance with
   magnitude (10.8%), gradient (10.4%) and activation (12.3%) scores alike;
-- the learning rate (`x3`, `x10`): the winner, see the table; 3x became the engine's default.
+- the learning rate (`x3`, `x10`): the winner, see the table; 3x became the engine's default;
+- layer-adaptive allocation at the uniform cut's MACs (`lamp`, `floor`; bench/channel_allocation.py): worse
+  than the uniform cut at 3 epochs on vww_mobilenet_v1 and ic_resnet8, not adopted.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # see bench/engine_harness.
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import channel_allocation  # noqa: E402
 from bench.common import markdown, write_section  # noqa: E402
 from bench.engine_harness import MODELS as HARNESS  # noqa: E402
 from pruning import finetune, recipe  # noqa: E402
@@ -92,6 +97,37 @@ READING = """Reading.
   vww_mobilenet_v1 at 3 epochs (1x: 45.7 against 47.2). Soft fading (bench/channel_fade.py): worse than one
   shot. The 3-epoch MobileNet rows remain far from recovered: the issue's 2-point target is not met on
   vww_mobilenet_v1 (29.7 points at 3 epochs, 15.6 at 5).
+- Layer-adaptive allocation (NOT adopted; bench/channel_allocation.py, a prototype the engine does not use;
+  the `:uniform` / `:lamp` / `:floor` rows, all in one later process per model, so against their own dense
+  models). The engine's cut is uniform: half of every group, so vww_mobilenet_v1's 8- and 16-channel layers
+  keep 4 and 8. Two allocations spending at most the uniform cut's MACs (counted on the rebuilt model, so the
+  speedup does not shrink): `lamp`, one threshold over LAMP-normalised channel scores (Lee et al. 2021) - thin
+  groups keep nearly all (8, 15, 23-25 channels), the 64-256-channel ones about 30 (256 -> 30); `floor`, no
+  group under 16 channels and the wider ones cut deeper (8, 16, 16, 16, 22, 45 x6, 90 x2). vww_mobilenet_v1
+  (86.2%), 3 epochs at 3x, points lost uniform / lamp / floor: seed 0 24.9 / 46.8 / 36.1, seed 1 31.2 / 50.2 /
+  42.4: keeping the thin layers thick starves the wide late layers, and that costs more (11-22 points more
+  than uniform on both seeds). Default budget (seed 0): -1.5 in 8 epochs / -2.6 in 8 / +0.4 in 6, all
+  recovered. The other tuning models, 3 epochs, uniform / lamp: ic_resnet8 (97.4%) -0.7 / +3.7 (seed 1: +0.0 /
+  +5.2), kws_dscnn (85.6%) -6.2 / -8.2, digits16_cnn (98.1%) +0.0 / +0.4; default budget ic_resnet8 -2.2 in 3
+  epochs / -1.1 in 6, kws_dscnn -5.8 / -4.2 in 1, digits16_cnn +0.0 in 2 / +0.4 in 5. `floor` cannot match the
+  uniform MACs on ic_resnet8 (the proxy check below says so) and digits16_cnn (its floor binds the groups that
+  would have to pay): it falls back to uniform, marked in the table (identical rows); on kws_dscnn it is the
+  uniform cut (every group has 64 channels); so its jobs ran on vww_mobilenet_v1 and digits16_cnn only.
+  EagleEye (Li et al. 2020: recalibrate BatchNorm, score candidate allocations on held-back data, keep the
+  best) cannot choose among them at this cut: right after the 50% cut and recalibration every vww_mobilenet_v1
+  candidate is at chance on 300 training samples the recalibration did not see (the dense model trained on
+  them; uniform 11.0%, lamp 10.3%, floor 9.7%, six random allocations at the same MACs 6.7-14.7%;
+  `.venv/bin/python bench/channel_allocation.py vww_mobilenet_v1`); ic_resnet8's too (uniform 11.3%, lamp
+  8.7%, four random 7.0-16.7%; dense 99.7%). The engine's cut stays uniform; the held-out rows were not
+  re-run, as nothing in the engine changed. Commands (host load 5-8 on 2 cores: wall times inflated):
+  `--models vww_mobilenet_v1 --variants one_shot:3:x3 one_shot:3:x3:lamp one_shot:3:x3:floor
+  one_shot:default:x3 one_shot:default:x3:lamp one_shot:default:x3:floor`, the same for digits16_cnn and
+  without `floor` for kws_dscnn and ic_resnet8, then `--models vww_mobilenet_v1 --variants one_shot:3:x3:s1
+  one_shot:3:x3:lamp:s1 one_shot:3:x3:floor:s1` and `--models ic_resnet8 --variants one_shot:3:x3:s1
+  one_shot:3:x3:lamp:s1`; the uniform rows were stored as `:uniform` beside the older `one_shot:*:x3` rows
+  they would otherwise replace (`:uniform` runs the same job). The first set of these rows ran with the same
+  allocation code wired into pruning.strategies.ChannelPruner (with the allocation named in the job report);
+  it was moved to the bench unchanged once it had lost, and the seed-1 rows and proxy checks ran from there.
 """
 
 
@@ -107,7 +143,10 @@ def bench_model(name: str, variants: list[str]) -> list[dict[str, Any]]:
             scale = [float(e[1:]) for e in extra if e.startswith("x")]
             recipe.CHANNEL_RATE_SCALE = scale[0] if scale else 1.0
             finetune.RECALIBRATE_BEFORE_STOP = "lagstop" not in extra
-            spec = PruneSpec(granularity="channel", sparsity=0.5, schedule=schedule, epochs=epochs, seed=0,
+            channel_allocation.use(next((e for e in extra if e in channel_allocation.ALLOCATIONS), "uniform"))
+            channel_allocation.USED.clear()
+            seed = next((int(e[1:]) for e in extra if e[:1] == "s" and e[1:].isdigit()), 0)
+            spec = PruneSpec(granularity="channel", sparsity=0.5, schedule=schedule, epochs=epochs, seed=seed,
                              distill=True if "kd" in extra else None)  # fmt: skip
             started = time.perf_counter()
             report = run(path, data, spec, Path(tmp) / variant.replace(":", "-")).report
@@ -121,6 +160,10 @@ def bench_model(name: str, variants: list[str]) -> list[dict[str, Any]]:
                 "drop_points": 100 * (report["accuracy"]["before"] - report["accuracy"]["after"]),
                 "round_drops": [round(100 * r["drop"], 1) for r in report["schedule"]["rounds"]],
                 "macs_kept": report["macs"]["after"] / report["macs"]["before"],
+                "allocation": sorted(set(channel_allocation.USED)),
+                "kept": {
+                    c["layer"]: c["channels_after"] for c in report["sparsity"]["per_layer"] if c["channels_after"]
+                },
                 "wall_s": time.perf_counter() - started,
             }
             print(json.dumps(row), flush=True)
@@ -135,7 +178,8 @@ def render() -> str:
         key=lambda r: (TUNING.index(r["model"]), r["variant"].split(":")[1], order.get(r["variant"], 99), r["variant"])
     )
     table = [
-        [r["model"], r["variant"], f"{100 * r['before']:.1f}", f"{r['drop_points']:+.1f}", r["epochs_trained"],
+        [r["model"], r["variant"] + (" (fell back to uniform)" if "FALLBACK" in str(r.get("allocation")) else ""),
+         f"{100 * r['before']:.1f}", f"{r['drop_points']:+.1f}", r["epochs_trained"],
          " / ".join(f"{d:+.1f}" for d in r["round_drops"]), f"{r['wall_s']:.0f}"]
         for r in rows
     ]  # fmt: skip
@@ -146,8 +190,10 @@ def render() -> str:
             "",
             "Command: `.venv/bin/python bench/channel_recovery.py --models <m> --variants <v...>`, then `--render`.",
             "Validation accuracy drop in points after a 50% channel cut (lower is better). Variant",
-            "SCHEDULE:EPOCHS[:kd][:xK]: `xK` fine-tunes at K times the model's compiled rate (Adam 3e-3 for all",
-            "four; no `xK` is 1x, the engine before this change), `kd` distils from the dense model. A model's",
+            "SCHEDULE:EPOCHS[:kd][:xK][:lamp|:floor][:sN]: `xK` fine-tunes at K times the model's compiled rate",
+            "(Adam 3e-3 for all four; no `xK` is 1x, the engine before this change), `kd` distils from the dense",
+            "model, `lamp` / `floor` allocate the cut across layers at the uniform cut's MACs",
+            "(bench/channel_allocation.py), `sN` is the job's seed (0 without). A model's",
             "variants share one dense model when run in one process; dense training is not repeatable across",
             "processes (vww_mobilenet_v1 came out at 81.0% or 88.5%), so compare rows with the same dense",
             "accuracy. TUNING models only: a training score.",
