@@ -147,7 +147,9 @@ def ds_cnn() -> tuple[keras.Model, Data, int]:
 MODELS = {f.__name__: f for f in (nested_mobilenetv2, mobilenetv3small, wide_cnn, conv1d_gru, ds_cnn)}
 
 
-def bench_model(name: str, only: str | None = None, default_only: bool = False) -> list[dict[str, Any]]:
+def bench_model(
+    name: str, only: str | None = None, default_only: bool = False, fixed_only: bool = False
+) -> list[dict[str, Any]]:
     keras.utils.set_random_seed(SEED)
     model, data, epochs = MODELS[name]()
     for layer in model._flatten_layers():  # nested backbones too (keras.applications use momentum 0.999)
@@ -163,6 +165,8 @@ def bench_model(name: str, only: str | None = None, default_only: bool = False) 
         dense_tflite = export.to_tflite(model)
         for granularity, sparsity, budget in ROWS:
             if (only is not None and granularity != only) or (default_only and budget is not None):
+                continue
+            if fixed_only and budget is None:
                 continue
             spec = PruneSpec(granularity=granularity, sparsity=sparsity, epochs=budget, seed=SEED)
             started = time.perf_counter()
@@ -286,15 +290,16 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=[], choices=sorted(MODELS))
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--default-only", action="store_true", help="re-run only the default-budget rows")
+    parser.add_argument("--fixed-only", action="store_true", help="re-run only the 3- and 5-epoch rows")
     parser.add_argument(
         "--only", choices=("channel", "unstructured"), help="re-run only these rows; the model's other rows are kept"
     )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.models:
-        rows = bench_model(name, args.only, args.default_only)
+        rows = bench_model(name, args.only, args.default_only, args.fixed_only)
         path = RESULTS / f"{name}.json"
-        if (args.only or args.default_only) and path.exists():
+        if (args.only or args.default_only or args.fixed_only) and path.exists():
             fresh = {(r["granularity"], r["budget"]) for r in rows}
             rows = [r for r in json.loads(path.read_text()) if (r["granularity"], r["budget"]) not in fresh] + rows
         path.write_text(json.dumps(rows, indent=1))

@@ -1,6 +1,5 @@
 """`run(model, data, spec, progress) -> Result`: load, score, prune, fine-tune, export, profile."""
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,7 +179,7 @@ def run(
     recipe = choose(model, data, loss, spec, task, cut, guard, before["val"][headline])
     if dense_train is None:
         recipe.distill = 0.0
-    epochs_per_step = math.ceil(recipe.epochs / plan.steps) if recipe.epochs else 0
+    per_round = schedule.epochs_per_round(recipe.epochs, plan.steps, schedule.recovery_share(spec))
     train_loss, train_y = loss, data.y_train
     if recipe.distill and dense_train is not None:
         from_logits = bool(getattr(loss, "from_logits", False))
@@ -203,7 +202,7 @@ def run(
             data.x_train,
             train_y,
             loss=train_loss,
-            epochs=epochs_per_step,
+            epochs=per_round[step - 1],
             batch_size=spec.batch_size,
             optimizer=recipe.make_optimizer,
             variables=pruner.variables,
@@ -299,7 +298,7 @@ def run(
         "macs": {"before": macs_before, "after": total_macs(model)},
         "sparsity": sparsity_block(layers_before, layers_after, pruner.masks, spec.sparsity, kept.sparsity),
         "pruning": {"method": spec.method, "granularity": spec.granularity, **pruner.notes},
-        "schedule": {**plan.get_config(), "epochs_per_step": epochs_per_step, "rounds": rounds, **_why_schedule(spec)},
+        "schedule": {**plan.get_config(), **schedule.rounds_block(per_round), "rounds": rounds, **_why_schedule(spec)},
         "finetune": recipe.to_dict(),
         "guard": {
             "metric": headline,

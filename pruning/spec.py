@@ -15,6 +15,7 @@ from contract.spec import (
     choices,
     default,
 )
+from pruning import schedule
 
 QUANTIZATIONS = tuple(choices(JobSpec, "quantization"))
 GRANULARITIES = tuple(choices(JobSpec, "granularity"))
@@ -44,7 +45,8 @@ class PruneSpec:
     schedule: str | None = None
     """`one_shot` or `polynomial`; None: polynomial for unstructured cuts, one shot otherwise (see `defaults`)."""
     steps: int | None = None
-    """Rounds of prune -> fine-tune; None: 1 for one shot, else 5 (fewer when fewer epochs are set)."""
+    """Rounds of prune -> fine-tune; None: 1 for one shot, else 5 (fewer when fewer epochs are set: an
+    unstructured cut keeps half of set epochs for its last round, pruning.schedule.RECOVERY_SHARE)."""
     epochs: int | None = None
     """Total fine-tuning epochs; None: chosen from the data and the cut (pruning.recipe), stopping early."""
     batch_size: int = default(Finetune, "batch_size")
@@ -81,7 +83,9 @@ class PruneSpec:
             chosen.append("schedule")
         if self.steps is None:
             rounds = 1 if self.schedule == "one_shot" else DEFAULT_ROUNDS
-            object.__setattr__(self, "steps", rounds if self.epochs is None else max(1, min(rounds, self.epochs)))
+            share = schedule.recovery_share(self)
+            steps = rounds if self.epochs is None else schedule.rounds_for(self.epochs, rounds, share)
+            object.__setattr__(self, "steps", steps)
             chosen.append("steps")
         if chosen and not self.defaults:
             object.__setattr__(self, "defaults", tuple(chosen))

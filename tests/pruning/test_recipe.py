@@ -108,7 +108,7 @@ def test_the_from_scratch_control_is_reported(digits_model: Path, data: Data, tm
     ("fields", "scope", "schedule", "steps", "chosen"),
     [
         ({}, "global", "polynomial", 5, ("scope", "schedule", "steps")),
-        ({"epochs": 3}, "global", "polynomial", 3, ("scope", "schedule", "steps")),
+        ({"epochs": 3}, "global", "polynomial", 2, ("scope", "schedule", "steps")),
         ({"epochs": 0}, "global", "polynomial", 1, ("scope", "schedule", "steps")),
         ({"granularity": "channel"}, "global", "one_shot", 1, ("scope", "schedule", "steps")),
         ({"scope": "per_layer", "schedule": "one_shot"}, "per_layer", "one_shot", 1, ("steps",)),
