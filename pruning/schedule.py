@@ -11,7 +11,9 @@ the rounds before it share the rest, so the model recovers at the final sparsity
 pruning well before training ends). Before, every round had the same epochs: with 5 epochs the model was
 at 80% for the last one only. Chosen on the tuning models alone (bench/unstructured_recovery.py: 80% at 3
 and 5 epochs; har_cnn, the one that loses points, lost about a point less, the others were within a
-sample or two). None: every round the same epochs (what the default budget, which stops early, keeps)."""
+sample or two). None: every round the same epochs (what the default budget, which stops early, keeps).
+Not confirmed on the held-out ds_cnn: on one dense model it lost 3.7 points at 5 epochs against 2.7 with
+equal rounds (5.2 against 5.5 at 3 epochs; bench/heldout.py --paired-control, docs/benchmarks.md)."""
 
 
 def recovery_share(spec: Any) -> float | None:
