@@ -240,8 +240,10 @@ def first_op_overheads(
             first = max(t1 - max(t9 - t1, 0.0) / 8 - invoke_us, 0.0)
             out.setdefault(cls, {})[dtype] = round(first, 3)
             log(f"first {cls} op {dtype}: chain 1 {t1:.2f} us, 9 {t9:.2f} us -> once per inference {first:.3f} us")
+            if marginal is None or t9 <= t1:
+                continue
             ops = [c for c in analyse(parse(one)) if c.cls == cls and not c.init_time]
-            if marginal is not None and len(ops) == 1 and t9 > t1:
+            if len(ops) == 1:
                 marginal.setdefault((cls, ops[0].dtype), []).append((ops[0], (t9 - t1) / 8))
     if "conv" in out:
         out["conv1x1"] = dict(out["conv"])
