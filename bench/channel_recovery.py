@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import channel_allocation, channel_reconstruction  # noqa: E402
-from bench.common import markdown, write_section  # noqa: E402
+from bench.common import markdown, merge_rows, write_section  # noqa: E402
 from bench.engine_harness import MODELS as HARNESS  # noqa: E402
 from pruning import finetune, recipe  # noqa: E402
 from pruning.run import run  # noqa: E402
@@ -242,12 +242,7 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.models:
-        rows = bench_model(name, args.variants)
-        path = RESULTS / f"{name}.json"
-        if path.exists():
-            fresh = {r["variant"] for r in rows}
-            rows = [r for r in json.loads(path.read_text()) if r["variant"] not in fresh] + rows
-        path.write_text(json.dumps(rows, indent=1))
+        merge_rows(RESULTS / f"{name}.json", bench_model(name, args.variants))
     if args.render:
         write_section(SECTION, render())
     return 0

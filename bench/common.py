@@ -1,5 +1,6 @@
 """What the benchmarks share: markdown tables, and writing a section of docs/benchmarks.md."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,11 @@ def write_section(section: str, text: str, docs: Path = DOCS) -> None:
     else:
         current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
     docs.write_text(current)
+
+
+def merge_rows(path: Path, rows: list[dict[str, Any]], key: str = "variant") -> None:
+    """Write `rows` to the results file at `path`, keeping its earlier rows whose `key` was not run again."""
+    if path.exists():
+        fresh = {r[key] for r in rows}
+        rows = [r for r in json.loads(path.read_text()) if r[key] not in fresh] + rows
+    path.write_text(json.dumps(rows, indent=1))
