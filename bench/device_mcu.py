@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import write_section  # noqa: E402
 from bench.device_harness import CACHE, table, tflite_for  # noqa: E402
 from bench.device_published import PUBLISHED, PUBLISHED_MODELS, _golden  # noqa: E402
+from bench.mcunet_models import MCUNET_MODELS  # noqa: E402
 from contract import devices  # noqa: E402
 from pruning import estimate as est  # noqa: E402
 
@@ -43,6 +44,9 @@ SECTION = "## Microcontroller runtimes (issue 14)"
 KEY = "tflm-cmsis-nn-2022"
 BASE = {"cortex-m4f": "cortex-m4f-120mhz", "cortex-m33": "cortex-m33-160mhz", "cortex-m7": "cortex-m7-216mhz"}
 ESTIMATED = ("fitted", "checked")
+MODELS = {**PUBLISHED_MODELS, **MCUNET_MODELS}
+PRODUCTS = {"STM32H743": "stm32h7"}  # boards with their own product profile (same core tables, own clock and bus)
+M7 = "out of sample, Cortex-M7 (s8)"
 BENCHMARKS = ("mlperf-tiny-kws-dscnn", "mlperf-tiny-vww-mobilenetv1-0.25", "mlperf-tiny-ic-resnet8",
               "mlperf-tiny-ad-fc-autoencoder")  # fmt: skip
 
@@ -59,6 +63,8 @@ def kind(row: dict[str, str], fitted: list[dict[str, str]]) -> str:
         return "fitted"
     if any(f["board"] == row["board"] and f["runtime"] == row["runtime"] for f in fitted):
         return "repeat of the fit"
+    if row["core"] == "cortex-m7":
+        return M7
     return "q7 legacy API" if row["kernels"] == "q7-legacy" else "out of sample (s8)"
 
 
@@ -68,8 +74,8 @@ def cycles(row: dict[str, str]) -> float:
 
 
 def profile_for(row: dict[str, str]) -> tuple[Any, str]:
-    """The profile a row is compared with: its core's profile, at the row's clock."""
-    name = BASE[row["core"]]
+    """The profile a row is compared with: its board's product profile, else its core's, at the row's clock."""
+    name = PRODUCTS.get(row["board"], BASE[row["core"]])
     p = devices.get_profile(name)
     clock = float(row["clock_mhz"])
     if abs(p.clock_mhz - clock) > 1:
@@ -78,7 +84,7 @@ def profile_for(row: dict[str, str]) -> tuple[Any, str]:
 
 
 def model(row: dict[str, str]) -> bytes:
-    builder, key = PUBLISHED_MODELS[row["model"]]
+    builder, key = MODELS[row["model"]]
     return tflite_for(key, builder, "int8", CACHE)
 
 
@@ -179,7 +185,7 @@ def summary(checked: list[tuple[dict[str, str], float, float, str]]) -> list[str
     """One line per kind of checked row: how many, ratio range, worst factor against the 1.5x target."""
     fitted = [r for r, *_ in checked if r["use"] == "fitted"]
     lines = []
-    groups = ("repeat of the fit", "out of sample (s8)", "q7 legacy API")
+    groups = ("repeat of the fit", "out of sample (s8)", M7, "q7 legacy API")
     member = {g: (lambda r, g=g: kind(r, fitted) == g) for g in groups}
     member["all checked"] = lambda r: True
     member["all checked, s8 kernels"] = lambda r: r["kernels"] == "s8"
@@ -209,7 +215,8 @@ def markdown(checked: list[tuple[dict[str, str], float, float, str]], v05: list[
             "",
             "Command: `.venv/bin/python bench/device_mcu.py` (estimates only; `--fit` re-fits). Rows: "
             "`bench/published_mcu.csv`, each with the URL of its results.txt in mlcommons/tiny_results_v0.7 .. v1.2 "
-            "(median throughput of the performance run; ms = 1000 / inferences per second).",
+            "(median throughput of the performance run; ms = 1000 / inferences per second), or, for the Cortex-M7 "
+            "TFLite Micro rows, of TinyEngine's README at a pinned commit (ms as published, stored as 1000 / ms).",
             "",
             "Every MCU profile names its runtime: `cortex-m4f-120mhz`, `cortex-m7-216mhz`, `cortex-m33-160mhz` and the "
             "products on them use **TFLite Micro + CMSIS-NN (2022+ kernels)** (`tflm-cmsis-nn-2022`); the 2020 "
@@ -217,7 +224,9 @@ def markdown(checked: list[tuple[dict[str, str], float, float, str]], v05: list[
             "",
             f"Fitted (named before fitting, unchanged): three int8 efficiencies on the four Krai NUCLEO-L4R5ZI rows "
             f"only: {eff}. Every other row below is only checked; none was fitted and none was chosen after "
-            "looking at its ratio (the search covered every submitter of v0.5-v1.3, see the list after the tables).",
+            "looking at its ratio (the search covered every submitter of v0.5-v1.3, see the list after the tables; "
+            "the M7 rows are every model of TinyEngine's table whose architecture could be rebuilt, named before "
+            "any was estimated).",
             "",
             table(heads, body),
             "",
@@ -270,25 +279,45 @@ READING = [
     "1.47-1.77), consistent with the q7 kernels' cheaper per-output work (one shift per layer instead of a "
     "per-channel multiply-and-round per output). Shears has no ONNC/q7 "
     "profile; the tables were not re-fitted on these rows. Target (every checked row within 1.5x): met on the 18 "
-    "s8-kernel rows, not met on all 30 (worst 1.77x, Nuvoton person detection).",
-    "- **Cortex-M7 (cortex-m7-216mhz, stm32h7 at 480 MHz): still unchecked.** No round has a TFLite Micro or "
-    "CMSIS-NN row on an M7: every M7 row (NUCLEO-H7A3ZI-Q at 280 MHz, DISCO-F746NG at 216 MHz) runs X-CUBE-AI, "
-    "Plumerai's engine or Bosch HALE, each with its own kernels. Those runtimes give the M7's cycle advantage over "
-    "the M4F on the same four models (table above, median ~1.76x); the profile's ISA argument (dual-issue "
-    "pipeline overlapping the loads of load-bound SMLAD loops, 64-bit AXI/TCM; Arm quotes up to 2x the M4's DSP "
-    "performance) takes 1.5x. If CMSIS-NN gains like them, the M7 estimates are ~1.2x high (0.86-1.39x over their "
-    "range), inside 1.5x; this is a reading, not a check, and nothing was moved. The stm32h7 profile is the same "
-    "tables at 480 MHz: its flash wait states behind 16 KB caches are not in any row.",
+    "MLPerf Tiny s8-kernel rows and the 8 Cortex-M7 rows, not met on the 12 ONNC rows (worst 1.77x, Nuvoton person "
+    "detection).",
+    "- **Cortex-M7: checked on an STM32H743 (stm32h7, 480 MHz), not on the F746.** No MLPerf Tiny round has a "
+    "TFLite Micro or CMSIS-NN row on an M7 (every M7 row, NUCLEO-H7A3ZI-Q at 280 MHz and DISCO-F746NG at 216 MHz, "
+    "runs X-CUBE-AI, Plumerai's engine or Bosch HALE). The M7 rows come from TinyEngine's README "
+    "(mit-han-lab/tinyengine, 'Measured Results', updated 2022-12): MCUNet-zoo int8 models on an STM32H743 under "
+    "TFLite Micro @713b6ed with the CMSIS-NN kernels @011bf32 (2022-09-30), STM32CubeIDE -Ofast; 480 MHz with the "
+    "I and D caches on is the maintainers' setting in mit-han-lab/tinyengine issue 23, where a user reproduced "
+    "their mcunet-vww0 figure with it. Estimated with the stm32h7 product profile as it stood (the cortex-m7 "
+    "tables at 480 MHz; nothing fitted). The architectures are rebuilt in bench/mcunet_models.py (random weights) "
+    "from mit-han-lab/tinyml's net configs (in0-in3, proxyless-w0.3-r176; mbv2-w0.3's r80 config at 64 px), from "
+    "the layers of tinyengine's assets/vww.tflite (vww1) and from the Wake Vision Challenge's Keras MCUNet-VWW2 "
+    "(vww2); their MACs agree with the zoo's list. The estimates are 9-23% low: at 480 MHz the H7 pays flash wait "
+    "states behind 16 KB caches and AXI SRAM latency, which the tables (fitted on an M4F at 120 MHz) do not "
+    "model, or CMSIS-NN's cycle gain on the M7 is below the profile's 1.5x (the MLPerf context runtimes above "
+    "gain a median ~1.76x); one board cannot separate these, and nothing was moved. Not used from that table: "
+    "mcunet-vww0 (no config or .tflite of it found), mcunet-in4 (out of memory), proxyless-w0.3-r64 (its cell "
+    "reads '54kB', a unit typo). Caveats: the baseline was run by TinyEngine's authors, not by the runtime's; the "
+    "zoo's own .tflite files (not fetched) may place PADs and the head differently from the rebuilds; and the "
+    "F746 profile (cortex-m7-216mhz) stays unchecked on its own board: the README's earlier F746G-DISCO table "
+    "(tinyengine @c71768b, 2022-08) has a 'CMSIS-NN v2.0.0' column (mcunet-5fps-vww 269 ms, 10fps-vww 143 ms) "
+    "with no clock and no interpreter version, so it is not used.",
     "- **Not found / not used.** CMSIS-NN's per-kernel cycle counts: ARM-software/CMSIS-NN (HEAD 99f736a6, "
-    "2026-07) has no cycle tables in README, Documentation or history, and its performance commits give none; "
-    "the 2018 CMSIS-NN paper (arXiv 1801.06601, legacy q7 kernels on a Cortex-M7) could not be read here in "
-    "citable text. Also not used: a blog figure for TFLM + CMSIS-NN on an STM32H7 at 480 MHz (rksharma.dev, "
-    "'~18 ms' for a MobileNet-v1 0.25 at 96x96, no version or method; 8.6 Mcycles would be fewer than X-CUBE-AI "
-    "needs for that network on an H7, 14.1 Mcycles, Krai v1.1), a Cortex-M33 person-detect figure whose repository "
+    "2026-07) has no cycle tables in README, Documentation or history, and its performance commits give none; the "
+    "2018 CMSIS-NN paper (arXiv 1801.06601, legacy q7 kernels on a Cortex-M7) could not be read here in citable "
+    "text. Also not used: a blog figure for TFLM + CMSIS-NN on an STM32H7 at 480 MHz (rksharma.dev, '~18 ms' for "
+    "a MobileNet-v1 0.25 at 96x96, no version or method; 8.6 Mcycles would be fewer than X-CUBE-AI needs for that "
+    "network on an H7, 14.1 Mcycles, Krai v1.1), a Cortex-M33 person-detect figure whose repository "
     "(shanemmattner/embedded-agent-bridge) gives 26.3 and 11.5 Mcycles for the same run, Silicon Labs' xG24 rows "
     "(v0.7, v1.0: TFLite Micro on the MVP accelerator) and the microTVM 'native' rows (no CMSIS-NN). Renesas' "
     "v1.2 EK-RA8D1 (Cortex-M85 with Helium, TFLite Micro + CMSIS-NN) is listed above, not estimated: no Helium "
-    "profile exists (its 0.25-6.4 Mcycles per inference are 4-11x fewer than the fitted M4F rows').",
+    "profile exists (its 0.25-6.4 Mcycles per inference are 4-11x fewer than the fitted M4F rows'). Searched for "
+    "an M7 TFLite Micro + CMSIS-NN row without a usable one: ARM-software/ML-zoo's READMEs (a platform check-mark "
+    "table, no latency), the MicroNets paper (MLSys 2021: STM32F746ZG/F767ZI tables, not readable here as text), "
+    "tensorflow/tflite-micro's benchmarks README (x86, Xtensa, Sparkfun Edge, Corstone-300: no M7), dimtass' TF "
+    "2.1.0 benchmark on the STM32F746 (stupid-projects.com, 2020: a float MNIST CNN, on which the CMSIS-NN build "
+    "changed nothing, 220.27 ms against 220.50) and Samsung/ONE issue 7598 (TFLite Micro + CMSIS-NN on an "
+    "STM32H743ZI clocked at 216 MHz on ML-zoo models: the table was not readable here; its F767ZI "
+    "person-detection run kept the arena in external SDRAM).",
 ]
 
 
