@@ -17,6 +17,7 @@ from pruning.estimate.microbench import (
     first_op_overheads,
     loop_overheads,
     micro_cases,
+    op_overheads,
     single_op_tflite,
     stable_time_us,
     weight_sweep,
@@ -85,15 +86,8 @@ def calibrate_host(
 
     clock = _host_clock_mhz()
     quant = {"float32": "none", "int8": "int8", "hybrid": "dynamic_int8"}
-    # 1. invoke overhead and per-op overhead: a chain of n tiny ADDs, n = 1 and 33
-    overheads = {}
-    for dtype in ("float32", "int8"):
-        t1 = timed(chain_tflite(1, quant[dtype]))
-        t33 = timed(chain_tflite(33, quant[dtype]))
-        overheads[dtype] = (max((t33 - t1) / 32, 0.0), max(t1 - max((t33 - t1) / 32, 0.0), 0.0))
-        log(f"overhead {dtype}: per op {overheads[dtype][0]:.3f} us, invoke {overheads[dtype][1]:.3f} us")
-    per_op = float(np.mean([v[0] for v in overheads.values()]))
-    invoke = float(np.mean([v[1] for v in overheads.values()]))
+    # 1. invoke overhead and per-op overhead: chains of 1 and 33 tiny ADDs, the median of repeated readings
+    per_op, invoke, per_op_readings = op_overheads(timed, chain_tflite, 1 if quick else 3, log)
     # 2. what an inference pays once when it runs a MAC class's ops (chains of 1 and 9 small ops)
     chained: dict[tuple[str, str], list[Any]] = {}  # small ops' marginal times in chains: fit samples too
     first_op = {} if quick else first_op_overheads(timed, invoke, log, chained)
@@ -139,6 +133,10 @@ def calibrate_host(
             rows.append({"case": desc, "op": table_op(c), "class": cls, "dtype": real, "us": round(us, 3),
                          "macs": c.macs, "work": c.work})  # fmt: skip
             log(f"{cls:15s} {real:8s} {desc:34s} {us:9.2f} us  macs {c.macs:>10d}  work {c.work:>8d}")
+    if not quick:  # read again at the end: the median of all readings (a passing state at the start is outvoted)
+        _, late_invoke, late = op_overheads(timed, chain_tflite, 2, log)
+        per_op_readings += late
+        per_op, invoke = float(np.median(per_op_readings)), float(np.median([invoke, late_invoke]))
     for key, pts in chained.items():
         samples.setdefault(key, []).extend((c, max(us - per_op, MIN_US)) for c, us in pts)
     if skipped:
@@ -268,6 +266,7 @@ def calibrate_host(
             "budget_s": budget_s,
             "cases_timed": len(rows),
             "cases_skipped_for_budget": skipped,
+            "per_op_readings_us": per_op_readings,
             "filled_from_fallback": filled,
         },  # fmt: skip
         "profile": {

@@ -178,6 +178,25 @@ def chain_tflite(n: int, quantization: str) -> bytes:
     return to_tflite(model, quantization, rep)
 
 
+def op_overheads(timed: Any, build: Any, repeats: int = 3, log: Any = print) -> tuple[float, float, list[float]]:
+    """(per-op, invoke overhead, every per-op reading) microseconds, from chains of 1 and 33 tiny ADDs
+    (`build(n, quantization)`), float32 and int8: the slope and the intercept, each pair timed `repeats` times
+    interleaved and the median taken, so one reading taken in a passing state of the host does not become the
+    tables' (an idle AVX-512 EPYC read 0.022 us per op in one calibration, 0.058 in the next ten minutes later
+    and in every check after it)."""
+    per_op: list[float] = []
+    invoke: list[float] = []
+    for _ in range(repeats):
+        for q in ("none", "int8"):
+            t1, t33 = timed(build(1, q)), timed(build(33, q))
+            slope = max((t33 - t1) / 32, 0.0)
+            per_op.append(slope)
+            invoke.append(max(t1 - slope, 0.0))
+    log(f"overhead: per op {np.median(per_op):.3f} us (readings {', '.join(f'{v:.3f}' for v in per_op)}), "
+        f"invoke {np.median(invoke):.3f} us")  # fmt: skip
+    return float(np.median(per_op)), float(np.median(invoke)), [round(v, 4) for v in per_op]
+
+
 def stable_time_us(tflite: bytes, budget_s: float = 0.4, max_repeats: int = 6, tolerance: float = 0.03) -> float:
     """`time_us`'s medians repeated until the two lowest agree within `tolerance` (noisy hosts), at most
     `max_repeats` times; the lowest. A median of 0 (a timer faster than its clock) is returned as 0: the
