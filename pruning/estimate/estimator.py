@@ -7,6 +7,7 @@ from typing import Any
 
 from contract.devices import MAC_CLASSES, DeviceProfile, get_profile, load_profiles
 from pruning.estimate.costs import OpCost, analyse, first_op_us, op_time_us
+from pruning.estimate.delegation import extra_partitions
 from pruning.estimate.graph import VIEWS, Graph, parse
 from pruning.estimate.memory import cold_weights_us, ram_estimate
 
@@ -108,6 +109,8 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
     if cold_note:
         basis.append(cold_note)
     total_us = profile.invoke_overhead_us + first_op_us(costs, profile) + cold_us + _loops_us(graph, profile)
+    split, left_to_tflite = extra_partitions(graph) if profile.runtime_key.startswith("xnnpack") else (0, [])
+    total_us += split * profile.invoke_overhead_us
     total_us += sum(op_time_us(c, profile, factor) for c in costs)
     ms = total_us / 1000.0
     lo, hi = profile.error_band
@@ -125,6 +128,11 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
     )
     if profile.tables_basis:
         basis.append(profile.tables_basis)
+    if split:
+        basis.append(
+            f"XNNPACK leaves {', '.join(left_to_tflite)} to TFLite's own kernels: the graph runs as {split} more "
+            f"delegate partition(s), each a delegate invoke ({profile.invoke_overhead_us:.2f} us)"
+        )
     if is_tflm and dtype == "float32":
         basis.append("float model on a microcontroller: costed with float32 reference kernels (no CMSIS-NN), slow")
     if is_tflm and dtype == "hybrid":

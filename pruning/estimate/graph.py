@@ -112,6 +112,7 @@ class Graph:
     raw: bytes
     model: Any = None
     loops: list[Loop] = field(default_factory=list)
+    segments: list[list[int]] = field(default_factory=list)  # op indices of the main graph, of each loop iteration
 
     def const_values(self, t: Tensor) -> NDArray[Any] | None:
         """The values of a constant tensor (None when absent or of an unreadable type)."""
@@ -138,6 +139,7 @@ def parse(tflite: bytes) -> Graph:
     tensors: list[Tensor] = []
     ops: list[Op] = []
     loops: list[Loop] = []
+    segments: list[list[int]] = []
 
     def op_name(op: Any) -> str:
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -156,12 +158,15 @@ def parse(tflite: bytes) -> Graph:
             return [x + offset if x >= 0 else x for x in xs]
 
         for _ in range(times):
+            segments.append([])
+            segment = segments[-1]
             for i in range(graph.OperatorsLength()):
                 op = graph.Operators(i)
                 name = op_name(op)
                 inputs = moved([int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else [])
                 outputs = moved([int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else [])
                 options = _options(schema, name, op)
+                segment.append(len(ops))
                 ops.append(Op(len(ops), name, inputs, outputs, options))
                 if name == "WHILE" and depth < 4 and len(ops) < MAX_OPS:
                     trips = _trips(model, options["cond"], op_name)
@@ -174,7 +179,7 @@ def parse(tflite: bytes) -> Graph:
     main = model.Subgraphs(0)
     g_in = [int(x) for x in main.InputsAsNumpy()] if main.InputsLength() else []
     g_out = [int(x) for x in main.OutputsAsNumpy()] if main.OutputsLength() else []
-    return Graph(tensors, ops, g_in, g_out, len(tflite), tflite, model, loops)
+    return Graph(tensors, ops, g_in, g_out, len(tflite), tflite, model, loops, segments)
 
 
 def _tensor(model: Any, t: Any, index: int) -> Tensor:
