@@ -80,6 +80,13 @@ def partitions(ops: Sequence[Op], is_taken: Sequence[bool]) -> int:
 def extra_partitions(graph: Graph) -> tuple[int, list[str]]:
     """Delegate partitions beyond one per subgraph run (the main graph, and each inlined loop iteration, whose
     first partition the loop's per-iteration cost already holds), and the names of the ops left to TFLite."""
+    if "partitions" not in graph.memo:
+        graph.memo["partitions"] = _extra_partitions(graph)
+    extra, left = graph.memo["partitions"]
+    return int(extra), list(left)
+
+
+def _extra_partitions(graph: Graph) -> tuple[int, list[str]]:
     flags = [taken(graph, op) for op in graph.ops]
     left = sorted({op.name for op, f in zip(graph.ops, flags, strict=True) if not f and op.name != "WHILE"})
     extra = 0

@@ -113,6 +113,7 @@ class Graph:
     model: Any = None
     loops: list[Loop] = field(default_factory=list)
     segments: list[list[int]] = field(default_factory=list)  # op indices of the main graph, of each loop iteration
+    memo: dict[str, Any] = field(default_factory=dict)  # what is derived once from the graph (delegate partitions)
 
     def const_values(self, t: Tensor) -> NDArray[Any] | None:
         """The values of a constant tensor (None when absent or of an unreadable type)."""
