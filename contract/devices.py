@@ -88,6 +88,9 @@ class DeviceProfile:
     invoke_overhead_us: float = 0.0  # once per inference
     loop_fixed_us: float = 0.0  # once per WHILE loop (a recurrent layer), beyond its body's ops (host calibration)
     loop_iteration_us: float = 0.0  # per WHILE iteration: condition, loop state, the body's delegate invoke
+    loop_var_us: float = 0.0  # per WHILE iteration and loop variable beyond two (host tables v7+)
+    builtin_op_us: float = 0.0  # an op XNNPACK leaves to TFLite's own kernel, beyond its table time (host v7+)
+    partition_us: float = 0.0  # each delegate partition beyond one (host tables v7+)
     runtime_flash_bytes: int = 0  # runtime code size added to the .tflite size
     error_band: tuple[float, float] = (0.5, 2.0)  # low/high multipliers from the measured calibration error
     arena_tool: bool = False  # measure the tensor arena with the tflite-micro interpreter
@@ -194,6 +197,9 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         invoke_overhead_us=float(raw.get("invoke_overhead_us", 0.0)),
         loop_fixed_us=float(raw.get("loop_fixed_us", 0.0)),
         loop_iteration_us=float(raw.get("loop_iteration_us", 0.0)),
+        loop_var_us=float(raw.get("loop_var_us", 0.0)),
+        builtin_op_us=float(raw.get("builtin_op_us", 0.0)),
+        partition_us=float(raw.get("partition_us", 0.0)),
         runtime_flash_bytes=int(raw.get("runtime_flash_bytes", runtime.get("runtime_flash_bytes", 0))),
         error_band=(float(raw["error_band"][0]), float(raw["error_band"][1])),
         arena_tool=bool(runtime.get("arena_tool", False)),

@@ -1,6 +1,5 @@
-"""Host constants from single-op micro-benchmarks (`python -m pruning.estimate calibrate-host`): the
-overheads, bandwidths, peak MACs/cycle and per-class efficiency, per-element cycles and channel tiles
-of this machine, fitted in the estimator's own form and written as contract/profiles/host.json."""
+"""Host constants from micro-benchmarks (`python -m pruning.estimate calibrate-host`): overheads, bandwidths, peak
+MACs/cycle, per-class efficiency, per-element cycles and channel tiles of this CPU, in the estimator's own form."""
 
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from pruning.estimate.microbench import (
     stable_time_us,
     weight_sweep,
 )
+from pruning.estimate.runtime_bench import runtime_overheads
 
 OWN_EFFICIENCY = ("BATCH_MATMUL",)
 """Ops of a MAC class whose kernel is not the class's own: timed apart, with an efficiency of their own."""
@@ -92,6 +92,7 @@ def calibrate_host(
     chained: dict[tuple[str, str], list[Any]] = {}  # small ops' marginal times in chains: fit samples too
     first_op = {} if quick else first_op_overheads(timed, invoke, log, chained)
     loop_fixed, loop_iteration = (0.0, 0.0) if quick else loop_overheads(timed, invoke, per_op, log)
+    around = {} if quick else runtime_overheads(timed, per_op, log)  # TFLite kernels, partitions, loop variables
 
     def first(cls: str, dtype: str) -> float:
         return float(first_op.get(cls, {}).get("int8" if dtype in ("hybrid", "int16") else dtype, 0.0))
@@ -286,6 +287,7 @@ def calibrate_host(
             "invoke_overhead_us": round(invoke, 3),
             "loop_fixed_us": loop_fixed,
             "loop_iteration_us": loop_iteration,
+            **around,
             "runtime_ram_bytes": 8 * 1024 * 1024,
             "sparse_speedup": False,
             "error_band": [0.85, 1.15],
@@ -309,6 +311,7 @@ def calibrate_host(
                 "per_op_overhead_us": "micro-benchmark: slope of time over a chain of 1 vs 33 tiny ADD ops",
                 "invoke_overhead_us": "micro-benchmark: intercept of the chain of ADDs (invoke + delegate entry)",
                 "loop_iteration_us": "micro-benchmark: WHILE loops of 1 and 33 iterations, slope minus the body's ops",
+                **dict.fromkeys(around, "micro-benchmark: pruning.estimate.runtime_bench.runtime_overheads"),
                 "runtime_ram_bytes": "assumption: LiteRT + XNNPACK heap and code resident, ~8 MiB",
                 "sparse_speedup": "off: the pip LiteRT interpreter applies XNNPACK with default options and our "
                 "exporter stores zeros densely (no DENSIFY), so no sparse path is taken",

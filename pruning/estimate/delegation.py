@@ -86,8 +86,15 @@ def extra_partitions(graph: Graph) -> tuple[int, list[str]]:
     return int(extra), list(left)
 
 
+def taken_flags(graph: Graph) -> list[bool]:
+    """`taken` for every op of the graph, in order (derived once per parsed graph)."""
+    if "taken" not in graph.memo:
+        graph.memo["taken"] = [taken(graph, op) for op in graph.ops]
+    return list(graph.memo["taken"])
+
+
 def _extra_partitions(graph: Graph) -> tuple[int, list[str]]:
-    flags = [taken(graph, op) for op in graph.ops]
+    flags = taken_flags(graph)
     left = sorted({op.name for op, f in zip(graph.ops, flags, strict=True) if not f and op.name != "WHILE"})
     extra = 0
     for segment in graph.segments or [list(range(len(graph.ops)))]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from contract.devices import MAC_CLASSES, DeviceProfile, get_profile, load_profiles
 from pruning.estimate.costs import OpCost, analyse, first_op_us, op_time_us
-from pruning.estimate.delegation import extra_partitions
+from pruning.estimate.delegation import extra_partitions, taken_flags
 from pruning.estimate.graph import VIEWS, Graph, parse
 from pruning.estimate.memory import cold_weights_us, ram_estimate
 
@@ -110,7 +110,7 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
         basis.append(cold_note)
     total_us = profile.invoke_overhead_us + first_op_us(costs, profile) + cold_us + _loops_us(graph, profile)
     split, left_to_tflite = extra_partitions(graph) if profile.runtime_key.startswith("xnnpack") else (0, [])
-    total_us += split * profile.invoke_overhead_us
+    total_us += split * profile.partition_us + _builtin_us(graph, costs, profile)
     total_us += sum(op_time_us(c, profile, factor) for c in costs)
     ms = total_us / 1000.0
     lo, hi = profile.error_band
@@ -131,7 +131,8 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
     if split:
         basis.append(
             f"XNNPACK leaves {', '.join(left_to_tflite)} to TFLite's own kernels: the graph runs as {split} more "
-            f"delegate partition(s), each a delegate invoke ({profile.invoke_overhead_us:.2f} us)"
+            f"delegate partition(s) ({profile.partition_us:.2f} us each), an op on TFLite's kernel "
+            f"{profile.builtin_op_us:.2f} us more than in XNNPACK"
         )
     if is_tflm and dtype == "float32":
         basis.append("float model on a microcontroller: costed with float32 reference kernels (no CMSIS-NN), slow")
@@ -202,7 +203,22 @@ def energy_figures(ms: float, profile: DeviceProfile) -> dict[str, Any]:
 def _loops_us(graph: Graph, profile: DeviceProfile) -> float:
     """The WHILE loops' own cost beyond their bodies' ops (host calibration: condition, loop state and the body's
     delegate invoke per iteration, and once per loop)."""
-    return sum(profile.loop_fixed_us + loop.inlined * profile.loop_iteration_us for loop in graph.loops)
+    return sum(
+        profile.loop_fixed_us
+        + loop.inlined * (profile.loop_iteration_us + max(loop.state_vars - 2, 0) * profile.loop_var_us)
+        for loop in graph.loops
+    )
+
+
+def _builtin_us(graph: Graph, costs: list[OpCost], profile: DeviceProfile) -> float:
+    """What TFLite's own kernel adds for each op XNNPACK leaves to it whose time comes from the memory class's
+    tables (shape arithmetic, GATHER, a RESHAPE with a computed shape: micro-benchmarked inside XNNPACK, if at
+    all); ops with micro-benchmarks of their own (int8 SOFTMAX, HARD_SWISH ...) were timed on that kernel."""
+    if not profile.builtin_op_us or not profile.runtime_key.startswith("xnnpack"):
+        return 0.0
+    flags = taken_flags(graph)
+    left = sum(1 for c, f in zip(costs, flags, strict=True) if not f and c.cls == "memory" and c.op != "WHILE")
+    return left * profile.builtin_op_us
 
 
 def _loop_notes(graph: Graph) -> list[str]:

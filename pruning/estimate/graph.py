@@ -100,6 +100,7 @@ class Loop:
     trips: int | None
     inlined: int
     body_ops: int
+    state_vars: int = 2  # tensors the loop carries from one iteration to the next (the WHILE op's inputs)
 
 
 @dataclass
@@ -173,7 +174,7 @@ def parse(tflite: bytes) -> Graph:
                     trips = _trips(model, options["cond"], op_name)
                     body_ops = model.Subgraphs(options["body"]).OperatorsLength()
                     runs = max(1, min(trips or 1, (MAX_OPS - len(ops)) // max(body_ops, 1)))
-                    loops.append(Loop(trips, runs, body_ops))
+                    loops.append(Loop(trips, runs, body_ops, len(inputs)))
                     add_subgraph(options["body"], runs, depth + 1)
 
     add_subgraph(0, 1, 0)

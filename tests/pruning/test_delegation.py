@@ -1,12 +1,15 @@
 """XNNPACK's delegate partitions: the estimator's count matches LiteRT's own on real exports, and each extra
 partition costs the host a delegate invoke, said in `basis`."""
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pytest
 
 from contract.devices import get_profile
-from pruning.estimate.delegation import extra_partitions
+from pruning.estimate import runtime_bench
+from pruning.estimate.delegation import extra_partitions, taken_flags
 from pruning.estimate.estimator import estimate
 from pruning.estimate.graph import parse
 from pruning.export import to_tflite
@@ -45,16 +48,37 @@ def test_the_partition_count_is_litert_own(blocks: int, quantization: str) -> No
         assert "SOFTMAX" in left  # no int8 SOFTMAX in XNNPACK: TFLite's kernel runs it
 
 
-def test_each_extra_partition_costs_a_delegate_invoke_and_is_said() -> None:
+def test_each_extra_partition_and_each_op_on_tflites_kernel_is_costed_and_said() -> None:
     keras.utils.set_random_seed(0)
     tflite = to_tflite(_squeeze_excite(3), "none")
-    host = get_profile("host")
-    extra, _ = extra_partitions(parse(tflite))
-    with_splits = estimate(tflite, host)
-    without = estimate(tflite, host.__class__(**{**host.__dict__, "runtime_key": "no-delegate"}))
-    assert with_splits["estimate_ms"] * 1000 == pytest.approx(
-        without["estimate_ms"] * 1000 + extra * host.invoke_overhead_us, abs=0.01
+    host = replace(get_profile("host"), runtime_key="xnnpack-x86", partition_us=0.5, builtin_op_us=0.25)
+    graph = parse(tflite)
+    extra, _ = extra_partitions(graph)
+    left = [op.name for op, taken in zip(graph.ops, taken_flags(graph), strict=True) if not taken]
+    assert {"SHAPE", "PACK"} <= set(left)
+    with_runtime = estimate(tflite, host)
+    without = estimate(tflite, replace(host, partition_us=0.0, builtin_op_us=0.0))
+    assert with_runtime["estimate_ms"] * 1000 == pytest.approx(
+        without["estimate_ms"] * 1000 + extra * 0.5 + len(left) * 0.25,
+        abs=0.1,  # estimate_ms: 0.1 us steps
     )
-    assert "SHAPE" in with_splits["basis"]
-    assert "more delegate partition" in with_splits["basis"]
+    assert "SHAPE" in with_runtime["basis"]
+    assert "more delegate partition" in with_runtime["basis"]
     assert "delegate partition" not in estimate(tflite, get_profile("cortex-m4f-120mhz"))["basis"]
+
+
+def test_the_runtime_micro_benchmarks_separate_the_kernel_the_split_and_the_loop_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GATHER on TFLite's kernel costs 0.25 us, a split 0.05 us more, a loop variable 0.03 us beyond its ops."""
+    monkeypatch.setattr(runtime_bench, "gather_chain_tflite", lambda front, between: ("chain", front, between))
+    monkeypatch.setattr(runtime_bench, "loop_vars_tflite", lambda n, state: ("loop", n, state))
+
+    def timed(model: tuple[str, int, int]) -> float:
+        kind, a, b = model
+        if kind == "chain":
+            return 0.8 + 0.25 * (a + b) + 0.05 * b
+        return 2.0 + (a - 1) * (0.18 + (0.03 + 2 * 0.022) * (b - 1))
+
+    got = runtime_bench.runtime_overheads(timed, per_op_us=0.022, log=lambda _m: None)
+    assert got == pytest.approx({"builtin_op_us": 0.25, "partition_us": 0.05, "loop_var_us": 0.03}, abs=1e-3)
