@@ -1,13 +1,14 @@
 """Which ops LiteRT's XNNPACK delegate takes, and how many delegate partitions a graph splits into.
 
 XNNPACK runs each maximal set of ops it takes as one partition (one DELEGATE node); an op it does not take runs
-on TFLite's own kernel between two partitions, and each extra partition costs a delegate invoke (0.3 us on an
-AVX-512 EPYC: a chain of 16 ADDs split by 1, 3 or 7 GATHERs). Read off ai-edge-litert 2.x on the host zoo
-(bench/device_family_models.py, which ops end up in a DELEGATE node) and kept as rules rather than a list of
-models: shape arithmetic (int32/int64/bool results: SHAPE, PACK, REDUCE_PROD ...) stays on TFLite; a RESHAPE
-or STRIDED_SLICE whose shape or bounds are computed at run time stays too; int8 ops without a quantised
-XNNPACK path (SOFTMAX, HARD_SWISH, AVERAGE_POOL_2D, ...) stay; and any op this module does not name as taken.
-tests/pruning/test_delegation.py checks the partition count against LiteRT's own on real models."""
+on TFLite's own kernel between two partitions. On an AVX-512 EPYC a GATHER splitting a chain of 16 ADDs adds
+0.3 us: 0.24 us the op on TFLite's kernel, 0.02 us the extra partition (pruning.estimate.runtime_bench).
+Read off ai-edge-litert 2.x on the host zoo (bench/device_family_models.py: which ops end up in a DELEGATE
+node) and kept as rules rather than a list of models: shape arithmetic (int32/int64/bool results: SHAPE, PACK,
+REDUCE_PROD ...) stays on TFLite; a RESHAPE or STRIDED_SLICE whose shape or bounds are computed at run time
+stays too; int8 ops without a quantised XNNPACK path (SOFTMAX, HARD_SWISH, AVERAGE_POOL_2D, ...) stay; and any
+op this module does not name as taken. tests/pruning/test_delegation.py checks the partition count against
+LiteRT's own on real models."""
 
 from __future__ import annotations
 
