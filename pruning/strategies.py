@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from contract.errors import PruningError
-from pruning import masks, scoring
+from pruning import masks, reconstruct, scoring
 from pruning.counting import total_macs
 from pruning.datasets import Data
 from pruning.finetune import recalibrate_batchnorm
@@ -18,6 +18,9 @@ from pruning.surgery import remove_channels
 
 # Re-estimate BatchNorm statistics right after each cut, before fine-tuning starts from it.
 RECALIBRATE_AFTER_PRUNE = True
+RECONSTRUCT = True
+"""A channel cut re-fits the layers that read the cut channels to the dense model's outputs (pruning.reconstruct)
+and folds BatchNorm, instead of recalibrating it."""
 
 
 @dataclass
@@ -137,8 +140,20 @@ class ChannelPruner:
 
     def prune(self, model: keras.Model, sparsity: float) -> keras.Model:
         graph, scores = self._scored(model)
-        pruned = remove_channels(graph, self._kept(graph, scores, sparsity))
-        if RECALIBRATE_AFTER_PRUNE:
+        kept = self._kept(graph, scores, sparsity)
+        pruned = remove_channels(graph, kept)
+        refitted = reconstruct.reconstruct(graph, kept, pruned, self.data.x_train) if RECONSTRUCT else []
+        if refitted:
+            # Recalibrating instead would normalise the re-fit's narrower outputs away (bench/channel_recovery.py).
+            folded = reconstruct.fold_batchnorm(pruned, self.data.x_train)
+            self.notes["reconstruction"] = {
+                "method": "ridge least squares to the outputs of the model before this cut (He et al. 2017)",
+                "layers": refitted,
+                "samples": min(len(self.data.x_train), reconstruct.SAMPLES),
+                "ridge": reconstruct.RIDGE,
+                "batchnorm": f"folded ({folded} layers)" if folded else "none",
+            }
+        elif RECALIBRATE_AFTER_PRUNE:
             recalibrate_batchnorm(pruned, self.data.x_train)
         return pruned
 

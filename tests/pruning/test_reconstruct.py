@@ -1,0 +1,59 @@
+"""A channel cut re-fits the layers that read the cut channels (least squares), then folds BatchNorm."""
+
+import keras
+import numpy as np
+
+from pruning import strategies
+from pruning.datasets import Data
+from pruning.finetune import recalibrate_batchnorm
+from pruning.graph import analyse
+from pruning.reconstruct import fold_batchnorm
+from pruning.surgery import remove_channels
+
+
+def _model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same")(inputs)))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same")(x)))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+
+
+def _data() -> Data:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 4, 256)
+    return Data(x, y, x[:64], y[:64])
+
+
+def _gap(a: keras.Model, b: keras.Model, x: np.ndarray) -> float:
+    """Relative error of `b`'s outputs against `a`'s."""
+    ya, yb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    return float(np.linalg.norm(ya - yb) / np.linalg.norm(ya))
+
+
+def test_a_channel_cut_refits_its_consumers_to_the_dense_outputs() -> None:
+    model, data = _model(), _data()
+    recalibrate_batchnorm(model, data.x_train)  # the moving statistics of a trained model
+    pruner = strategies.ChannelPruner(model, data, "sparse_categorical_crossentropy", "magnitude")
+    pruned = pruner.prune(model, 0.5)
+    graph = analyse(model)
+    plain = remove_channels(graph, pruner._kept(graph, pruner._scored(model)[1], 0.5))
+    recalibrate_batchnorm(plain, data.x_train)  # the cut without the re-fit
+    reconstruction = pruner.notes["reconstruction"]
+    assert len(reconstruction["layers"]) == 2  # the second convolution and the head
+    assert reconstruction["layers"][-1] == "head"
+    assert reconstruction["batchnorm"] == "folded (2 layers)"
+    assert _gap(model, pruned, data.x_val) < 0.5 * _gap(model, plain, data.x_val)
+
+
+def test_folding_batchnorm_keeps_the_inference_output() -> None:
+    model, data = _model(), _data()
+    before = model.predict(data.x_val, verbose=0)
+    assert fold_batchnorm(model, data.x_train) == 2
+    np.testing.assert_allclose(model.predict(data.x_val, verbose=0), before, rtol=1e-4, atol=1e-5)
+    # ... while a training step now normalises by statistics near the moving ones.
+    bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    z = keras.Model(model.inputs, bn.input).predict(data.x_train, verbose=0).reshape(-1, 8)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), z.mean(0), rtol=1e-3, atol=1e-4)
