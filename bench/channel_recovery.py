@@ -194,6 +194,12 @@ READING = """Reading.
   one_shot:3:x3:lsq:fold:ridge0.1` and the two default rows; `--models kws_dscnn` and `--models
   digits16_cnn` with `one_shot:3:x3:plain:p2 one_shot:3:x3:lsq:fold:ridge0.1`. `pN` only keeps a later
   process's row beside an earlier one of the same job.
+- After adopting it (same dense model, 84.4%; `--models vww_mobilenet_v1 --variants
+  one_shot:3:x1:lsq:fold:ridge0.1 one_shot:3:x3:lsq:fold:kd:ridge0.1 one_shot:5:x3:lsq:fold:ridge0.1`, then
+  `one_shot:5:x3:p2`): at 1x the re-fit loses 4.1 against 1.1 at 3x, so 3x stays; 5 epochs -7.1 against
+  +11.2 plain; distillation on top, 3x: -0.4 against 1.1 (4 samples, one seed), but on ic_resnet8 -1.9
+  against -3.0 (`--models ic_resnet8 --variants one_shot:3:x3:lsq:fold:kd:ridge0.1`): mixed, within a few
+  samples, not adopted (distillation stays off by default).
 """
 
 
