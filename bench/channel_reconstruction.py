@@ -71,7 +71,7 @@ def use(on: bool, after: str = "fold", ridge: float = RIDGE) -> None:
             graph, scores = self._scored(model)
             kept = self._kept(graph, scores, sparsity)
             pruned = remove_channels(graph, kept)
-            REFITTED.append(len(reconstruct(graph, kept, pruned, self.data.x_train)))
+            REFITTED.append(len(reconstruct(graph, kept, pruned, self.data.x_train)[0]))
             if after == "recalibrate":
                 recalibrate_batchnorm(pruned, self.data.x_train)
         START.append(_start(pruned, self.data.x_val, self.data.y_val))
@@ -111,7 +111,7 @@ def main() -> int:
         line = []
         for how in ("plain", "lsq"):
             pruned = remove_channels(graph, kept)
-            n = len(reconstruct(graph, kept, pruned, x_fit)) if how == "lsq" else 0
+            n = len(reconstruct(graph, kept, pruned, x_fit)[0]) if how == "lsq" else 0
             before = accuracy(pruned), gap(pruned)
             recalibrate_batchnorm(pruned, x_fit)
             after = accuracy(pruned), gap(pruned)

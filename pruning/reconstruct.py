@@ -22,7 +22,12 @@ from pruning.graph import DEPTHWISE, SEPARABLE, ChannelGraph, keep_indices
 
 SAMPLES = 300
 MAX_ROWS = 60_000
-"""Regression rows (spatial positions x samples) per layer; drawn at random beyond this."""
+"""Regression rows (spatial positions x samples) per layer; drawn at random beyond this, batch by batch."""
+BATCH = 8
+"""Samples pushed through at once: a consumer's inputs (im2col patches for a conv) never exist for all samples."""
+MAX_COLUMNS = 6_000
+"""A layer with more regression columns (kernel taps x kept input channels) is not re-fitted, and the report says
+so: its X'X alone would be (columns^2 x 8) bytes (a Dense after Flatten of 7x7x1280 would need 31 GB)."""
 RIDGE = 0.1
 """The ridge penalty, times the mean diagonal of X'X. Chosen on the tuning models (bench/channel_recovery.py,
 `ridgeR` rows; vww_mobilenet_v1, 50% cut, 3 epochs at 3x, points lost, plain cut 20.8): 1e-3 matched the
@@ -75,32 +80,60 @@ def _fit(rows: NDArray[Any], target: NDArray[Any], bias: bool) -> tuple[NDArray[
     return (w[:-1], w[-1]) if bias else (w, None)
 
 
-def reconstruct(graph: ChannelGraph, kept: dict[int, set[int]], pruned: keras.Model, x: NDArray[Any]) -> list[str]:
-    """Re-fit the consumers of cut channels in `pruned` to `graph.model`'s outputs; returns their names."""
+def reconstruct(
+    graph: ChannelGraph, kept: dict[int, set[int]], pruned: keras.Model, x: NDArray[Any]
+) -> tuple[list[str], dict[str, str]]:
+    """Re-fit the consumers of cut channels in `pruned` to `graph.model`'s outputs; returns the names of those
+    re-fitted, and of those left as cut with the reason."""
     consumers = _consumers(graph, kept)
-    if not consumers:
-        return []
     x = x[:: max(1, len(x) // SAMPLES)][:SAMPLES]
     rng = np.random.default_rng(0)
     dense = graph.model
-    dense_inputs = keras.Model(dense.inputs, [dense.get_layer(name).input for name, _ in consumers]).predict(
-        x, batch_size=128, verbose=0
-    )
-    dense_inputs = dense_inputs if isinstance(dense_inputs, list) else [dense_inputs]
-    for (name, keep_out), dense_input in zip(consumers, dense_inputs, strict=True):
+    done: list[str] = []
+    skipped: dict[str, str] = {}
+    for name, keep_out in consumers:
         layer, dense_layer = pruned.get_layer(name), dense.get_layer(name)
-        rows = _rows(layer, keras.Model(pruned.inputs, layer.input).predict(x, batch_size=128, verbose=0))
-        full = _rows(dense_layer, dense_input)
-        if len(rows) > MAX_ROWS:
-            pick = rng.choice(len(rows), MAX_ROWS, replace=False)
-            rows, full = rows[pick], full[pick]
+        taps = int(np.prod(layer.kernel_size)) if isinstance(layer, keras.layers.Conv2D) else 1
+        columns = taps * int(layer.input.shape[-1]) + int(layer.use_bias)
+        if columns > MAX_COLUMNS:
+            skipped[name] = f"{columns} regression columns, more than {MAX_COLUMNS}: left as cut"
+            continue
+        rows, full = _sampled_rows(
+            (layer, keras.Model(pruned.inputs, layer.input)),
+            (dense_layer, keras.Model(dense.inputs, dense_layer.input)),
+            x,
+            rng,
+        )
         weights = dense_layer.get_weights()  # the target: the output before the activation (logits)
         target = full @ weights[0].reshape(-1, weights[0].shape[-1]) + (weights[1] if len(weights) > 1 else 0)
         kernel, bias = _fit(rows, target if keep_out is None else target[:, keep_out], layer.use_bias)
         old = layer.get_weights()
         new = [kernel.reshape(old[0].shape).astype(old[0].dtype)]
         layer.set_weights(new + ([] if bias is None else [bias.astype(old[1].dtype)]))
-    return [name for name, _ in consumers]
+        done.append(name)
+    return done, skipped
+
+
+def _sampled_rows(
+    pruned: tuple[keras.layers.Layer, keras.Model],
+    dense: tuple[keras.layers.Layer, keras.Model],
+    x: NDArray[Any],
+    rng: Any,
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The layer's regression rows in the pruned model and the dense model's matching rows, `BATCH` samples at a
+    time, at most `MAX_ROWS` in all (the same random positions of both)."""
+    per_batch = max(1, MAX_ROWS * BATCH // max(len(x), 1))
+    rows, full = [], []
+    for i in range(0, len(x), BATCH):
+        xb = x[i : i + BATCH]
+        r = _rows(pruned[0], np.asarray(pruned[1](xb, training=False)))
+        f = _rows(dense[0], np.asarray(dense[1](xb, training=False)))
+        if len(r) > per_batch:
+            pick = rng.choice(len(r), per_batch, replace=False)
+            r, f = r[pick], f[pick]
+        rows.append(r)
+        full.append(f)
+    return np.concatenate(rows), np.concatenate(full)
 
 
 def fold_batchnorm(model: keras.Model, x: NDArray[Any]) -> int:

@@ -142,19 +142,20 @@ class ChannelPruner:
         graph, scores = self._scored(model)
         kept = self._kept(graph, scores, sparsity)
         pruned = remove_channels(graph, kept)
-        refitted = reconstruct.reconstruct(graph, kept, pruned, self.data.x_train) if RECONSTRUCT else []
-        if refitted:
-            # Recalibrating instead would normalise the re-fit's narrower outputs away (bench/channel_recovery.py).
-            folded = reconstruct.fold_batchnorm(pruned, self.data.x_train)
+        refitted, skipped = reconstruct.reconstruct(graph, kept, pruned, self.data.x_train) if RECONSTRUCT else ([], {})
+        # after a re-fit, recalibrating would normalise its narrower outputs away (bench/channel_recovery.py): fold
+        folded = reconstruct.fold_batchnorm(pruned, self.data.x_train) if refitted else 0
+        if not refitted and RECALIBRATE_AFTER_PRUNE:
+            recalibrate_batchnorm(pruned, self.data.x_train)
+        if refitted or skipped:
             self.notes["reconstruction"] = {
                 "method": "ridge least squares to the outputs of the model before this cut (He et al. 2017)",
                 "layers": refitted,
+                "not_refitted": skipped,
                 "samples": min(len(self.data.x_train), reconstruct.SAMPLES),
                 "ridge": reconstruct.RIDGE,
-                "batchnorm": f"folded ({folded} layers)" if folded else "none",
+                "batchnorm": f"folded ({folded} layers)" if folded else "recalibrated" if not refitted else "none",
             }
-        elif RECALIBRATE_AFTER_PRUNE:
-            recalibrate_batchnorm(pruned, self.data.x_train)
         return pruned
 
     def sparsity_for_macs(self, model: keras.Model, reduction: float) -> float:

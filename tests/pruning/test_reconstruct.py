@@ -1,5 +1,7 @@
 """A channel cut re-fits the layers that read the cut channels (least squares), then folds BatchNorm."""
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -57,3 +59,24 @@ def test_folding_batchnorm_keeps_the_inference_output() -> None:
     bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
     z = keras.Model(model.inputs, bn.input).predict(data.x_train, verbose=0).reshape(-1, 8)
     np.testing.assert_allclose(np.asarray(bn.moving_mean), z.mean(0), rtol=1e-3, atol=1e-4)
+
+
+def test_a_layer_too_wide_to_refit_is_left_as_cut_and_named(monkeypatch: Any) -> None:
+    """A Dense after Flatten reads every position of every channel: its X'X would not fit (a 7x7x1280 Flatten
+    needs 31 GB), so beyond MAX_COLUMNS regression columns the layer stays as cut and the report says why."""
+    from pruning import reconstruct
+
+    monkeypatch.setattr(reconstruct, "MAX_COLUMNS", 100)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same")(inputs)))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="middle")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(keras.layers.Flatten()(x)))
+    data = _data()
+    pruner = strategies.ChannelPruner(model, data, "sparse_categorical_crossentropy", "magnitude")
+    pruned = pruner.prune(model, 0.5)
+    notes = pruner.notes["reconstruction"]
+    assert notes["layers"] == ["middle"]  # 3 x 3 x 4 kept channels + bias: 37 columns
+    assert list(notes["not_refitted"]) == ["head"]
+    assert "more than 100" in notes["not_refitted"]["head"]
+    assert pruned.get_layer("head").get_weights()[0].shape[0] < 8 * 8 * 8
