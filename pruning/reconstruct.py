@@ -36,20 +36,26 @@ lost 1.1 (seed 1: 5.2, plain 15.2); 1.0 shrank the re-fit back to chance and los
 FOLD_SAMPLES = 2048
 
 
-def _consumers(graph: ChannelGraph, kept: dict[int, set[int]]) -> list[tuple[str, list[int] | None]]:
-    """(layer name, kept output positions) of each Conv2D / Dense that reads cut channels, in graph order."""
-    out = []
+def _consumers(
+    graph: ChannelGraph, kept: dict[int, set[int]]
+) -> tuple[list[tuple[str, list[int] | None]], dict[str, str]]:
+    """(layer name, kept output positions) of each Conv2D / Dense that reads cut channels, in graph order; and the
+    other layers with a kernel that read cut channels (Conv1D, separable, transposed, recurrent ...): left as cut,
+    with the reason. Depthwise convolutions work per channel: their kept channels are exact as cut."""
+    out, other = [], {}
     for node in graph.nodes:
         layer = node.layer
-        if not isinstance(layer, keras.layers.Conv2D | keras.layers.Dense) or len(node.inputs) != 1:
-            continue
-        if isinstance(layer, (*DEPTHWISE, *SEPARABLE)) or getattr(layer, "groups", 1) != 1:
+        if len(node.inputs) != 1 or isinstance(layer, DEPTHWISE):
             continue
         keep_in = keep_indices(graph.chan(node.inputs[0]), kept)
         if keep_in is None or len(keep_in) == node.inputs[0].shape[-1]:
             continue
-        out.append((layer.name, keep_indices(graph.chan(node.outputs[0]), kept)))
-    return out
+        plain = isinstance(layer, keras.layers.Conv2D | keras.layers.Dense) and getattr(layer, "groups", 1) == 1
+        if plain and not isinstance(layer, SEPARABLE):
+            out.append((layer.name, keep_indices(graph.chan(node.outputs[0]), kept)))
+        elif getattr(layer, "kernel", None) is not None:
+            other[layer.name] = f"{type(layer).__name__}: only Conv2D and Dense layers are re-fitted; left as cut"
+    return out, other
 
 
 def _rows(layer: keras.layers.Layer, x: NDArray[Any]) -> NDArray[Any]:
@@ -68,15 +74,12 @@ def _rows(layer: keras.layers.Layer, x: NDArray[Any]) -> NDArray[Any]:
     return x.reshape(-1, x.shape[-1])
 
 
-def _fit(rows: NDArray[Any], target: NDArray[Any], bias: bool) -> tuple[NDArray[Any], NDArray[Any] | None]:
-    x = rows.astype(np.float64)
-    if bias:
-        x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
-    gram = x.T @ x
+def _fit(gram: NDArray[Any], xty: NDArray[Any], bias: bool) -> tuple[NDArray[Any], NDArray[Any] | None]:
+    """Ridge solution from the normal equations (the bias column last, unpenalised)."""
     penalty = RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
     if bias:
         penalty[-1, -1] = 0.0
-    w = np.linalg.solve(gram + penalty, x.T @ target.astype(np.float64))
+    w = np.linalg.solve(gram + penalty, xty)
     return (w[:-1], w[-1]) if bias else (w, None)
 
 
@@ -84,13 +87,12 @@ def reconstruct(
     graph: ChannelGraph, kept: dict[int, set[int]], pruned: keras.Model, x: NDArray[Any]
 ) -> tuple[list[str], dict[str, str]]:
     """Re-fit the consumers of cut channels in `pruned` to `graph.model`'s outputs; returns the names of those
-    re-fitted, and of those left as cut with the reason."""
-    consumers = _consumers(graph, kept)
+    re-fitted, and of the layers left as cut with the reason."""
+    consumers, skipped = _consumers(graph, kept)
     x = x[:: max(1, len(x) // SAMPLES)][:SAMPLES]
     rng = np.random.default_rng(0)
     dense = graph.model
     done: list[str] = []
-    skipped: dict[str, str] = {}
     for name, keep_out in consumers:
         layer, dense_layer = pruned.get_layer(name), dense.get_layer(name)
         taps = int(np.prod(layer.kernel_size)) if isinstance(layer, keras.layers.Conv2D) else 1
@@ -98,15 +100,19 @@ def reconstruct(
         if columns > MAX_COLUMNS:
             skipped[name] = f"{columns} regression columns, more than {MAX_COLUMNS}: left as cut"
             continue
-        rows, full = _sampled_rows(
+        weights = dense_layer.get_weights()  # the target: the dense layer's output before the activation
+        w = weights[0].reshape(-1, weights[0].shape[-1])
+        b = weights[1] if len(weights) > 1 else np.zeros(w.shape[-1], w.dtype)
+        if keep_out is not None:
+            w, b = w[:, keep_out], b[keep_out]
+        gram, xty = _normal_equations(
             (layer, keras.Model(pruned.inputs, layer.input)),
             (dense_layer, keras.Model(dense.inputs, dense_layer.input)),
+            (w, b, layer.use_bias),
             x,
             rng,
         )
-        weights = dense_layer.get_weights()  # the target: the output before the activation (logits)
-        target = full @ weights[0].reshape(-1, weights[0].shape[-1]) + (weights[1] if len(weights) > 1 else 0)
-        kernel, bias = _fit(rows, target if keep_out is None else target[:, keep_out], layer.use_bias)
+        kernel, bias = _fit(gram, xty, layer.use_bias)
         old = layer.get_weights()
         new = [kernel.reshape(old[0].shape).astype(old[0].dtype)]
         layer.set_weights(new + ([] if bias is None else [bias.astype(old[1].dtype)]))
@@ -114,16 +120,20 @@ def reconstruct(
     return done, skipped
 
 
-def _sampled_rows(
+def _normal_equations(
     pruned: tuple[keras.layers.Layer, keras.Model],
     dense: tuple[keras.layers.Layer, keras.Model],
+    target: tuple[NDArray[Any], Any, bool],
     x: NDArray[Any],
     rng: Any,
 ) -> tuple[NDArray[Any], NDArray[Any]]:
-    """The layer's regression rows in the pruned model and the dense model's matching rows, `BATCH` samples at a
-    time, at most `MAX_ROWS` in all (the same random positions of both)."""
+    """X'X and X'Y (float64) of the layer's regression rows in the pruned model against the dense layer's
+    output on the same positions, `BATCH` samples at a time, at most `MAX_ROWS` positions in all: no row is
+    kept, so memory is the columns squared whatever the model."""
+    w, b, bias = target
     per_batch = max(1, MAX_ROWS * BATCH // max(len(x), 1))
-    rows, full = [], []
+    gram: NDArray[Any] | None = None
+    xty: NDArray[Any] | None = None
     for i in range(0, len(x), BATCH):
         xb = x[i : i + BATCH]
         r = _rows(pruned[0], np.asarray(pruned[1](xb, training=False)))
@@ -131,25 +141,32 @@ def _sampled_rows(
         if len(r) > per_batch:
             pick = rng.choice(len(r), per_batch, replace=False)
             r, f = r[pick], f[pick]
-        rows.append(r)
-        full.append(f)
-    return np.concatenate(rows), np.concatenate(full)
+        r = r.astype(np.float64)
+        if bias:
+            r = np.concatenate([r, np.ones((len(r), 1))], axis=1)
+        y = f.astype(np.float64) @ w + b
+        gram = r.T @ r if gram is None else gram + r.T @ r
+        xty = r.T @ y if xty is None else xty + r.T @ y
+    if gram is None or xty is None:  # pruning.datasets refuses an empty split; this is its guard here
+        raise ValueError("no training samples to re-fit on")
+    return gram, xty
 
 
 def fold_batchnorm(model: keras.Model, x: NDArray[Any]) -> int:
-    """Set every BatchNorm's moving statistics to those of its inputs on (a sample of) `x`, and rescale its
-    gamma and beta so that its inference output does not change; returns how many.
+    """Set every top-level BatchNorm's moving statistics to those of its inputs on (a sample of) `x`, and
+    rescale its gamma and beta so that its inference output does not change; returns how many.
 
     Training normalises each batch by its own statistics, not the moving ones, so a re-fitted model
     trains as its recalibrated self whatever its moving statistics (vww_mobilenet_v1 at ridge 1e-3: 42.8%
     judged, 20.4% as the first training batches see it): the re-fit leaves narrower outputs than the
     dense model's, and normalising them back breaks the chain of re-fits. Once the moving statistics are
     the inputs' own, a batch's statistics are near them, and training starts from the re-fitted function
-    (41.6%).
+    (41.6%). The statistics are summed `BATCH` samples at a time (a 224x224 MobileNetV2's BatchNorm inputs
+    are ~24 MB a sample); a BatchNorm inside a nested model or a custom layer is left as it is.
     """
     layers = [
         layer
-        for layer in model._flatten_layers()
+        for layer in model.layers
         if isinstance(layer, keras.layers.BatchNormalization)
         and layer.scale
         and layer.center
@@ -158,11 +175,21 @@ def fold_batchnorm(model: keras.Model, x: NDArray[Any]) -> int:
     if not layers or len(x) == 0:
         return 0
     sample = x[:: max(1, len(x) // FOLD_SAMPLES)][:FOLD_SAMPLES]
-    inputs = keras.Model(model.inputs, [layer.input for layer in layers]).predict(sample, batch_size=128, verbose=0)
-    inputs = inputs if isinstance(inputs, list) else [inputs]
-    for layer, z in zip(layers, inputs, strict=True):
-        z = z.reshape(-1, z.shape[-1]).astype(np.float64)
-        mean, var = z.mean(0), z.var(0)
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    sums = [np.zeros(int(layer.input.shape[-1])) for layer in layers]
+    squares = [np.zeros(int(layer.input.shape[-1])) for layer in layers]
+    seen = [0] * len(layers)
+    for i in range(0, len(sample), BATCH):
+        outs = probe(sample[i : i + BATCH], training=False)
+        outs = outs if isinstance(outs, list | tuple) else [outs]
+        for k, z in enumerate(outs):
+            z = np.asarray(z, np.float64).reshape(-1, sums[k].shape[0])
+            sums[k] += z.sum(0)
+            squares[k] += (z * z).sum(0)
+            seen[k] += len(z)
+    for layer, total, total_sq, n in zip(layers, sums, squares, seen, strict=True):
+        mean = total / n
+        var = np.maximum(total_sq / n - mean * mean, 0.0)
         gamma, beta, old_mean, old_var = (np.asarray(w, np.float64) for w in layer.get_weights())
         old_std, new_std = np.sqrt(old_var + layer.epsilon), np.sqrt(var + layer.epsilon)
         folded = [gamma * new_std / old_std, beta + gamma * (mean - old_mean) / old_std, mean, var]

@@ -217,7 +217,12 @@ def _builtin_us(graph: Graph, costs: list[OpCost], profile: DeviceProfile) -> fl
     if not profile.builtin_op_us or not profile.runtime_key.startswith("xnnpack"):
         return 0.0
     flags = taken_flags(graph)
-    left = sum(1 for c, f in zip(costs, flags, strict=True) if not f and c.cls == "memory" and c.op != "WHILE")
+    own = profile.op_cycles_per_element  # ops timed by micro-benchmarks of their own, on the kernel that runs them
+    left = sum(
+        1
+        for c, f in zip(costs, flags, strict=True)
+        if not f and c.cls == "memory" and c.op != "WHILE" and c.dtype not in own.get(c.op, {})
+    )
     return left * profile.builtin_op_us
 
 

@@ -56,11 +56,13 @@ def loop_vars_tflite(n: int, state: int) -> bytes:
 
 def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[str, float]:
     """`builtin_op_us`: what a GATHER on TFLite's kernel adds in front of the partition (4 of them vs none),
-    beyond nothing; `partition_us`: what one GATHER between the ADDs adds beyond that (3 splits); `loop_var_us`:
-    per iteration and per loop variable, beyond its two ops (loops of 1 and 33 iterations, 1 and 8 tensors)."""
+    beyond the per-op overhead the tables already give it; `partition_us`: what one GATHER between the ADDs
+    adds beyond a GATHER in front (3 splits); `loop_var_us`: per iteration and per loop variable, beyond its
+    two ops (loops of 1 and 33 iterations, 1 and 8 tensors)."""
     base = timed(gather_chain_tflite(0, 0))
-    builtin = max((timed(gather_chain_tflite(4, 0)) - base) / 4, 0.0)
-    split = max((timed(gather_chain_tflite(0, 3)) - base) / 3 - builtin, 0.0)
+    each = (timed(gather_chain_tflite(4, 0)) - base) / 4  # a GATHER in all: its table time is the per-op overhead
+    builtin = max(each - per_op_us, 0.0)
+    split = max((timed(gather_chain_tflite(0, 3)) - base) / 3 - each, 0.0)
     slopes = {}
     for state in (1, 8):
         t1, t33 = timed(loop_vars_tflite(1, state)), timed(loop_vars_tflite(33, state))

@@ -9,6 +9,7 @@ import pytest
 
 from contract.devices import get_profile
 from pruning.estimate import runtime_bench
+from pruning.estimate.costs import analyse
 from pruning.estimate.delegation import extra_partitions, taken_flags
 from pruning.estimate.estimator import estimate
 from pruning.estimate.graph import parse
@@ -51,11 +52,15 @@ def test_the_partition_count_is_litert_own(blocks: int, quantization: str) -> No
 def test_each_extra_partition_and_each_op_on_tflites_kernel_is_costed_and_said() -> None:
     keras.utils.set_random_seed(0)
     tflite = to_tflite(_squeeze_excite(3), "none")
-    host = replace(get_profile("host"), runtime_key="xnnpack-x86", partition_us=0.5, builtin_op_us=0.25)
+    # no op timed on its own kernel: every op left to TFLite (all shape arithmetic here) pays builtin_op_us
+    host = replace(
+        get_profile("host"), runtime_key="xnnpack-x86", partition_us=0.5, builtin_op_us=0.25, op_cycles_per_element={}
+    )
     graph = parse(tflite)
     extra, _ = extra_partitions(graph)
     left = [op.name for op, taken in zip(graph.ops, taken_flags(graph), strict=True) if not taken]
     assert {"SHAPE", "PACK"} <= set(left)
+    assert all(c.cls == "memory" for c, op in zip(analyse(graph), graph.ops, strict=True) if op.name in left)
     with_runtime = estimate(tflite, host)
     without = estimate(tflite, replace(host, partition_us=0.0, builtin_op_us=0.0))
     assert with_runtime["estimate_ms"] * 1000 == pytest.approx(
@@ -81,4 +86,24 @@ def test_the_runtime_micro_benchmarks_separate_the_kernel_the_split_and_the_loop
         return 2.0 + (a - 1) * (0.18 + (0.03 + 2 * 0.022) * (b - 1))
 
     got = runtime_bench.runtime_overheads(timed, per_op_us=0.022, log=lambda _m: None)
-    assert got == pytest.approx({"builtin_op_us": 0.25, "partition_us": 0.05, "loop_var_us": 0.03}, abs=1e-3)
+    # the GATHER's own per-op overhead is in the tables already: 0.25 - 0.022 more on TFLite's kernel
+    assert got == pytest.approx({"builtin_op_us": 0.228, "partition_us": 0.05, "loop_var_us": 0.03}, abs=1e-3)
+
+
+def test_an_op_timed_on_its_own_kernel_is_not_charged_again() -> None:
+    """int8 SOFTMAX runs on TFLite's kernel, and so did its own micro-benchmark: no builtin_op_us on top."""
+    keras.utils.set_random_seed(0)
+    rep = np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 16)).astype(np.float32)
+    tflite = to_tflite(_squeeze_excite(1), "int8", rep)
+    base = replace(get_profile("host"), runtime_key="xnnpack-x86", partition_us=0.0, builtin_op_us=1.0)
+    timed = replace(base, op_cycles_per_element={**base.op_cycles_per_element, "SOFTMAX": {"int8": 1.0}})
+    untimed = replace(
+        base, op_cycles_per_element={k: v for k, v in base.op_cycles_per_element.items() if k != "SOFTMAX"}
+    )
+    zero = replace(untimed, builtin_op_us=0.0)
+    own_table = (
+        estimate(tflite, timed)["estimate_ms"] * 1000
+        - estimate(tflite, replace(timed, builtin_op_us=0.0))["estimate_ms"] * 1000
+    )
+    class_table = estimate(tflite, untimed)["estimate_ms"] * 1000 - estimate(tflite, zero)["estimate_ms"] * 1000
+    assert class_table == pytest.approx(own_table + 1.0, abs=0.1)  # the one SOFTMAX

@@ -80,3 +80,20 @@ def test_a_layer_too_wide_to_refit_is_left_as_cut_and_named(monkeypatch: Any) ->
     assert list(notes["not_refitted"]) == ["head"]
     assert "more than 100" in notes["not_refitted"]["head"]
     assert pruned.get_layer("head").get_weights()[0].shape[0] < 8 * 8 * 8
+
+
+def test_a_conv1d_reading_cut_channels_is_named_as_left_as_cut() -> None:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 3))
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu", name="second")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(keras.layers.GlobalAveragePooling1D()(x)))
+    rng = np.random.default_rng(0)
+    x_train, y = rng.normal(size=(128, 16, 3)).astype("float32"), rng.integers(0, 4, 128)
+    pruner = strategies.ChannelPruner(
+        model, Data(x_train, y, x_train[:32], y[:32]), "sparse_categorical_crossentropy", "magnitude"
+    )
+    pruner.prune(model, 0.5)
+    notes = pruner.notes["reconstruction"]
+    assert notes["layers"] == ["head"]
+    assert "Conv1D" in notes["not_refitted"]["second"]
