@@ -99,6 +99,10 @@ class DeviceProfile:
     # (bytes, GB/s) pairs, ascending: the rate a weight stream of that size is read at, cycled once per inference
     # (host calibration sweep of FULLY_CONNECTED ops); when given it replaces the llc_bytes DRAM spill term
     weight_stream: tuple[tuple[int, float], ...] = ()
+    # the same for weights read by GEMMs of several rows (a conv's output pixels; host tables v8+): chains of 1x1
+    # convolutions at 2x2 pixels, whose weights leave DRAM slower than a one-row FULLY_CONNECTED's (a Xeon: 9.7
+    # against 14.6 GB/s at 96 MiB); empty = `weight_stream` for all weights
+    weight_stream_rows: tuple[tuple[int, float], ...] = ()
     first_op_us: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> once per inference
     cycles_per_input: dict[str, dict[str, float]] = field(default_factory=dict)  # GEMM class -> dtype -> cycles
     padded_outputs: bool = False  # the per-element term of MAC classes counts tile-padded outputs (host tables v3+)
@@ -206,6 +210,7 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         cache_bandwidth_gbps=float(raw.get("cache_bandwidth_gbps", 0.0)),
         llc_bytes=int(raw.get("llc_bytes", 0)),
         weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
+        weight_stream_rows=tuple((int(b), float(r)) for b, r in raw.get("weight_stream_rows", [])),
         first_op_us=_merge(runtime.get("first_op_us", {}), raw.get("first_op_us", {})),
         cycles_per_input=_merge(runtime.get("cycles_per_input", {}), raw.get("cycles_per_input", {})),
         padded_outputs=bool(runtime.get("padded_outputs", False)),

@@ -20,9 +20,9 @@ from typing import Any
 
 import keras
 
-from contract.devices import MAC_CLASSES, DeviceProfile
+from contract.devices import DeviceProfile
 from pruning.estimate.costs import OpCost, first_op_us, op_time_us
-from pruning.estimate.memory import streamed_weights_us
+from pruning.estimate.memory import packed_split, streamed_weights_us
 from pruning.graph import DEPTHWISE, SEPARABLE, ordered_nodes
 
 ChannelsFn = Callable[[Any], int]
@@ -286,7 +286,7 @@ def estimate_keras_ms(
     per-op times plus the invoke overhead, as `estimator.estimate` computes it from a `.tflite`."""
     costs = keras_costs(model, quantization, channels)
     total = profile.invoke_overhead_us + first_op_us(costs, profile) + sum(op_time_us(c, profile) for c in costs)
-    packed = sum(c.weight_elements * (1 if c.dtype in ("int8", "hybrid") else 4) for c in costs if c.cls in MAC_CLASSES)
+    packed, rows = packed_split(costs)
     peak = max((c.act_bytes for c in costs), default=0)
-    total += streamed_weights_us(packed, packed + peak, profile)[0]
+    total += streamed_weights_us(packed, packed + peak, profile, rows)[0]
     return total / 1000.0

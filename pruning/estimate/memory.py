@@ -46,11 +46,19 @@ def peak_activation_bytes(graph: Graph) -> int:
 
 def packed_weight_bytes(graph: Graph, costs: list[OpCost]) -> int:
     """Weights as XNNPACK keeps them in RAM after packing (float16 weights unpacked to float32)."""
-    total = 0
+    return packed_split(costs)[0]
+
+
+def packed_split(costs: list[OpCost]) -> tuple[int, int]:
+    """(all packed weight bytes, the part read by ops of more than one output row: a conv's pixels, a
+    FULLY_CONNECTED's rows), as `packed_weight_bytes`."""
+    total = rows = 0
     for c in costs:
         if c.cls in MAC_CLASSES:
-            total += c.weight_elements * (1 if c.dtype in ("int8", "hybrid") else 4)
-    return total
+            size = c.weight_elements * (1 if c.dtype in ("int8", "hybrid") else 4)
+            total += size
+            rows += size if c.dims and c.dims[0] > 1 else 0
+    return total, rows
 
 
 def ram_estimate(tflite: bytes, graph: Graph, costs: list[OpCost], profile: DeviceProfile) -> tuple[int, str]:
@@ -104,7 +112,7 @@ def stream_rate_gbps(points: tuple[tuple[int, float], ...] | list[tuple[int, flo
     return float(1.0 / ((1 - t) / rates[j - 1] + t / rates[j]))
 
 
-def streamed_weights_us(packed: int, working: int, profile: DeviceProfile) -> tuple[float, str]:
+def streamed_weights_us(packed: int, working: int, profile: DeviceProfile, rows: int = 0) -> tuple[float, str]:
     """Time to re-read the weights each inference from where they live, beyond the time the single-op micro-
     benchmarks (weights hot in the core's own cache) already include.
 
@@ -112,16 +120,26 @@ def streamed_weights_us(packed: int, working: int, profile: DeviceProfile) -> tu
     `working` bytes reads its `packed` weight bytes at the rate the sweep measured for a stream of that size
     (private cache, then the shared last-level cache, then DRAM), so it adds `packed * (1/rate(working) -
     1/rate(smallest))`; additive, as chains of convolutions with distinct weights measured (the weight stream does
-    not hide behind the compute). Without a sweep: only what spills beyond `llc_bytes`, at DRAM rate."""
+    not hide behind the compute). `rows` of the `packed` bytes are read by GEMMs of several rows: with a sweep of
+    those (`profile.weight_stream_rows`, tables v8+) they stream at its rate, the rest at the one-row sweep's.
+    Without a sweep: only what spills beyond `llc_bytes`, at DRAM rate."""
     if profile.weight_stream and packed > 0:
-        hot = stream_rate_gbps(profile.weight_stream, 0)
-        rate = stream_rate_gbps(profile.weight_stream, working)
-        us = max(packed / (rate * 1e3) - packed / (hot * 1e3), 0.0)
+        parts = [(packed - rows, profile.weight_stream), (rows, profile.weight_stream_rows)]
+        if not profile.weight_stream_rows:
+            parts = [(packed, profile.weight_stream)]
+        us, said = 0.0, []
+        for size, sweep in parts:
+            hot, rate = stream_rate_gbps(sweep, 0), stream_rate_gbps(sweep, working)
+            extra = max(size / (rate * 1e3) - size / (hot * 1e3), 0.0)
+            if extra > 0:
+                us += extra
+                said.append(f"{size / 2**20:.2f} MiB at {rate:.1f} GB/s (cache-hot {hot:.1f})")
         if us <= 0:
             return 0.0, ""
+        kinds = " by one-row ops, then by ops of several rows" if len(said) > 1 else ""
         return us, (
             f"weights {packed / 2**20:.2f} MiB re-read each inference: a {working / 2**20:.2f} MiB working set "
-            f"streams at {rate:.1f} GB/s on this host (calibration sweep), vs {hot:.1f} GB/s cache-hot in the "
+            f"streams{kinds} {' and '.join(said)} on this host (calibration sweeps), against the cache-hot "
             f"single-op micro-benchmarks: +{us / 1e3:.3f} ms"
         )
     if profile.llc_bytes <= 0:
@@ -139,5 +157,5 @@ def streamed_weights_us(packed: int, working: int, profile: DeviceProfile) -> tu
 def cold_weights_us(graph: Graph, costs: list[OpCost], profile: DeviceProfile) -> tuple[float, str]:
     """`streamed_weights_us` of a parsed model: its packed weights, and weights + peak activations as the
     working set (single-op micro-benchmarks keep their weights hot, a whole model does not)."""
-    packed = packed_weight_bytes(graph, costs)
-    return streamed_weights_us(packed, packed + peak_activation_bytes(graph), profile)
+    packed, rows = packed_split(costs)
+    return streamed_weights_us(packed, packed + peak_activation_bytes(graph), profile, rows)

@@ -1,7 +1,9 @@
 """Micro-benchmarks of what the runtime costs around the ops (host calibration, tables version 7): an op that
 XNNPACK leaves to TFLite's own kernel (`builtin_op_us`), an extra delegate partition (`partition_us`) and each
-loop variable a WHILE iteration carries (`loop_var_us`). None of them is a zoo model: a chain of 16 tiny ADDs,
-with GATHERs in front of it or between its ADDs, and WHILE loops of 1 and 8 state tensors."""
+loop variable a WHILE iteration carries (`loop_var_us`); and (version 8) the rate at which GEMMs of several rows
+read weights that are not in the core's cache (`weight_stream_rows`). None of them is a zoo model: a chain of 16
+tiny ADDs, with GATHERs in front of it or between its ADDs, WHILE loops of 1 and 8 state tensors, and chains of
+eight 1x1 convolutions at 2x2 pixels."""
 
 from __future__ import annotations
 
@@ -54,7 +56,44 @@ def loop_vars_tflite(n: int, state: int) -> bytes:
     return bytes(converter.convert())
 
 
-def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[str, float]:
+ROWS_SWEEP_MIB = (0.5, 2, 8, 32, 64, 128)
+"""Weights of the several-row sweep's chains, in all."""
+
+
+def conv_chain_tflite(channels: int, pixels: int = 2, ops: int = 8) -> bytes:
+    """`ops` float 1x1 convolutions of `channels` -> `channels` on a `pixels` x `pixels` input: GEMMs of
+    pixels^2 rows, each with weights of its own."""
+    import keras
+
+    from pruning.estimate.microbench import single_op_tflite
+
+    def build(xs: Any) -> Any:
+        x = xs[0]
+        for _ in range(ops):
+            x = keras.layers.Conv2D(channels, 1)(x)
+        return x
+
+    return single_op_tflite([(pixels, pixels, channels)], build, "none")
+
+
+def rows_weight_sweep(timed: Any, log: Any = print) -> list[tuple[int, float]]:
+    """(weight bytes, GB/s) of chains of eight 1x1 convolutions at 2x2 pixels (4-row GEMMs), 0.5..128 MiB of
+    weights in all, ascending. Why not the one-row sweep: on a Xeon (2026-12-07) a 96 MiB chain read its
+    weights at 14.6 GB/s with 1 row, 9.7 with 4 and 6.3 with 9 (the rows of a tile are read while the weights
+    stream in, and wait for them); within the last-level cache (8 MiB) rows cost no more (27.6 / 21.7 GB/s
+    with the compute in it). The compute per byte is the same at every size (4 MACs a weight), so it cancels
+    in the estimator's difference to the smallest size."""
+    sweep = []
+    for mib in ROWS_SWEEP_MIB:
+        channels = max(16, int(round((mib * 2**20 / 32) ** 0.5 / 16)) * 16)
+        size = 8 * channels * channels * 4
+        rate = size / (timed(conv_chain_tflite(channels)) * 1e3)
+        sweep.append((size, rate))
+        log(f"weight stream of 4-row GEMMs {size / 2**20:6.2f} MiB: {rate:6.1f} GB/s")
+    return sweep
+
+
+def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[str, Any]:
     """`builtin_op_us`: what a GATHER on TFLite's kernel adds in front of the partition (4 of them vs none),
     beyond the per-op overhead the tables already give it; `partition_us`: what one GATHER between the ADDs
     adds beyond a GATHER in front (3 splits); `loop_var_us`: per iteration and per loop variable, beyond its
@@ -70,4 +109,10 @@ def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[st
     per_var = max((slopes[8] - slopes[1]) / 7 - 2 * per_op_us, 0.0)
     log(f"runtime: an op on TFLite's kernel {builtin:.3f} us, an extra delegate partition {split:.3f} us, "
         f"a loop variable {per_var:.3f} us an iteration")  # fmt: skip
-    return {"builtin_op_us": round(builtin, 3), "partition_us": round(split, 3), "loop_var_us": round(per_var, 3)}
+    rows = [[int(size), round(rate, 2)] for size, rate in rows_weight_sweep(timed, log)]
+    return {
+        "builtin_op_us": round(builtin, 3),
+        "partition_us": round(split, 3),
+        "loop_var_us": round(per_var, 3),
+        "weight_stream_rows": rows,
+    }

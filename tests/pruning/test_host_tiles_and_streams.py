@@ -168,3 +168,30 @@ def test_an_op_with_its_own_kernel_does_not_borrow_the_class_per_output_term() -
                  cycles_per_element={"fully_connected": {"float32": 3.0}},
                  cycles_per_op={"fully_connected": {"float32": 500.0}}, per_op_overhead_us=0.0)  # fmt: skip
     assert op_time_us(bmm, p) == pytest.approx(10.0, rel=1e-3)  # its micro-benchmark's time, back
+
+
+ROWS_SWEEP = ((MIB // 2, 50.0), (8 * MIB, 25.0), (128 * MIB, 8.0))
+
+
+def test_weights_of_several_row_ops_stream_at_their_own_sweep() -> None:
+    """Tables v8: the bytes read by ops of more than one output row (a conv's pixels) stream at the 4-row GEMM
+    sweep's rate, the one-row ops' bytes (a batch-1 FULLY_CONNECTED, a conv at 1x1 pixels) at the one-row sweep's;
+    tables without the second sweep read every byte at the first (version 7)."""
+    from pruning.estimate.memory import packed_split
+
+    one = dataclasses.replace(_conv(1, 512, 9, 512), weight_elements=512 * 9 * 512)
+    four = dataclasses.replace(_conv(4, 512, 9, 512), weight_elements=512 * 9 * 512)
+    assert packed_split([one, four]) == (2 * 512 * 9 * 512, 512 * 9 * 512)  # int8: a byte a weight
+    v8 = _profile(weight_stream=SWEEP, weight_stream_rows=ROWS_SWEEP, llc_bytes=0)
+    v7 = dataclasses.replace(v8, weight_stream_rows=())
+    packed, working = 96 * MIB, 97 * MIB
+    both, note = streamed_weights_us(packed, working, v8, rows=packed // 2)
+    half = packed // 2
+    one_row = half / (stream_rate_gbps(SWEEP, working) * 1e3) - half / (100.0 * 1e3)
+    rows = half / (stream_rate_gbps(ROWS_SWEEP, working) * 1e3) - half / (50.0 * 1e3)
+    assert both == pytest.approx(one_row + rows)
+    assert "several rows" in note
+    assert streamed_weights_us(packed, working, v7, rows=half)[0] == pytest.approx(
+        streamed_weights_us(packed, working, v7)[0]
+    )
+    assert streamed_weights_us(packed, working, v8, rows=packed)[0] > streamed_weights_us(packed, working, v7)[0]
