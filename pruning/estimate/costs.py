@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -244,10 +244,21 @@ def table_op(cost: OpCost) -> str:
     return f"{cost.op}/reference" if cost.reference else cost.op
 
 
+def as_run(cost: OpCost, profile: DeviceProfile) -> OpCost:
+    """The op as `profile`'s runtime runs it: on XNNPACK a FULLY_CONNECTED of several rows (a Dense on a sequence)
+    runs on the GEMM kernels of a 1x1 convolution and is costed with `conv1x1`'s tables; only a one-row one keeps
+    the 1-row kernel the `fully_connected` tables were fitted on (bench/host_fc_rows.py)."""
+    d = cost.dims
+    if cost.op == "FULLY_CONNECTED" and len(d) == 3 and d[0] > 1 and profile.runtime_key.startswith("xnnpack"):
+        return replace(cost, cls="conv1x1", dims=(d[0], d[1], 1, d[2]))
+    return cost
+
+
 def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0) -> float:
     """Time of one op on `profile`, microseconds."""
     if cost.init_time or cost.fused:
         return 0.0
+    cost = as_run(cost, profile)
     if cost.note == "view":
         return profile.per_op_overhead_us * 0.5
     peak, table_dtype = _peak(profile, cost.dtype)
@@ -292,6 +303,10 @@ def first_op_us(costs: list[OpCost], profile: DeviceProfile) -> float:
     if not table:
         return 0.0
     return max(
-        (_table(table, c.cls, c.dtype, 0.0) for c in costs if c.cls in MAC_CLASSES and c.macs and not c.init_time),
+        (
+            _table(table, as_run(c, profile).cls, c.dtype, 0.0)
+            for c in costs
+            if c.cls in MAC_CLASSES and c.macs and not c.init_time
+        ),
         default=0.0,
     )

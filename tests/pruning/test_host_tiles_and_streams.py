@@ -195,3 +195,24 @@ def test_weights_of_several_row_ops_stream_at_their_own_sweep() -> None:
         streamed_weights_us(packed, working, v7)[0]
     )
     assert streamed_weights_us(packed, working, v8, rows=packed)[0] > streamed_weights_us(packed, working, v7)[0]
+
+
+def test_a_fully_connected_of_several_rows_is_costed_as_the_gemm_it_runs_on() -> None:
+    """On XNNPACK a Dense on a sequence runs on a 1x1 convolution's GEMM kernels: conv1x1 tables; a batch-1 one
+    keeps fully_connected's; TFLite Micro (CMSIS-NN loops over the rows) keeps fully_connected's for both."""
+    from pruning.estimate.costs import as_run
+
+    fc = OpCost(0, "FULLY_CONNECTED", "fully_connected", "int8", macs=64 * 128 * 256, work=64 * 128,
+                act_bytes=64 * (256 + 128), weight_bytes=128 * 256, dims=(64, 128, 256))  # fmt: skip
+    host = _profile(runtime_key="xnnpack-x86")
+    assert as_run(fc, host).cls == "conv1x1"
+    assert as_run(fc, host).dims == (64, 128, 1, 256)
+    one = dataclasses.replace(fc, macs=128 * 256, work=128, dims=(1, 128, 256))
+    assert as_run(one, host) is one
+    assert as_run(fc, _profile(runtime_key="tflm-cmsis-nn")) is fc
+    matmul = dataclasses.replace(fc, op="BATCH_MATMUL")
+    assert as_run(matmul, host) is matmul  # its own kernel and efficiency
+    efficiency = {"conv1x1": {"int8": 1.0}, "fully_connected": {"int8": 0.1}}
+    tables = _profile(runtime_key="xnnpack-x86", efficiency=efficiency, cycles_per_element={}, cycles_per_op={},
+                      cycles_per_input={}, op_efficiency={}, tiles={})  # fmt: skip
+    assert op_time_us(fc, tables) < op_time_us(fc, dataclasses.replace(tables, runtime_key="tflm-cmsis-nn"))
