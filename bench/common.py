@@ -41,3 +41,12 @@ def merge_rows(path: Path, rows: list[dict[str, Any]], key: str = "variant") -> 
         fresh = {r[key] for r in rows}
         rows = [r for r in json.loads(path.read_text()) if r[key] not in fresh] + rows
     path.write_text(json.dumps(rows, indent=1))
+
+
+def error_summary(label: str, errors: list[float]) -> str:
+    """`label`: how many of the relative errors |estimate / measured - 1| are within ±15% and beyond ±30%, their
+    median and largest."""
+    within, beyond = sum(e <= 0.15 for e in errors), sum(e > 0.30 for e in errors)
+    median = sorted(errors)[len(errors) // 2]
+    return (f"{label}: {within}/{len(errors)} within ±15%, {beyond} beyond ±30%, median error {median:.0%}, "
+            f"max {max(errors):.0%}")  # fmt: skip

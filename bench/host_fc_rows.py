@@ -27,6 +27,7 @@ import dataclasses  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.common import error_summary  # noqa: E402
 from contract.devices import get_profile  # noqa: E402
 from pruning.estimate import estimator  # noqa: E402
 from pruning.estimate.costs import as_run  # noqa: E402
@@ -71,8 +72,7 @@ def main() -> None:
                 flush=True,
             )
     for k, v in errors.items():
-        within = sum(e <= 0.15 for e in v)
-        print(f"as {k}: {within}/{len(v)} within ±15%, median error {sorted(v)[len(v) // 2]:.0%}, max {max(v):.0%}")
+        print(error_summary(f"as {k}", v))
 
 
 if __name__ == "__main__":

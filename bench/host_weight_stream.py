@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import error_summary  # noqa: E402
 from contract.devices import get_profile  # noqa: E402
 from pruning import estimate as est  # noqa: E402
 from pruning.estimate.microbench import stable_time_us  # noqa: E402
@@ -51,8 +52,7 @@ def main() -> None:
                 flush=True,
             )
     for k, v in errors.items():
-        within = sum(e <= 0.15 for e in v)
-        print(f"{k}: {within}/{len(v)} within ±15%, median error {sorted(v)[len(v) // 2]:.0%}, max {max(v):.0%}")
+        print(error_summary(k, v))
 
 
 if __name__ == "__main__":
