@@ -62,7 +62,8 @@ def to_tflite(model: keras.Model, quantization: str = "none", representative: ND
 def _convert(model: keras.Model, quantization: str, representative: NDArray[Any] | None) -> bytes:
     import tensorflow as tf
 
-    fixed = keras.Input(batch_shape=(1, *model.inputs[0].shape[1:]))
+    given = model.inputs[0]
+    fixed = keras.Input(batch_shape=(1, *given.shape[1:]), dtype=given.dtype)  # token ids stay integers
     copy = keras.Model(fixed, model(fixed))  # the same layers and weights, called on a batch of one
     converter = tf.lite.TFLiteConverter.from_keras_model(copy)
     if quantization == "float16":
@@ -171,30 +172,43 @@ def interpreter(tflite: bytes, threads: int = 1) -> Any:
 
 
 def predict(tflite: bytes, x: NDArray[Any], batch_size: int = 256) -> NDArray[Any]:
-    """Outputs of the `.tflite` model on `x`, as float, (de)quantizing int8 inputs and outputs."""
+    """Outputs of the `.tflite` model on `x`, as float, (de)quantizing int8 inputs and outputs. Batched where the
+    file allows it; one row at a time where it does not (the batch is fixed at 1 in the file, and a RESHAPE to a
+    stored shape either refuses a bigger batch or, with a free length, folds it into another axis: a batch whose
+    output has another number of rows is done again row by row)."""
     interp = interpreter(tflite)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    row = list(np.shape(x)[1:])  # the data's own: a dimension the model leaves free is stored as 1 in the file
     try:
-        interp.resize_tensor_input(inp["index"], [min(batch_size, len(x)), *inp["shape"][1:]])
+        interp.resize_tensor_input(inp["index"], [min(batch_size, len(x)), *row])
         interp.allocate_tensors()
-    except RuntimeError:  # a model exported with its batch fixed at 1 (recurrent layers): one row at a time
-        interp = interpreter(tflite)
-        batch_size = 1
+    except RuntimeError:
+        interp, batch_size = interpreter(tflite), 1
     results = []
     for start in range(0, len(x), batch_size):
         chunk = np.asarray(x[start : start + batch_size]).astype(np.float32)
-        if batch_size > 1:
-            interp.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
-        interp.allocate_tensors()
-        if inp["dtype"] in (np.int8, np.uint8):
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            chunk = np.clip(np.round(chunk / scale + zero), info.min, info.max).astype(inp["dtype"])
-        interp.set_tensor(inp["index"], chunk)
-        interp.invoke()
-        result = interp.get_tensor(out["index"])
-        if out["dtype"] in (np.int8, np.uint8):
-            scale, zero = out["quantization"]
-            result = (result.astype(np.float32) - zero) * scale
-        results.append(np.asarray(result, dtype=np.float32))
+        result = _run(interp, inp, out, chunk, row)
+        if len(result) != len(chunk):
+            if batch_size == 1:
+                raise PruningError("export_failed", f"the exported model gave {len(result)} rows for 1 input row")
+            return predict(tflite, x, batch_size=1)
+        results.append(result)
     return np.concatenate(results)
+
+
+def _run(interp: Any, inp: dict[str, Any], out: dict[str, Any], chunk: NDArray[Any], row: list[int]) -> NDArray[Any]:
+    interp.resize_tensor_input(inp["index"], [len(chunk), *row])
+    interp.allocate_tensors()
+    if inp["dtype"] in (np.int8, np.uint8):
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        chunk = np.clip(np.round(chunk / scale + zero), info.min, info.max).astype(inp["dtype"])
+    elif inp["dtype"] != np.float32:  # token ids: an integer input the converter kept
+        chunk = chunk.astype(inp["dtype"])
+    interp.set_tensor(inp["index"], chunk)
+    interp.invoke()
+    result = interp.get_tensor(out["index"])
+    if out["dtype"] in (np.int8, np.uint8):
+        scale, zero = out["quantization"]
+        result = (result.astype(np.float32) - zero) * scale
+    return np.asarray(result, dtype=np.float32)

@@ -271,7 +271,7 @@ def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0)
         own = profile.op_efficiency.get(table_op(cost), {})  # an op with a kernel of its own (BATCH_MATMUL)
         own_kernel = eff_dtype in own and profile.padded_outputs  # host tables v3+ (fit.own_efficiencies)
         eff = own[eff_dtype] if eff_dtype in own else _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
-        factor = sparse_factor if cost.cls == "conv1x1" else 1.0
+        factor = sparse_factor if cost.cls == "conv1x1" and cost.op == "CONV_2D" else 1.0  # XNNPACK's sparse 1x1
         tile = [1, 1] if eff_dtype in own else _table(profile.tiles, cost.cls, eff_dtype, [1, 1])
         cycles += padded_macs(cost, tile) * factor / (peak * eff)
         if profile.padded_outputs:  # tables fitted on tile-padded outputs (host calibrations since version 3)

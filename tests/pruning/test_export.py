@@ -143,3 +143,35 @@ def test_int8_export_of_a_recurrent_model_without_fixed_steps_fails_with_a_reaso
     model = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4), keras.layers.Dense(2)])
     with pytest.raises(PruningError, match="fixed number of time steps"):
         to_tflite(model, "int8", np.zeros((4, 8, 3), "float32"))
+
+
+def test_every_export_fixes_the_batch_at_one_and_is_judged_as_keras_computes_it() -> None:
+    """No run-time shape arithmetic (a free batch made SHAPE / PACK / RESHAPE ops and placeholder shapes), and
+    `predict` still matches Keras: batched where the file allows it, one row at a time where a stored RESHAPE
+    fixes the batch, with a free length taken from the data."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6, 16))
+    seq = keras.Model(x, keras.layers.Dense(4)(keras.layers.Reshape((3, 32))(keras.layers.Dense(16)(x))))
+    tflite = to_tflite(seq)
+    ops = {op["op_name"] for op in interpreter(tflite)._get_ops_details()}
+    assert not ops & {"SHAPE", "PACK", "STRIDED_SLICE"}, ops
+    assert interpreter(tflite).get_input_details()[0]["shape"].tolist() == [1, 6, 16]
+    data = np.random.default_rng(0).normal(size=(40, 6, 16)).astype(np.float32)
+    np.testing.assert_allclose(predict(tflite, data), seq.predict(data, verbose=0), atol=1e-4)
+    free = keras.Input((None, 3))
+    conv = keras.Model(free, keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(4, 3)(free)))
+    steps = np.random.default_rng(1).normal(size=(10, 20, 3)).astype(np.float32)
+    np.testing.assert_allclose(predict(to_tflite(conv), steps), conv.predict(steps, verbose=0), atol=1e-4)
+
+
+def test_an_integer_input_stays_an_integer_input() -> None:
+    """Token ids into an Embedding: the fixed-batch copy keeps the input's dtype, so ids are not floats."""
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((5,), dtype="int32")
+    model = keras.Model(
+        ids, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 8)(ids)))
+    )
+    tflite = to_tflite(model)
+    assert interpreter(tflite).get_input_details()[0]["dtype"] == np.int32
+    tokens = np.random.default_rng(0).integers(0, 50, (12, 5))
+    np.testing.assert_allclose(predict(tflite, tokens), model.predict(tokens, verbose=0), atol=1e-5)
