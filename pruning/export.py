@@ -48,15 +48,13 @@ def to_tflite(model: keras.Model, quantization: str = "none", representative: ND
                 "int8 export of a recurrent model needs a fixed number of time steps (the converter crashes "
                 "quantizing the loop); give the input a fixed length, or use float16 or dynamic_int8",
             )
-        converted = _convert(unrolled(model), quantization, representative)
-        return expand_dims_as_reshape(positive_zeros(converted))
+        model = unrolled(model)
     # The batch fixed at 1, what a device runs. With a free batch the converter computes shapes at run time
     # (SHAPE, GATHER, PACK ... feeding a RESHAPE: 139 ops instead of 96 in a small ViT, and XNNPACK leaves a
     # computed RESHAPE to TFLite's kernels) and writes placeholder shapes into the file, so a Dense on a
     # sequence reads as one row to anything that reads the file; recurrent layers leave TensorList ops the
     # builtin kernels lack.
-    converted = _convert(model, quantization, representative)
-    return expand_dims_as_reshape(positive_zeros(converted))
+    return expand_dims_as_reshape(positive_zeros(_convert(model, quantization, representative)))
 
 
 def _convert(model: keras.Model, quantization: str, representative: NDArray[Any] | None) -> bytes:

@@ -124,9 +124,11 @@ def streamed_weights_us(packed: int, working: int, profile: DeviceProfile, rows:
     those (`profile.weight_stream_rows`, tables v8+) they stream at its rate, the rest at the one-row sweep's.
     Without a sweep: only what spills beyond `llc_bytes`, at DRAM rate."""
     if profile.weight_stream and packed > 0:
-        parts = [(packed - rows, profile.weight_stream), (rows, profile.weight_stream_rows)]
-        if not profile.weight_stream_rows:
-            parts = [(packed, profile.weight_stream)]
+        parts = (
+            [(packed - rows, profile.weight_stream), (rows, profile.weight_stream_rows)]
+            if profile.weight_stream_rows
+            else [(packed, profile.weight_stream)]
+        )
         us, said = 0.0, []
         for size, sweep in parts:
             hot, rate = stream_rate_gbps(sweep, 0), stream_rate_gbps(sweep, working)
