@@ -75,7 +75,7 @@ def main() -> int:
     cut = pruner.prune(dense, 0.5)
     floor = pruner.prune(dense, 1.0)
     print("widths dense", _widths(dense), "cut", _widths(cut), "floor", _widths(floor))
-    files = {name: export.to_tflite(m) for name, m in (("dense", dense), ("cut", cut), ("floor", floor))}
+    files = {name: export._convert(m, "none", None) for name, m in (("dense", dense), ("cut", cut), ("floor", floor))}
     for name, tflite in files.items():
         graph = parse(tflite)
         subs = _subgraph_ops(tflite)
@@ -86,7 +86,7 @@ def main() -> int:
     print("whole model", json.dumps({k: round(v, 4) for k, v in whole.items()}))
     parts = {name: _parts(m) for name, m in (("dense", dense), ("cut", cut), ("floor", floor))}
     for i, part in enumerate(("convolutions", "GRU + Dense")):
-        exported = [export.to_tflite(parts[name][i]) for name in ("dense", "cut", "floor")]
+        exported = [export._convert(parts[name][i], "none", None) for name in ("dense", "cut", "floor")]
         timing = interleaved_latency(*exported)
         print(part, json.dumps({k: round(v, 4) for k, v in timing.items()}))
     x = np.zeros((1, *dense.input_shape[1:]), np.float32)

@@ -306,6 +306,14 @@ READING = """Reading.
   15 rows, by 1.7-88.1 points; on ds_cnn's default row (40 epochs) scratch is 0.5 points better (95.0
   against 94.5%, 3 samples of 600). mobilenetv3small's speedups are 2.42-2.45x here (the 6.2-7.3x of the
   run before were load artefacts, see above). Nothing was tuned on these rows.
+- conv1d_gru's three channel rows: re-run once on 2026-12-07 (`--models conv1d_gru --only channel`, 14:50-14:53
+  UTC, AMD EPYC with AVX2, idle) after an export change decided on bench/recurrent_unroll.py (GRU, LSTM and
+  SimpleRNN at 16-128 steps, not this model): float recurrent layers of at most 128 fixed steps are exported
+  unrolled (pruning.export.UNROLL_STEPS; the report's `export` says so), since the WHILE loop's small ops cost
+  the runtime's dispatch whatever their width. Speedup 1.21 / 1.20 / 1.20x -> 1.48 / 1.44 / 1.41x (default, 3,
+  5 epochs); points lost -0.9 / -0.9 / -1.3 -> -0.2 / +0.7 / +0.4 against a dense model at 91.3% (was 90.4%;
+  another process); from-scratch 84.9 / 79.6 / 84.9%, pruning wins by 6.0-11.1 points. The 1.8x target is
+  still missed on this model: the unrolled GRU is 32 steps of ~17 small ops, most of its time.
 - The dense accuracy differs between a model's channel and unstructured rows: they come from different runs,
   and training the dense model is not bit-for-bit repeatable across processes; each drop is against its own
   dense model. The nested MobileNets' channel rows were re-run after a fix they prompted (an earlier

@@ -14,34 +14,86 @@ from pruning.tflite_file import stored_tensors
 REPRESENTATIVE_SAMPLES = 200
 
 
-def _recurrent(model: keras.Model) -> bool:
-    return any(isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional) for layer in model._flatten_layers())
+UNROLL_STEPS = 128
+"""Float recurrent layers with at most this many fixed time steps are exported unrolled. Decided on
+bench/recurrent_unroll.py (GRU, LSTM and SimpleRNN of 48 and 24 units at 16-128 steps, 12 rows; not the held-out
+models): on LiteRT + XNNPACK the unrolled file ran in 0.30-0.87x the loop's time in 11 of 12 rows (LSTM at 128
+steps 1.03x), and a 50% unit cut gained 1.25-1.68x instead of 1.09-1.33x, since the loop's ~20 small ops a step
+cost the runtime's dispatch whatever their width. It costs file size: about 3 kB a step (48-unit GRU at 32 steps
+47 -> 136 kB); beyond 128 steps (not measured) the loop stays."""
+
+_UNROLLED = (keras.layers.GRU, keras.layers.LSTM, keras.layers.SimpleRNN)
+"""The layers `unrolled` turns into steps (ConvLSTM and other RNN subclasses keep their loop)."""
+
+
+def _recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
+
+
+def recurrent_steps(model: keras.Model) -> list[int | None]:
+    """Time steps of every recurrent layer's input, None where they are free, differ between the layer's calls,
+    are not tracked (a layer inside Bidirectional or TimeDistributed) or the layer keeps its loop anyway."""
+
+    def called_on(layer: keras.layers.Layer) -> int | None:
+        seen = {t.shape[1] if len(t.shape) > 2 else None for n in layer._inbound_nodes for t in n.input_tensors[:1]}
+        return seen.pop() if len(seen) == 1 else None
+
+    pairs = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Bidirectional)]
+    wrapped = {id(inner): called_on(pair) for pair in pairs for inner in (pair.forward_layer, pair.backward_layer)}
+    steps: list[int | None] = []
+    for layer in _recurrent_layers(model):
+        one = wrapped[id(layer)] if id(layer) in wrapped else called_on(layer)
+        steps.append(one if isinstance(layer, _UNROLLED) and isinstance(one, int) else None)
+    return steps
+
+
+def recurrent_export(model: keras.Model, quantization: str) -> dict[str, Any] | None:
+    """How `to_tflite` exports the model's recurrent layers (None: it has none), for the job's report."""
+    steps = recurrent_steps(model)
+    if not steps:
+        return None
+    if quantization == "int8":
+        why = "the converter crashes quantizing a loop"
+        return {"recurrent": "unrolled", "steps": steps, "note": f"recurrent layers unrolled over their steps: {why}"}
+    if any(s is None for s in steps):
+        note = "a recurrent layer without fixed (or trackable) time steps: the layers run as WHILE loops"
+    elif max(s for s in steps if s is not None) > UNROLL_STEPS:
+        note = f"more than {UNROLL_STEPS} time steps: the layers run as WHILE loops (smaller file, slower)"
+    else:
+        return {"recurrent": "unrolled", "steps": steps,
+                "note": "recurrent layers unrolled over their time steps: LiteRT runs them faster than a WHILE "
+                "loop's small ops, at about 3 kB of file a step"}  # fmt: skip
+    return {"recurrent": "loop", "steps": steps, "note": note}
 
 
 def unrolled(model: keras.Model) -> keras.Model:
-    """The same model with every recurrent layer unrolled over its (fixed) time steps.
+    """The same model with every GRU, LSTM and SimpleRNN unrolled over its (fixed) time steps.
 
-    TF 2.21's converter crashes the process (SIGSEGV) quantizing a GRU, LSTM or SimpleRNN loop to int8;
-    unrolled, the steps are plain builtins it quantizes like any other layer.
+    TF 2.21's converter crashes the process (SIGSEGV) quantizing a recurrent loop to int8; unrolled, the steps
+    are plain builtins it quantizes like any other layer (and run faster, `UNROLL_STEPS`).
     """
     config = model.get_config()
+    names = {cls.__name__ for cls in _UNROLLED}
 
-    def unroll(entry: dict[str, Any]) -> None:
-        if entry.get("class_name") in ("GRU", "LSTM", "SimpleRNN"):
-            entry["config"]["unroll"] = True
-        for value in (entry.get("config") or {}).values():
-            if isinstance(value, dict) and "class_name" in value:
-                unroll(value)  # Bidirectional's layer and backward_layer
+    def unroll(entry: Any) -> None:
+        if isinstance(entry, list):
+            for item in entry:
+                unroll(item)
+        elif isinstance(entry, dict):
+            if entry.get("class_name") in names and isinstance(entry.get("config"), dict):
+                entry["config"]["unroll"] = True
+            for value in entry.values():  # Bidirectional's layers, a nested model's `layers`
+                unroll(value)
 
-    for entry in config["layers"]:
-        unroll(entry)
+    unroll(config["layers"])
     copy = type(model).from_config(config)
     copy.set_weights(model.get_weights())
     return copy
 
 
 def to_tflite(model: keras.Model, quantization: str = "none", representative: NDArray[Any] | None = None) -> bytes:
-    if quantization == "int8" and _recurrent(model):
+    form = recurrent_export(model, quantization)
+    if form is not None and quantization == "int8":
         if any(d is None for d in model.inputs[0].shape[1:]):
             raise PruningError(
                 "export_failed",
@@ -49,6 +101,8 @@ def to_tflite(model: keras.Model, quantization: str = "none", representative: ND
                 "quantizing the loop); give the input a fixed length, or use float16 or dynamic_int8",
             )
         model = unrolled(model)
+    elif form is not None and form["recurrent"] == "unrolled":
+        model = unrolled(model)  # the engine's models were loaded from a .keras file: they rebuild from config
     # The batch fixed at 1, what a device runs. With a free batch the converter computes shapes at run time
     # (SHAPE, GATHER, PACK ... feeding a RESHAPE: 139 ops instead of 96 in a small ViT, and XNNPACK leaves a
     # computed RESHAPE to TFLite's kernels) and writes placeholder shapes into the file, so a Dense on a

@@ -342,6 +342,8 @@ def run(
         }
     if data.meta:  # how the stored inputs were made (the audio front end), for the device side to match
         report["input"] = data.meta
+    if (recurrent := export.recurrent_export(model, spec.quantization)) is not None:
+        report["export"] = recurrent
     if resumed:
         report["resumed_from"] = {"stage": "finetuning", "step": resumed.step}
     if searched is not None:
@@ -381,6 +383,8 @@ def profile(model_path: Path, spec: PruneSpec, workdir: Path, data: Data | None 
         tflite = export.to_tflite(model, spec.quantization, None if data is None else data.x_train)
         report["params"] = {"before": int(model.count_params())}
         report["macs"] = {"before": total_macs(model)}
+        if (recurrent := export.recurrent_export(model, spec.quantization)) is not None:
+            report["export"] = recurrent
         keras_bytes = model_path.stat().st_size
     tflite_path.write_bytes(tflite)
     report["size"] = {

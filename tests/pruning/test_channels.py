@@ -11,6 +11,7 @@ from contract.errors import PruningError
 from pruning.architectures import ic_resnet8, kws_dscnn
 from pruning.counting import total_macs
 from pruning.datasets import Data, digits, har
+from pruning.estimate.graph import parse
 from pruning.graph import DEPTHWISE, RECURRENT, SEPARABLE, analyse, keep_indices
 from pruning.run import run
 from pruning.spec import PruneSpec
@@ -185,6 +186,24 @@ def test_macs_reduction_target(tmp_path: Path) -> None:
     report = run(tmp_path / "har.keras", har(n=400), spec, tmp_path / "out").report
     assert report["macs"]["reduction"] >= 0.6
     assert report["macs"]["reduction"] < 0.75
+
+
+def test_a_wrist_sensor_gru_is_cut_and_ships_unrolled(tmp_path: Path) -> None:
+    """Conv1D + GRU through a channel job: the GRU's units are cut, and both files ship with the steps unrolled
+    (the report's `export` says so) and agree with the Keras model."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((128, 3)), keras.layers.Conv1D(16, 5, strides=4, activation="relu"), keras.layers.GRU(16),
+         keras.layers.Dense(6, activation="softmax")]
+    )  # fmt: skip
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(tmp_path / "gru.keras")
+    report = run(tmp_path / "gru.keras", har(n=300), PruneSpec(granularity="channel", epochs=0), tmp_path / "o").report
+    assert (report["export"]["recurrent"], report["export"]["steps"]) == ("unrolled", [31])
+    assert parse((tmp_path / "o" / "model.tflite").read_bytes()).loops == []  # no WHILE in what ships
+    pruned = keras.saving.load_model(tmp_path / "o" / "model.keras")
+    assert [layer.units for layer in pruned.layers if isinstance(layer, keras.layers.GRU)] == [8]
+    assert report["tflite_check"]["agreement"] >= 0.99
 
 
 def test_subclassed_models_are_refused(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from contract.errors import PruningError
-from pruning.export import expand_dims_as_reshape, interpreter, predict, to_tflite
+from pruning.export import UNROLL_STEPS, expand_dims_as_reshape, interpreter, predict, recurrent_export, to_tflite
 
 L = keras.layers
 
@@ -137,6 +137,46 @@ def test_a_recurrent_model_exports_to_int8_unrolled(layer: str) -> None:
     got, want = predict(tflite, x[:16]), model.predict(x[:16], verbose=0)
     assert np.mean(np.argmax(got, 1) == np.argmax(want, 1)) >= 0.8
     assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 0.05
+
+
+def _subgraphs(tflite: bytes) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return int(schema.Model.GetRootAs(tflite, 0).SubgraphsLength())
+
+
+def test_a_float_recurrent_model_exports_unrolled_and_says_so() -> None:
+    """Up to UNROLL_STEPS fixed steps a float GRU, LSTM or SimpleRNN, nested models included, is exported
+    unrolled (one graph, no WHILE loop: faster on LiteRT, bench/recurrent_unroll.py) and computes what Keras
+    does; free steps or longer sequences keep the loop, and `recurrent_export` (the report's `export`) says
+    which."""
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.Input((16, 8)), L.LSTM(6, return_sequences=True), L.SimpleRNN(5)])
+    inp = keras.Input((32, 3))
+    x = L.GRU(8, return_sequences=True)(L.Conv1D(8, 5, strides=2, padding="same")(inp))
+    model = keras.Model(inp, L.Dense(4)(inner(x)))
+    form = recurrent_export(model, "none")
+    assert form is not None, "a recurrent model"
+    assert (form["recurrent"], form["steps"]) == ("unrolled", [16, 16, 16])
+    x = np.random.default_rng(0).normal(size=(6, 32, 3)).astype("float32")
+    tflite = to_tflite(model)
+    assert _subgraphs(tflite) == 1
+    np.testing.assert_allclose(predict(tflite, x), model.predict(x, verbose=0), atol=1e-5)
+
+    free = keras.Sequential([keras.Input((None, 3)), L.GRU(4), L.Dense(2)])
+    long = keras.Sequential([keras.Input((UNROLL_STEPS + 1, 3)), L.GRU(4), L.Dense(2)])
+    for kept, steps in ((free, [None]), (long, [UNROLL_STEPS + 1])):
+        form = recurrent_export(kept, "none")
+        assert form is not None, "a recurrent model"
+        assert (form["recurrent"], form["steps"]) == ("loop", steps)
+    assert _subgraphs(to_tflite(long)) > 1
+    assert recurrent_export(_conv1d(), "none") is None
+    both = keras.Sequential([keras.Input((16, 3)), L.Bidirectional(L.GRU(4))])
+    assert recurrent_export(both, "none")["steps"] == [16, 16]  # type: ignore[index]
+    assert _subgraphs(to_tflite(both)) == 1
+    shared, a, b = L.GRU(4), keras.Input((16, 3)), keras.Input((None, 3))
+    called_twice = keras.Model([a, b], [shared(a), shared(b)])  # on 16 steps and on free ones: the loop stays
+    assert recurrent_export(called_twice, "none")["recurrent"] == "loop"  # type: ignore[index]
 
 
 def test_int8_export_of_a_recurrent_model_without_fixed_steps_fails_with_a_reason() -> None:
