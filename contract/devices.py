@@ -103,6 +103,9 @@ class DeviceProfile:
     # convolutions at 2x2 pixels, whose weights leave DRAM slower than a one-row FULLY_CONNECTED's (a Xeon: 9.7
     # against 14.6 GB/s at 96 MiB); empty = `weight_stream` for all weights
     weight_stream_rows: tuple[tuple[int, float], ...] = ()
+    # (ops, us) pairs, ascending: what a graph of that many ops costs beyond `per_op_overhead_us` for each (host
+    # tables v9: chains of 129 and 401 tiny ADDs against 33); empty = nothing beyond it
+    graph_op_overhead: tuple[tuple[int, float], ...] = ()
     first_op_us: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> once per inference
     cycles_per_input: dict[str, dict[str, float]] = field(default_factory=dict)  # GEMM class -> dtype -> cycles
     padded_outputs: bool = False  # the per-element term of MAC classes counts tile-padded outputs (host tables v3+)
@@ -211,6 +214,7 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         llc_bytes=int(raw.get("llc_bytes", 0)),
         weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
         weight_stream_rows=tuple((int(b), float(r)) for b, r in raw.get("weight_stream_rows", [])),
+        graph_op_overhead=tuple((int(n), float(e)) for n, e in raw.get("graph_op_overhead", [])),
         first_op_us=_merge(runtime.get("first_op_us", {}), raw.get("first_op_us", {})),
         cycles_per_input=_merge(runtime.get("cycles_per_input", {}), raw.get("cycles_per_input", {})),
         padded_outputs=bool(runtime.get("padded_outputs", False)),

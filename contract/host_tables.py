@@ -87,7 +87,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "profile" in data and "runtime" in data else None
 
 
-TABLES_VERSION = 8
+TABLES_VERSION = 9
 """Of the tables `calibrate-host` writes; cached tables of an older version are calibrated again (version 2:
 the attention micro-benchmarks and the per-op `op_efficiency`, e.g. int8 BATCH_MATMUL's reference kernel;
 version 3: channel tiles up to 64 (x86 AMX), the per-element term on tile-padded outputs (`padded_outputs`), and
@@ -96,7 +96,8 @@ term of ops with a kernel of their own (`op_cycles_per_output`: int8 BATCH_MATMU
 version 5: micro-benchmarks timed by the inference thread's CPU time in batches (pruning.host), not wall time;
 version 6: the per-op overhead is the median of repeated readings, at the start and at the end; version 7: an op
 on TFLite's own kernel, an extra delegate partition and a loop variable (pruning.estimate.runtime_bench); version
-8: the weight stream of GEMMs of several rows (`weight_stream_rows`, the same module))."""
+8: the weight stream of GEMMs of several rows (`weight_stream_rows`, the same module); version 9: what each op
+of a graph of hundreds of ops costs beyond the per-op overhead (`graph_op_overhead`, the same module))."""
 
 
 def fallback() -> dict[str, Any]:

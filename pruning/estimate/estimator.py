@@ -109,6 +109,10 @@ def estimate(tflite: bytes, profile: DeviceProfile) -> dict[str, Any]:
     if cold_note:
         basis.append(cold_note)
     total_us = profile.invoke_overhead_us + first_op_us(costs, profile) + cold_us + _loops_us(graph, profile)
+    size_us, size_note = _graph_size_us(graph, profile)
+    total_us += size_us
+    if size_note:
+        basis.append(size_note)
     split, left_to_tflite = extra_partitions(graph) if profile.runtime_key.startswith("xnnpack") else (0, [])
     total_us += split * profile.partition_us + _builtin_us(graph, costs, profile)
     total_us += sum(op_time_us(c, profile, factor) for c in costs)
@@ -198,6 +202,20 @@ def energy_figures(ms: float, profile: DeviceProfile) -> dict[str, Any]:
         "inferences_per_mah": None if per_mah is None else round(per_mah, 1),
         "energy_basis": note,
     }
+
+
+def _graph_size_us(graph: Graph, profile: DeviceProfile) -> tuple[float, str]:
+    """What the ops of a graph of hundreds cost beyond the per-op overhead (host tables v9, `graph_op_overhead`),
+    interpolated at the ops the file holds (a WHILE body counts once: its few ops stay in cache however many
+    iterations run), for every op executed."""
+    points = [(33, 0.0), *profile.graph_op_overhead] if profile.graph_op_overhead else []
+    executed = len(graph.ops)
+    held = executed - sum(loop.body_ops * max(loop.inlined - 1, 0) for loop in graph.loops)
+    if len(points) < 2 or held <= points[0][0]:
+        return 0.0, ""
+    (n0, e0), (n1, e1) = next(((a, b) for a, b in zip(points, points[1:], strict=False) if held <= b[0]), points[-2:])
+    extra = (e0 + (e1 - e0) * (held - n0) / (n1 - n0)) * executed / held
+    return extra, f"a graph of {held} ops: {extra:.2f} us beyond the per-op overhead (host calibration's chains of ops)"
 
 
 def _loops_us(graph: Graph, profile: DeviceProfile) -> float:

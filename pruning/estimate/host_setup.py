@@ -19,7 +19,7 @@ def ensure_host_tables(log: Any = print, budget_s: float | None = None) -> str:
         return "off"
     if not needs_calibration():
         return "cached"
-    log(f"no host tables for this CPU ({fingerprint()['id']}): calibrating (at most ~3 minutes, once)")
+    log(f"no host tables for this CPU ({fingerprint()['id']}): calibrating (about 2-4 minutes, once)")
     try:
         path = store(calibrate_host(log=lambda _m: None, budget_s=budget_s or DEFAULT_BUDGET_S))
     except Exception as exc:  # noqa: BLE001 - the estimate goes on with the fallback, which says so

@@ -316,3 +316,21 @@ def weight_sweep(timed: Any, quick: bool = False, log: Any = print, single: Any 
         sweep.append((size, rate))
         log(f"weight stream {size / 2**20:6.2f} MiB: {rate:6.1f} GB/s")
     return sweep
+
+
+def interleaved_cases(cases: list[Any]) -> list[Any]:
+    """Cases round-robin over classes, so a budget cut still leaves every class some samples."""
+    by_cls: dict[str, list[Any]] = {}
+    for case in cases:
+        by_cls.setdefault(case[0], []).append(case)
+    out = []
+    while any(by_cls.values()):
+        for queue in by_cls.values():
+            if queue:
+                out.append(queue.pop(0))
+    return out
+
+
+def matmul_kind(desc: str) -> str:
+    """'symmetric' or 'asymmetric' for a BATCH_MATMUL case (the last word of its description), else ''."""
+    return desc.rsplit(" ", 1)[-1] if desc.startswith("batch_matmul") else ""

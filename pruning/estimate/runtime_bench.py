@@ -3,7 +3,8 @@ XNNPACK leaves to TFLite's own kernel (`builtin_op_us`), an extra delegate parti
 loop variable a WHILE iteration carries (`loop_var_us`); and (version 8) the rate at which GEMMs of several rows
 read weights that are not in the core's cache (`weight_stream_rows`). None of them is a zoo model: a chain of 16
 tiny ADDs, with GATHERs in front of it or between its ADDs, WHILE loops of 1 and 8 state tensors, and chains of
-eight 1x1 convolutions at 2x2 pixels."""
+eight 1x1 convolutions at 2x2 pixels; and (version 9) what each op of a graph of hundreds costs beyond the per-op
+overhead (`graph_op_overhead`: chains of 33, 129 and 401 tiny ADDs)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,37 @@ def rows_weight_sweep(timed: Any, log: Any = print) -> list[tuple[int, float]]:
     return sweep
 
 
+GRAPH_SIZES = (33, 129, 401)
+"""Chains of tiny float ADDs whose per-op time is timed (version 9): the calibration's per-op overhead is the
+slope of the first 33."""
+
+
+def adds_chain_tflite(n: int) -> bytes:
+    """`n` tiny float ADDs in a row (the calibration's per-op chain)."""
+    from pruning.estimate.microbench import chain_tflite
+
+    return chain_tflite(n, "none")
+
+
+def graph_op_overhead(timed: Any, per_op_us: float, log: Any = print) -> list[tuple[int, float]]:
+    """(ops, microseconds beyond `per_op_us` per op) at chains of 129 and 401 tiny ADDs against 33, cumulative and
+    never decreasing. Why: on an AMD EPYC (AVX2, 2026-12-07) an ADD cost 0.009-0.026 us in the first 33 ops of a
+    chain, 0.024-0.029 from 33 to 129 and 0.037-0.039 from 129 to 401 (float and int8 alike): a graph of hundreds
+    of small ops (an unrolled GRU: 403) no longer keeps its ops' state in the core's caches, and the estimator
+    read it 0.62-0.70x of its measured time."""
+    files = {n: adds_chain_tflite(n) for n in GRAPH_SIZES}
+    times = {n: float("inf") for n in GRAPH_SIZES}
+    for _ in range(3):  # rounds over the sizes, the lowest kept: a single reading of 129 ADDs once came 3 us high
+        times = {n: min(times[n], timed(files[n])) for n in GRAPH_SIZES}
+    first = GRAPH_SIZES[0]
+    points, extra = [], 0.0
+    for n in GRAPH_SIZES[1:]:
+        extra = max(extra, times[n] - times[first] - (n - first) * per_op_us)
+        points.append((n, round(extra, 3)))
+    log("graph size: " + ", ".join(f"{n} ops {e:.2f} us beyond the per-op overhead" for n, e in points))
+    return points
+
+
 def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[str, Any]:
     """`builtin_op_us`: what a GATHER on TFLite's kernel adds in front of the partition (4 of them vs none),
     beyond the per-op overhead the tables already give it; `partition_us`: what one GATHER between the ADDs
@@ -115,4 +147,5 @@ def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[st
         "partition_us": round(split, 3),
         "loop_var_us": round(per_var, 3),
         "weight_stream_rows": rows,
+        "graph_op_overhead": [[n, e] for n, e in graph_op_overhead(timed, per_op_us, log)],
     }

@@ -89,10 +89,12 @@ def test_the_runtime_micro_benchmarks_separate_the_kernel_the_split_and_the_loop
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A GATHER on TFLite's kernel costs 0.25 us, a split 0.05 us more, a loop variable 0.03 us beyond its ops; the
-    4-row GEMM chains read their weights at 40 GB/s up to 8 MiB and 10 GB/s beyond."""
+    4-row GEMM chains read their weights at 40 GB/s up to 8 MiB and 10 GB/s beyond; an ADD costs 0.015 us more
+    beyond the 129th op of a chain."""
     monkeypatch.setattr(runtime_bench, "gather_chain_tflite", lambda front, between: ("chain", front, between))
     monkeypatch.setattr(runtime_bench, "loop_vars_tflite", lambda n, state: ("loop", n, state))
     monkeypatch.setattr(runtime_bench, "conv_chain_tflite", lambda channels: ("conv", channels, 0))
+    monkeypatch.setattr(runtime_bench, "adds_chain_tflite", lambda n: ("adds", n, 0))
 
     def timed(model: tuple[str, int, int]) -> float:
         kind, a, b = model
@@ -101,10 +103,13 @@ def test_the_runtime_micro_benchmarks_separate_the_kernel_the_split_and_the_loop
         if kind == "conv":
             size = 8 * a * a * 4
             return size / ((40.0 if size <= 8 * 2**20 else 10.0) * 1e3)
+        if kind == "adds":
+            return 0.7 + 0.022 * a + 0.015 * max(a - 129, 0)
         return 2.0 + (a - 1) * (0.18 + (0.03 + 2 * 0.022) * (b - 1))
 
     got = runtime_bench.runtime_overheads(timed, per_op_us=0.022, log=lambda _m: None)
     rows = got.pop("weight_stream_rows")
+    assert got.pop("graph_op_overhead") == [[129, 0.0], [401, pytest.approx(4.08)]]
     # the GATHER's own per-op overhead is in the tables already: 0.25 - 0.022 more on TFLite's kernel
     assert got == pytest.approx({"builtin_op_us": 0.228, "partition_us": 0.05, "loop_var_us": 0.03}, abs=1e-3)
     assert [round(size / 2**20) for size, _ in rows] == [0, 2, 8, 32, 65, 128]  # 0.5 .. 128 MiB, whole channels

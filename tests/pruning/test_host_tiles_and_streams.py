@@ -218,3 +218,39 @@ def test_a_fully_connected_of_several_rows_is_costed_as_the_gemm_it_runs_on() ->
     assert op_time_us(fc, tables) < op_time_us(fc, dataclasses.replace(tables, runtime_key="tflm-cmsis-nn"))
     # XNNPACK's sparse path is for 1x1 CONV_2D only: a Dense on a sequence is not sped up by it
     assert op_time_us(fc, tables, sparse_factor=0.4) == op_time_us(fc, tables)
+
+
+def test_a_graph_of_hundreds_of_ops_costs_more_per_op_and_a_loop_body_counts_once() -> None:
+    """Host tables v9: beyond a chain of 33 an op costs more than the per-op overhead; the extra is interpolated at
+    the ops the file holds (extrapolated past the last point), paid by every op run, and a WHILE body's ops are
+    held once however many trips run."""
+    import keras
+
+    from pruning.estimate.estimator import _graph_size_us, estimate
+    from pruning.estimate.graph import parse
+    from pruning.estimate.microbench import chain_tflite
+    from pruning.export import _convert
+
+    v9 = _profile(graph_op_overhead=((129, 1.0), (401, 5.0)))
+
+    def extra(tflite: bytes) -> float:
+        return _graph_size_us(parse(tflite), v9)[0]
+
+    assert extra(chain_tflite(20, "none")) == 0.0
+    held = len(parse(chain_tflite(81, "none")).ops)
+    assert extra(chain_tflite(81, "none")) == pytest.approx(1.0 * (held - 33) / 96)
+    held = len(parse(chain_tflite(265, "none")).ops)
+    assert extra(chain_tflite(265, "none")) == pytest.approx(1.0 + 4.0 * (held - 129) / 272)
+    held = len(parse(chain_tflite(541, "none")).ops)
+    assert extra(chain_tflite(541, "none")) == pytest.approx(1.0 + 4.0 * (held - 129) / 272)
+    assert "us beyond the per-op overhead" in estimate(chain_tflite(265, "none"), v9)["basis"]
+    keras.utils.set_random_seed(0)
+    loop = parse(_convert(keras.Sequential([keras.Input((300, 4)), keras.layers.GRU(4)]), "none", None))
+    held = len(loop.ops) - sum(lp.body_ops * (lp.inlined - 1) for lp in loop.loops)
+    assert (len(loop.ops) > 3000, held < 33) == (True, True)  # ~20 ops held, run 300 times
+    assert _graph_size_us(loop, v9)[0] == 0.0
+    several = parse(_convert(keras.Sequential([keras.Input((40, 4)), *[keras.layers.GRU(4, return_sequences=True)
+                                                                       for _ in range(3)]]), "none", None))  # fmt: skip
+    held = len(several.ops) - sum(lp.body_ops * (lp.inlined - 1) for lp in several.loops)
+    assert 33 < held < 129  # three bodies held once each; every op run pays the held graph's rate
+    assert _graph_size_us(several, v9)[0] == pytest.approx(1.0 * (held - 33) / 96 * len(several.ops) / held)
