@@ -189,10 +189,10 @@ def _pct(x: float) -> str:
 
 
 READING = [
-    "- Reading of the run recorded here (2026-12-07, 15:22 UTC): an AMD EPYC with AVX2 only (KVM guest, 2 vCPUs, "
-    "1 MiB L2 a core, 32 MiB L3; fingerprint amd-epyc-2c-69e1f83233), idle (load 0.6-1.0). Host tables version 9, "
-    "`python -m pruning.estimate calibrate-host` 143 s, then this bench: 96% / 100% of rows within ±15% / ±30% "
-    "(float32 92% / 100%, int8 100% / 100%; median error 4%, largest 21%: mini_densenet_32 float 0.79, "
+    "- Reading of the run recorded here (2026-12-07, 15:22 UTC): the AMD EPYC with AVX2 only of stop 24 (KVM guest, "
+    "2 vCPUs, 512 KiB L2 a core, 32 MiB L3; fingerprint amd-epyc-2c-69e1f83233), idle (load 0.6-1.0). Host tables "
+    "version 9, `python -m pruning.estimate calibrate-host` 143 s, then this bench: 96% / 100% of rows within ±15% "
+    "/ ±30% (float32 92% / 100%, int8 100% / 100%; median error 4%, largest 21%: mini_densenet_32 float 0.79, "
     "mobilenet_v3_small float 0.80); the LOFO-corrected columns 92% / 100%. The run before it, with its own "
     "calibration minutes earlier (15:16-15:19; the graph-size chains then timed once): 94% / 100%, largest error "
     "18%. Target met on this CPU, twice; not re-checked on the Xeon or the AVX-512 EPYC of the previous sections.",
@@ -224,7 +224,7 @@ READING = [
     "- Previous hosts, kept in the next sections (not re-run with version 9): the Intel Xeon with AVX-512 VNNI and "
     "AMX (version 8, stop 26): 74% / 98%, 60% / 94%, 60% / 96% in three runs, large int8 and float networks low "
     "(resnet50 int8 0.62-0.69); the AMD EPYC with AVX-512 and VNNI (version 7): 76% / 100%; the AVX2-only AMD "
-    "EPYC (version 5): 70% / 90%.",
+    "EPYC, this CPU (version 5, stop 24): 70% / 90%.",
 ]
 """What the recorded run shows (docs/benchmarks.md); written for the run the section holds."""
 
