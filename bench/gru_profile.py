@@ -1,6 +1,7 @@
 """Why the held-out conv1d_gru's 50% channel cut is only ~1.2x faster (issue 13): where its time goes.
 
-    .venv/bin/python bench/gru_profile.py
+    .venv/bin/python bench/gru_profile.py              # exported with the converter's WHILE loop
+    .venv/bin/python bench/gru_profile.py --unrolled   # exported as the engine does (steps unrolled)
 
 A diagnosis, not a tuning run: the model is bench/heldout.py's `conv1d_gru` architecture (untrained:
 latency does not depend on the weights' values), cut by the engine's ChannelPruner at 50% (the groups it
@@ -75,7 +76,12 @@ def main() -> int:
     cut = pruner.prune(dense, 0.5)
     floor = pruner.prune(dense, 1.0)
     print("widths dense", _widths(dense), "cut", _widths(cut), "floor", _widths(floor))
-    files = {name: export._convert(m, "none", None) for name, m in (("dense", dense), ("cut", cut), ("floor", floor))}
+    unroll = "--unrolled" in sys.argv  # the engine's own export since 2026-12-07 (steps unrolled); else the loop
+
+    def exported(m: keras.Model) -> bytes:
+        return export.to_tflite(m) if unroll else export._convert(m, "none", None)
+
+    files = {name: exported(m) for name, m in (("dense", dense), ("cut", cut), ("floor", floor))}
     for name, tflite in files.items():
         graph = parse(tflite)
         subs = _subgraph_ops(tflite)
@@ -86,8 +92,7 @@ def main() -> int:
     print("whole model", json.dumps({k: round(v, 4) for k, v in whole.items()}))
     parts = {name: _parts(m) for name, m in (("dense", dense), ("cut", cut), ("floor", floor))}
     for i, part in enumerate(("convolutions", "GRU + Dense")):
-        exported = [export._convert(parts[name][i], "none", None) for name in ("dense", "cut", "floor")]
-        timing = interleaved_latency(*exported)
+        timing = interleaved_latency(*[exported(parts[name][i]) for name in ("dense", "cut", "floor")])
         print(part, json.dumps({k: round(v, 4) for k, v in timing.items()}))
     x = np.zeros((1, *dense.input_shape[1:]), np.float32)
     assert export.predict(files["cut"], x).shape == (1, 6)
