@@ -13,7 +13,7 @@ from pruning.counting import total_macs
 from pruning.datasets import Data, digits, har
 from pruning.estimate.graph import parse
 from pruning.graph import DEPTHWISE, RECURRENT, SEPARABLE, analyse, keep_indices
-from pruning.run import run
+from pruning.run import profile, run
 from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
 
@@ -188,6 +188,7 @@ def test_macs_reduction_target(tmp_path: Path) -> None:
     assert report["macs"]["reduction"] < 0.75
 
 
+@pytest.mark.slow
 def test_a_wrist_sensor_gru_is_cut_and_ships_unrolled(tmp_path: Path) -> None:
     """Conv1D + GRU through a channel job: the GRU's units are cut, and both files ship with the steps unrolled
     (the report's `export` says so) and agree with the Keras model."""
@@ -201,6 +202,8 @@ def test_a_wrist_sensor_gru_is_cut_and_ships_unrolled(tmp_path: Path) -> None:
     report = run(tmp_path / "gru.keras", har(n=300), PruneSpec(granularity="channel", epochs=0), tmp_path / "o").report
     assert (report["export"]["recurrent"], report["export"]["steps"]) == ("unrolled", [31])
     assert parse((tmp_path / "o" / "model.tflite").read_bytes()).loops == []  # no WHILE in what ships
+    profiled = profile(tmp_path / "gru.keras", PruneSpec(devices=("host",)), tmp_path / "p").report
+    assert profiled["export"]["recurrent"] == "unrolled"  # a profile job exports as a prune job does
     pruned = keras.saving.load_model(tmp_path / "o" / "model.keras")
     assert [layer.units for layer in pruned.layers if isinstance(layer, keras.layers.GRU)] == [8]
     assert report["tflite_check"]["agreement"] >= 0.99
