@@ -209,7 +209,7 @@ READING = [
     "us in the first 33 ops of a chain, 0.024-0.029 from 33 to 129 and 0.037-0.039 from 129 to 401, float and int8 "
     "alike; the calibration times chains of 33, 129 and 401 (three rounds, lowest kept) and the estimate adds "
     "what the file's op count costs beyond the per-op overhead (a WHILE body counted once). Checked on "
-    "`bench/host_tiny_ops.py` (chains the calibration never timed). (3) Float recurrent layers of at most 128 "
+    "`bench/host_tiny_ops.py` (chains the calibration never timed). (3) Float recurrent layers of at most 32 "
     "steps are now exported unrolled (pruning.export, issue 13): gru_net / lstm_net float are 400 / 356-op "
     "graphs, no longer WHILE loops.",
     "- Noise: every zoo model repeated within 1-2% across the four runs of this session (14:39, 14:47, 15:11, "

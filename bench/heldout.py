@@ -308,7 +308,7 @@ READING = """Reading.
   run before were load artefacts, see above). Nothing was tuned on these rows.
 - conv1d_gru's three channel rows: re-run once on 2026-12-07 (`--models conv1d_gru --only channel`, 14:50-14:53
   UTC, AMD EPYC with AVX2, idle) after an export change decided on bench/recurrent_unroll.py (GRU, LSTM and
-  SimpleRNN at 16-128 steps, not this model): float recurrent layers of at most 128 fixed steps are exported
+  SimpleRNN at 16-128 steps, not this model): float recurrent layers of at most 32 fixed steps are exported
   unrolled (pruning.export.UNROLL_STEPS; the report's `export` says so), since the WHILE loop's small ops cost
   the runtime's dispatch whatever their width. Speedup 1.21 / 1.20 / 1.20x -> 1.48 / 1.44 / 1.41x (default, 3,
   5 epochs); points lost -0.9 / -0.9 / -1.3 -> -0.2 / +0.7 / +0.4 against a dense model at 91.3% (was 90.4%;

@@ -14,13 +14,14 @@ from pruning.tflite_file import stored_tensors
 REPRESENTATIVE_SAMPLES = 200
 
 
-UNROLL_STEPS = 128
-"""Float recurrent layers with at most this many fixed time steps are exported unrolled. Decided on
-bench/recurrent_unroll.py (GRU, LSTM and SimpleRNN of 48 and 24 units at 16-128 steps, 12 rows; not the held-out
-models): on LiteRT + XNNPACK the unrolled file ran in 0.30-0.87x the loop's time in 11 of 12 rows (LSTM at 128
-steps 1.03x), and a 50% unit cut gained 1.25-1.68x instead of 1.09-1.33x, since the loop's ~20 small ops a step
-cost the runtime's dispatch whatever their width. It costs file size: about 3 kB a step (48-unit GRU at 32 steps
-47 -> 136 kB); beyond 128 steps (not measured) the loop stays."""
+UNROLL_STEPS = 32
+"""Float recurrent layers with at most this many fixed time steps are exported unrolled. Decided on two runs of
+bench/recurrent_unroll.py (GRU, LSTM and SimpleRNN of 48 and 24 units at 16-128 steps; not the held-out
+models): up to 32 steps the unrolled file ran in 0.30-0.82x the loop's time for every cell in both runs, and a
+50% unit cut gained 1.38-1.68x instead of 1.10-1.32x, since the loop's ~20 small ops a step cost the runtime's
+dispatch whatever their width; at 64-128 steps a GRU ran 0.77-1.20x (slower in the second run) and LSTM
+0.81-1.03x, and graphs of 1000-2000 ops are beyond what the host estimator was checked on. It costs file size:
+about 3 kB a step (48-unit GRU at 32 steps 47 -> 136 kB)."""
 
 _UNROLLED = (keras.layers.GRU, keras.layers.LSTM, keras.layers.SimpleRNN)
 """The layers `unrolled` turns into steps (ConvLSTM and other RNN subclasses keep their loop)."""

@@ -291,7 +291,7 @@ def test_mcu_ram_falls_back_and_says_so_without_tflite_micro(conv_int8: bytes, m
 
 
 def test_a_recurrent_loop_is_costed_once_per_step() -> None:
-    """A float GRU converted as it is (what a user uploads: the engine's own export unrolls up to 128 steps) is
+    """A float GRU converted as it is (what a user uploads: the engine's own export unrolls up to 32 steps) is
     a WHILE loop whose body is another subgraph: its ops count once per time step (they were not counted at
     all: 1% of the measured time)."""
     from pruning.estimate.estimator import estimate
