@@ -27,10 +27,6 @@ _UNROLLED = (keras.layers.GRU, keras.layers.LSTM, keras.layers.SimpleRNN)
 """The layers `unrolled` turns into steps (ConvLSTM and other RNN subclasses keep their loop)."""
 
 
-def _recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
-
-
 def recurrent_steps(model: keras.Model) -> list[int | None]:
     """Time steps of every recurrent layer's input, None where they are free, differ between the layer's calls,
     are not tracked (a layer inside Bidirectional or TimeDistributed) or the layer keeps its loop anyway."""
@@ -42,7 +38,7 @@ def recurrent_steps(model: keras.Model) -> list[int | None]:
     pairs = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Bidirectional)]
     wrapped = {id(inner): called_on(pair) for pair in pairs for inner in (pair.forward_layer, pair.backward_layer)}
     steps: list[int | None] = []
-    for layer in _recurrent_layers(model):
+    for layer in (layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)):
         one = wrapped[id(layer)] if id(layer) in wrapped else called_on(layer)
         steps.append(one if isinstance(layer, _UNROLLED) and isinstance(one, int) else None)
     return steps
