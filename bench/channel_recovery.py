@@ -223,8 +223,9 @@ def bench_model(name: str, variants: list[str]) -> list[dict[str, Any]]:
             channel_reconstruction.REFITTED.clear()
             channel_reconstruction.START.clear()
             seed = next((int(e[1:]) for e in extra if e[:1] == "s" and e[1:].isdigit()), 0)
+            batch = next((int(e[1:]) for e in extra if e[:1] == "b" and e[1:].isdigit()), 64)
             spec = PruneSpec(granularity="channel", sparsity=0.5, schedule=schedule, epochs=epochs, seed=seed,
-                             distill=True if "kd" in extra else None)  # fmt: skip
+                             batch_size=batch, distill=True if "kd" in extra else None)  # fmt: skip
             started = time.perf_counter()
             report = run(path, data, spec, Path(tmp) / variant.replace(":", "-")).report
             row = {
