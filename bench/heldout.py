@@ -202,7 +202,8 @@ def bench_model(
                                 report["finetune"]["schedule"], None, 0.0)  # fmt: skip
                 xy = (data.x_train, data.y_train, data.x_val, data.y_val)
                 loss = "sparse_categorical_crossentropy"
-                scratch = from_scratch(pruned, *xy, "classification", loss, recipe, trained, spec.batch_size, SEED)
+                batch = report["finetune"]["batch_size"]
+                scratch = from_scratch(pruned, *xy, "classification", loss, recipe, trained, batch, SEED)
                 row["scratch"] = scratch["accuracy"]
                 row["pruning_wins_points"] = 100 * (row["after"] - row["scratch"])
             print(json.dumps({k: v for k, v in row.items() if k != "finetune"}), flush=True)

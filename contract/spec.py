@@ -138,7 +138,13 @@ class Finetune(Strict):
         description="total fine-tuning epochs, spread over the rounds; unset: chosen from the data size and the "
         "cut, stopping early once the validation metric is back within the guard (the report says why)",
     )
-    batch_size: int = Field(64, ge=1, le=4096)
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="unset: 64, or for a channel cut on a small training split the largest of 32 and 16 that gives "
+        "an epoch at least 80 steps (16 if none does); the report's finetune block says which",
+    )
     learning_rate: float | None = Field(
         None,
         gt=0,

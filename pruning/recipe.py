@@ -47,6 +47,27 @@ polish, and a short budget needs the larger steps (bench/channel_recovery.py, tu
 after the least-squares re-fit of pruning.reconstruct: vww_mobilenet_v1, 3 epochs, 1.1 points lost at 3x,
 4.1 at 1x."""
 SCALED_OPTIMIZERS = ("Adam", "AdamW", "Adamax", "Nadam")
+DEFAULT_BATCH, SMALL_BATCHES, MIN_STEPS_PER_EPOCH = 64, (32, 16), 80
+"""The batch when the job sets none: 64; for a channel cut whose training split gives fewer than
+`MIN_STEPS_PER_EPOCH` steps an epoch at 64, the largest of `SMALL_BATCHES` that gives that many (the last if
+none does). A set number of epochs then buys more optimizer steps, which is what a cut that is re-learnt
+needs. Measured on the tuning models only (bench/channel_recovery.py, `b16` rows, ~20 steps an epoch at 64):
+vww_mobilenet_v1 3 epochs over four seeds and ic_resnet8 at 3 and 5 epochs recovered as well or better at 16;
+32 and the 80-step line were not measured beyond one row."""
+
+
+def choose_batch(train_samples: int, spec: Any) -> tuple[int, str]:
+    """The fine-tuning batch and why (see `DEFAULT_BATCH`)."""
+    if spec.batch_size is not None:
+        return spec.batch_size, "set in the job"
+    steps = -(-train_samples // DEFAULT_BATCH)
+    if spec.granularity != "channel" or steps >= MIN_STEPS_PER_EPOCH:
+        return DEFAULT_BATCH, "the default"
+    batch = next((b for b in SMALL_BATCHES if -(-train_samples // b) >= MIN_STEPS_PER_EPOCH), SMALL_BATCHES[-1])
+    return batch, (
+        f"{train_samples} training samples give {steps} steps an epoch at {DEFAULT_BATCH}: a channel cut is re-learnt, "
+        f"and smaller batches give it more steps (at least {MIN_STEPS_PER_EPOCH} an epoch where possible)"
+    )
 
 
 @dataclass
@@ -60,6 +81,7 @@ class Recipe:
     """Stop once the validation drop is at most this (the headline metric's units); None runs every epoch."""
     distill: float
     why: dict[str, str] = field(default_factory=dict)
+    batch_size: int = DEFAULT_BATCH
 
     def make_optimizer(self, steps: int) -> keras.optimizers.Optimizer:
         """A fresh optimizer for a fine-tuning of `steps` steps."""
@@ -79,6 +101,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs,
+            "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "optimizer": self.optimizer,
             "schedule": self.schedule,
@@ -137,12 +160,21 @@ def choose(
 ) -> Recipe:
     """The fine-tuning recipe for `model` (already cut by `cut` of its channels or weights)."""
     why: dict[str, str] = {}
-    steps_per_epoch = max(1, -(-len(data.x_train) // spec.batch_size))
+    batch_size, why["batch_size"] = choose_batch(len(data.x_train), spec)
+    steps_per_epoch = max(1, -(-len(data.x_train) // batch_size))
+    budget = STEPS_PER_CUT.get(spec.granularity, 1200) * max(cut, 0.05)
+    chosen = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(budget / steps_per_epoch))))
     if spec.epochs is not None:
-        epochs, why["epochs"] = spec.epochs, "set in the job"
+        epochs, why["epochs"] = spec.epochs, f"set in the job ({spec.epochs * steps_per_epoch} steps)"
+        if spec.epochs < chosen:
+            # Not an error (the user may want a quick run), but a short budget is the commonest reason a cut
+            # comes back damaged: say what the engine would have allowed.
+            why["epochs"] += (
+                f"; SHORTER than the engine's budget for this cut ({chosen} epochs, {budget:.0f} steps, stopping "
+                "early once recovered): leave epochs unset if the accuracy after is not good enough"
+            )
     else:
-        budget = STEPS_PER_CUT.get(spec.granularity, 1200) * max(cut, 0.05)
-        epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(budget / steps_per_epoch))))
+        epochs = chosen
         why["epochs"] = (
             f"{budget:.0f} steps for a {cut:.0%} {spec.granularity} cut at {steps_per_epoch} steps per epoch, "
             f"between {MIN_EPOCHS} and {MAX_EPOCHS}; stops early once back within the guard"
@@ -163,7 +195,7 @@ def choose(
             )
     else:
         name, config, schedule = "Adam", {}, "cosine"
-        rate = range_test(model, data.x_train, data.y_train, loss, spec.batch_size, spec.seed)
+        rate = range_test(model, data.x_train, data.y_train, loss, batch_size, spec.seed)
         why["learning_rate"] = (
             f"the model has no compiled optimizer: a {RANGE_TEST_STEPS}-step range test chose {rate:.2g}"
         )
@@ -177,4 +209,4 @@ def choose(
     if task == "classification" and getattr(spec, "distill", None):
         distill = DISTILL_WEIGHT
         why["distillation"] = "set in the job: the dense model's outputs mixed with the labels"
-    return Recipe(epochs, float(rate), name, config, schedule, early, distill, why)
+    return Recipe(epochs, float(rate), name, config, schedule, early, distill, why, batch_size)

@@ -203,7 +203,7 @@ def run(
             train_y,
             loss=train_loss,
             epochs=per_round[step - 1],
-            batch_size=spec.batch_size,
+            batch_size=recipe.batch_size,
             optimizer=recipe.make_optimizer,
             variables=pruner.variables,
             masks=pruner.masks,
@@ -235,14 +235,14 @@ def run(
     if spec.control and spec.granularity == "channel":
         trained = sum(len(r["train_loss"]) for r in rounds)
         scratch = from_scratch(model, data.x_train, data.y_train, data.x_val, data.y_val, task, loss, recipe,
-                               trained, spec.batch_size, spec.seed)  # fmt: skip
+                               trained, recipe.batch_size, spec.seed)  # fmt: skip
         control = verdict(after["val"][headline], scratch[headline], headline, task, trained)
         say(control["note"])
     elif spec.control:
         control = {"note": "the from-scratch control applies to channel cuts (a thinner architecture) only"}
 
     stages.enter("converting")
-    shipped = ship(model, data, quantization=spec.quantization, loss=loss, recipe=recipe, batch_size=spec.batch_size,
+    shipped = ship(model, data, quantization=spec.quantization, loss=loss, recipe=recipe, batch_size=recipe.batch_size,
                    before=before, guard=guard, quantization_aware=spec.quantization_aware,
                    log=say, on_progress=lambda f: stages.enter("converting", f))  # fmt: skip
     tflite, tflite_pred, tflite_val = shipped.tflite, shipped.pred, shipped.val
