@@ -7,7 +7,7 @@ Models: digits16_cnn, ic_resnet8, kws_dscnn, vww_mobilenet_v1 of bench/engine_ha
 engine is tuned on). bench/heldout.py's models are NOT run here: defaults are chosen on these rows, then
 the held-out rows are run once with the chosen engine.
 
-Each variant is SCHEDULE:EPOCHS[:kd][:xK][:lamp|:floor][:lsq[:fold|:norecal][:ridgeR]][:sN][:pN] through
+Each variant is SCHEDULE:EPOCHS[:kd][:xK][:lamp|:floor][:lsq[:fold|:norecal][:ridgeR]][:sN][:bN][:pN] through
 pruning.run.run with the engine's
 recipe (no learning rate set: the model's own compiled optimizer, rewound, warm-up + cosine): SCHEDULE
 `one_shot` (the whole 50% at once) or `polynomial` (cubic, one round per epoch up to 5 rounds, each round re-scored,
@@ -21,7 +21,8 @@ layer-adaptive allocation at the uniform cut's MACs instead of the engine's unif
 after each cut (bench/channel_reconstruction.py) at ridge R (1e-3 without `ridgeR`), then `fold`s BatchNorm
 (the engine since this bench: `lsq:fold:ridge0.1`), leaves it (`norecal`) or recalibrates it (neither);
 without `lsq` the cut is plain, BatchNorm recalibrated (the engine before); `sN` runs the job with seed N
-(0 without); `pN` runs the same job, its row kept beside an earlier process's. One dense model per model
+(0 without); `bN` fine-tunes at a batch of N (64 without: the engine before the batch rule); `pN` runs the
+same job, its row kept beside an earlier process's. One dense model per model
 and process, shared by its variants.
 
 What was tried (issue 13, all on these models; figures in docs/benchmarks.md, "Channel recovery on the
@@ -200,6 +201,22 @@ READING = """Reading.
   +11.2 plain; distillation on top, 3x: -0.4 against 1.1 (4 samples, one seed), but on ic_resnet8 -1.9
   against -3.0 (`--models ic_resnet8 --variants one_shot:3:x3:lsq:fold:kd:ridge0.1`): mixed, within a few
   samples, not adopted (distillation stays off by default).
+- The batch (ADOPTED 2026-12-07, stop 28; pruning.recipe.choose_batch). The tuning sets give ~20 steps an epoch
+  at the engine's batch of 64, so 3 epochs are 60 optimizer steps. `b16` rows (4x the steps, same epochs, same
+  3x rate), all against `p6` rows of the same job at 64 in the same process (same dense model), AMD EPYC with
+  AVX-512, 3 processes on 2 cores (wall times inflated). Points lost at 64 -> 16: vww_mobilenet_v1 (84.4%) 3
+  epochs seed 0 / 1 / 2 / 3: 2.2 -> 2.2, 9.3 -> 0.7, 8.6 -> -4.1, 2.2 -> 1.5 (mean 5.6 -> 0.1), 5 epochs -3.3 ->
+  -4.1, default -0.7 in 3 epochs -> -1.9 in 4; ic_resnet8 (95.5%) 3 / 5 epochs / default -2.6 -> -3.3, -3.7 ->
+  -4.1, -0.7 -> -1.1; kws_dscnn (86.0%) -6.9 -> -6.7, -7.1 -> -8.2, default -7.6 -> -2.2 (both stop after one
+  epoch, past the dense model: the stopping point moves, nothing is lost); digits16_cnn (98.1%) 0.0 -> -1.1,
+  -0.7 -> -1.1, -0.7 -> -1.1. Better or equal on 13 of 15 pairs; one `b32` row (vww seed 0, 3 epochs) lost 5.6.
+  So a channel cut whose training split gives fewer than 80 steps an epoch at 64 now trains at 32 or 16 (the
+  largest giving 80 steps; 16 if none does) when the job sets no batch; 32 and the 80-step line were not
+  measured beyond that one row. Unstructured cuts keep 64 (not measured). Wall time at equal epochs: within the
+  noise of the shared host here (vww 74 -> 79 s, 73 -> 74 s). Commands: `--models vww_mobilenet_v1 --variants
+  one_shot:3:x3:lsq:fold:ridge0.1:p6 one_shot:3:x3:lsq:fold:ridge0.1:b32 one_shot:3:x3:lsq:fold:ridge0.1:b16`
+  and the same with `:s1`..`:s3`, `one_shot:5:...`, `one_shot:default:...`; the same `p6` / `b16` pairs at 3, 5
+  and default epochs for ic_resnet8, kws_dscnn and digits16_cnn. The held-out channel rows were then run once.
 """
 
 
@@ -271,14 +288,15 @@ def render() -> str:
             "",
             "Command: `.venv/bin/python bench/channel_recovery.py --models <m> --variants <v...>`, then `--render`.",
             "Validation accuracy drop in points after a 50% channel cut (lower is better). Variant",
-            "SCHEDULE:EPOCHS[:kd][:xK][:lamp|:floor][:lsq[:fold|:norecal][:ridgeR]][:sN][:pN]: `xK` fine-tunes at",
+            "SCHEDULE:EPOCHS[:kd][:xK][:lamp|:floor][:lsq[:fold|:norecal][:ridgeR]][:sN][:bN][:pN]: `xK` fine-tunes at",
             "K times the model's compiled rate (Adam 3e-3 for all four; no `xK` is 1x), `kd` distils from the dense",
             "model, `lamp` / `floor` allocate the cut across layers at the uniform cut's MACs",
             "(bench/channel_allocation.py), `lsq` re-fits the consumers of the cut channels by least squares",
             "(bench/channel_reconstruction.py) at ridge R (1e-3 without `ridgeR`), then folds BatchNorm (`fold`),",
             "leaves it (`norecal`) or recalibrates it; `lsq:fold:ridge0.1` is the engine's channel cut since",
             "2026-12-07, rows without `lsq` the plain cut before it. `sN` is the job's seed (0 without), `pN`",
-            "keeps a later process's row of the same job beside an earlier one. A model's variants share one",
+            "keeps a later process's row of the same job beside an earlier one, `bN` sets the batch (64 without). A",
+            "model's variants share one",
             "dense model when run in one process; dense training was not always repeatable across processes",
             "(vww_mobilenet_v1 came out at 81.0%, 86.2%, 88.5%; 84.4% in every process on 2026-12-07), so",
             "compare rows with the same dense accuracy. TUNING models only: a training score.",
