@@ -142,8 +142,8 @@ class Finetune(Strict):
         None,
         ge=1,
         le=4096,
-        description="unset: 64, or for a channel cut on a small training split the largest of 32 and 16 that gives "
-        "an epoch at least 80 steps (16 if none does); the report's finetune block says which",
+        description="unset: 64, or 16 for a channel cut whose training split gives fewer than 80 steps an epoch "
+        "at 64; the report's finetune block says which",
     )
     learning_rate: float | None = Field(
         None,

@@ -329,7 +329,7 @@ def examples(name: str, out: Path) -> None:
 @spec_flag("--schedule", Schedule, "kind", default=None, show_default=False, help="[polynomial if unstructured].")
 @click.option("--steps", type=int, default=None)
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [chosen from the data and the cut].")
-@click.option("--batch-size", type=int, default=None, help="[64; smaller for a channel cut on a small training split]")
+@click.option("--batch-size", type=int, default=None, help="[64; 16 for a channel cut on a small training split]")
 @click.option(
     "--learning-rate", type=float, default=None, help="[the model's own optimizer's rate, else a range test]."
 )
@@ -375,8 +375,9 @@ def prune(model: Path, data: str, out: Path, report: Path | None, **options: Any
     chosen = result.report.get("finetune") or {}
     if chosen:
         click.echo(
-            f"fine-tuning: {chosen['epochs']} epochs, {chosen['optimizer']} {chosen['learning_rate']:.2g} "
-            f"({chosen['schedule']}); " + "; ".join(f"{k}: {v}" for k, v in chosen["why"].items())
+            f"fine-tuning: {chosen['epochs']} epochs, batch {chosen['batch_size']}, {chosen['optimizer']} "
+            f"{chosen['learning_rate']:.2g} ({chosen['schedule']}); "
+            + "; ".join(f"{k}: {v}" for k, v in chosen["why"].items())
         )
     if "latency_search" in result.report:
         found = result.report["latency_search"]

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from pruning.datasets import Data, digits
-from pruning.recipe import CHANNEL_RATE_SCALE, MAX_EPOCHS, choose_batch, compiled_optimizer, range_test
+from pruning.recipe import (
+    CHANNEL_RATE_SCALE,
+    DEFAULT_BATCH,
+    MAX_EPOCHS,
+    choose_batch,
+    compiled_optimizer,
+    range_test,
+)
 from pruning.run import run
 from pruning.spec import PruneSpec
 
@@ -56,7 +63,7 @@ def test_explicit_settings_win(digits_model: Path, data: Data, tmp_path: Path) -
     assert report["accuracy"]["before"] - report["accuracy"]["after"] < 0.05
     assert chosen["early_stop_within"] is None
     assert chosen["batch_size"] == 64  # an unstructured cut keeps the default batch
-    # 1 epoch of 10 steps, where the engine would allow 10 epochs for this cut: the report says so.
+    # 1 epoch of 10 steps, where the engine would allow 60 epochs (600 steps) for this cut: the report says so.
     assert chosen["why"]["epochs"].startswith("set in the job (10 steps); SHORTER than the engine's budget")
     assert "leave epochs unset" in chosen["why"]["epochs"]
 
@@ -135,8 +142,8 @@ def test_unset_scope_and_schedule_are_chosen_and_named(
 @pytest.mark.parametrize(
     ("samples", "granularity", "set_in_job", "batch"),
     [
-        (600, "channel", None, 16),  # 10 steps an epoch at 64; 16 gives 38, the smallest allowed
-        (3000, "channel", None, 32),  # 47 steps at 64, 94 at 32
+        (600, "channel", None, 16),  # 10 steps an epoch at 64, 38 at 16
+        (3000, "channel", None, 16),  # 47 steps at 64
         (6000, "channel", None, 64),  # 94 steps at 64 already
         (600, "unstructured", None, 64),  # measured on channel cuts only
         (600, "channel", 128, 128),  # the job's own wins
@@ -149,7 +156,7 @@ def test_the_batch_is_chosen_from_the_training_split_for_a_channel_cut(
     assert chosen == batch
     if set_in_job:
         assert why == "set in the job"
-    elif batch == 64:
+    elif batch == DEFAULT_BATCH:
         assert why == "the default"
     else:
         assert f"{samples} training samples" in why
