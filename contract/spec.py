@@ -138,13 +138,7 @@ class Finetune(Strict):
         description="total fine-tuning epochs, spread over the rounds; unset: chosen from the data size and the "
         "cut, stopping early once the validation metric is back within the guard (the report says why)",
     )
-    batch_size: int | None = Field(
-        None,
-        ge=1,
-        le=4096,
-        description="unset: 64, or 16 for a channel cut whose training split gives fewer than 80 steps an epoch "
-        "at 64; the report's finetune block says which",
-    )
+    batch_size: int = Field(64, ge=1, le=4096)
     learning_rate: float | None = Field(
         None,
         gt=0,

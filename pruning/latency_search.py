@@ -30,7 +30,6 @@ from pruning.datasets import Data
 from pruning.estimate import estimate
 from pruning.estimate.keras_model import estimate_keras_ms
 from pruning.graph import ChannelGraph, Group, analyse, keep_indices
-from pruning.recipe import DEFAULT_BATCH
 from pruning.scoring import channel_scores
 from pruning.spec import PruneSpec
 from pruning.surgery import remove_channels
@@ -165,7 +164,7 @@ class _Search:
         start = (round_index * n) % max(1, len(self.x_fit) - n + 1)
         order = start + np.random.default_rng(self.spec.seed + round_index).permutation(n)
         optimizer = keras.optimizers.Adam(self.spec.learning_rate or SEARCH_LEARNING_RATE)
-        batch = max(1, self.spec.batch_size or DEFAULT_BATCH)
+        batch = max(1, self.spec.batch_size)
         for first in range(0, n, batch):
             index = order[first : first + batch]
             with tf.GradientTape() as tape:

@@ -21,7 +21,7 @@ from pruning.finetune import Distilled, finetune, teacher_targets, write_tensorb
 from pruning.latency_search import search_latency
 from pruning.loading import load_model, resolve_loss
 from pruning.nesting import flatten
-from pruning.recipe import DEFAULT_BATCH, DISTILL_TEMPERATURE, choose
+from pruning.recipe import DISTILL_TEMPERATURE, choose
 from pruning.report import agreement, resources, sizes, sparsity_block, write_report
 from pruning.shipping import ship
 from pruning.spec import PruneSpec
@@ -242,8 +242,7 @@ def run(
         control = {"note": "the from-scratch control applies to channel cuts (a thinner architecture) only"}
 
     stages.enter("converting")
-    qat_batch = spec.batch_size or DEFAULT_BATCH  # quantization-aware fine-tuning was measured at 64 only
-    shipped = ship(model, data, quantization=spec.quantization, loss=loss, recipe=recipe, batch_size=qat_batch,
+    shipped = ship(model, data, quantization=spec.quantization, loss=loss, recipe=recipe, batch_size=recipe.batch_size,
                    before=before, guard=guard, quantization_aware=spec.quantization_aware,
                    log=say, on_progress=lambda f: stages.enter("converting", f))  # fmt: skip
     tflite, tflite_pred, tflite_val = shipped.tflite, shipped.pred, shipped.val

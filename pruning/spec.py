@@ -7,6 +7,7 @@ from contract.spec import (
     DEFAULT_DEVICES,
     DEFAULT_ROUNDS,
     DEFAULT_SPARSITY,
+    Finetune,
     JobSpec,
     NofM,
     check_quantization,
@@ -48,8 +49,7 @@ class PruneSpec:
     unstructured cut keeps half of set epochs for its last round, pruning.schedule.RECOVERY_SHARE)."""
     epochs: int | None = None
     """Total fine-tuning epochs; None: chosen from the data and the cut (pruning.recipe), stopping early."""
-    batch_size: int | None = None
-    """None: chosen from the training split's size and the cut (pruning.recipe.choose_batch)."""
+    batch_size: int = default(Finetune, "batch_size")
     learning_rate: float | None = None
     """None: the model's own compiled optimizer, else a range test (pruning.recipe)."""
     distill: bool | None = None
@@ -142,7 +142,7 @@ class PruneSpec:
             schedule=schedule.get("kind"),
             steps=None if schedule.get("steps") is None else int(schedule["steps"]),
             epochs=None if finetune.get("epochs") is None else int(finetune["epochs"]),
-            batch_size=None if finetune.get("batch_size") is None else int(finetune["batch_size"]),
+            batch_size=int(finetune.get("batch_size") or cls.batch_size),
             learning_rate=None if finetune.get("learning_rate") is None else float(finetune["learning_rate"]),
             distill=finetune.get("distill"),
             control=bool(finetune.get("control")),

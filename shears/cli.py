@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from contract.spec import DEFAULT_SPARSITY, JobSpec, NofM, Schedule, default
+from contract.spec import DEFAULT_SPARSITY, Finetune, JobSpec, NofM, Schedule, default
 from shears.flags import spec_flag
 from shears_client.commands import remote
 
@@ -329,7 +329,7 @@ def examples(name: str, out: Path) -> None:
 @spec_flag("--schedule", Schedule, "kind", default=None, show_default=False, help="[polynomial if unstructured].")
 @click.option("--steps", type=int, default=None)
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [chosen from the data and the cut].")
-@click.option("--batch-size", type=int, default=None, help="[64; 16 for a channel cut on a small training split]")
+@click.option("--batch-size", type=int, default=default(Finetune, "batch_size"), show_default=True)
 @click.option(
     "--learning-rate", type=float, default=None, help="[the model's own optimizer's rate, else a range test]."
 )

@@ -7,14 +7,7 @@ import numpy as np
 import pytest
 
 from pruning.datasets import Data, digits
-from pruning.recipe import (
-    CHANNEL_RATE_SCALE,
-    DEFAULT_BATCH,
-    MAX_EPOCHS,
-    choose_batch,
-    compiled_optimizer,
-    range_test,
-)
+from pruning.recipe import CHANNEL_RATE_SCALE, MAX_EPOCHS, compiled_optimizer, range_test
 from pruning.run import run
 from pruning.spec import PruneSpec
 
@@ -39,9 +32,7 @@ def test_defaults_rewind_the_models_own_optimizer_and_stop_once_recovered(
     assert chosen["schedule"] == "cosine"
     assert 2 <= chosen["epochs"] <= MAX_EPOCHS
     assert "steps" in chosen["why"]["epochs"]
-    # 600 samples are 10 steps an epoch at 64: a channel cut trains at 16 (38 steps an epoch).
-    assert chosen["batch_size"] == 16
-    assert "10 steps an epoch at 64" in chosen["why"]["batch_size"]
+    assert chosen["batch_size"] == 64  # the job's (the contract's default)
     assert chosen["distillation"] is None  # off by default (bench/recovery.py)
     assert chosen["early_stop_within"] == pytest.approx(0.005)
     (last,) = report["schedule"]["rounds"]
@@ -62,7 +53,7 @@ def test_explicit_settings_win(digits_model: Path, data: Data, tmp_path: Path) -
     assert chosen["distillation"]["weight"] > 0
     assert report["accuracy"]["before"] - report["accuracy"]["after"] < 0.05
     assert chosen["early_stop_within"] is None
-    assert chosen["batch_size"] == 64  # an unstructured cut keeps the default batch
+    assert chosen["batch_size"] == 64
     # 1 epoch of 10 steps, where the engine would allow 60 epochs (600 steps) for this cut: the report says so.
     assert chosen["why"]["epochs"].startswith("set in the job (10 steps); SHORTER than the engine's budget")
     assert "leave epochs unset" in chosen["why"]["epochs"]
@@ -137,26 +128,3 @@ def test_unset_scope_and_schedule_are_chosen_and_named(
     assert PruneSpec.from_job_spec({"schedule": {"kind": "one_shot"}, "scope": "per_layer"}).defaults == ("steps",)
     with pytest.raises(ValueError, match="unknown schedule"):
         PruneSpec(schedule="cosine")
-
-
-@pytest.mark.parametrize(
-    ("samples", "granularity", "set_in_job", "batch"),
-    [
-        (600, "channel", None, 16),  # 10 steps an epoch at 64, 38 at 16
-        (3000, "channel", None, 16),  # 47 steps at 64
-        (6000, "channel", None, 64),  # 94 steps at 64 already
-        (600, "unstructured", None, 64),  # measured on channel cuts only
-        (600, "channel", 128, 128),  # the job's own wins
-    ],
-)
-def test_the_batch_is_chosen_from_the_training_split_for_a_channel_cut(
-    samples: int, granularity: str, set_in_job: int | None, batch: int
-) -> None:
-    chosen, why = choose_batch(samples, PruneSpec(granularity=granularity, sparsity=0.5, batch_size=set_in_job))
-    assert chosen == batch
-    if set_in_job:
-        assert why == "set in the job"
-    elif batch == DEFAULT_BATCH:
-        assert why == "the default"
-    else:
-        assert f"{samples} training samples" in why
