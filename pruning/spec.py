@@ -103,6 +103,8 @@ class PruneSpec:
             raise ValueError(f"block must be 1, or > 1 with unstructured granularity, got {self.block}")
         if self.granularity == "n_of_m" and not 0 < self.n < self.m:
             raise ValueError(f"N:M needs 0 < n < m, got {self.n}:{self.m}")
+        if self.batch_size < 1 or (self.epochs is not None and self.epochs < 0):
+            raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {self.batch_size} and {self.epochs}")
         if self.latency_ms is not None and self.latency_ms <= 0:
             raise ValueError(f"latency_ms must be > 0, got {self.latency_ms}")
         # The rules the API applies too (contract.spec), raised as ValueError (SpecError is one).

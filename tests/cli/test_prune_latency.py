@@ -72,3 +72,7 @@ def test_latency_budget_usage_errors(tmp_path: Path) -> None:
     alone = runner.invoke(main, [*common, "--granularity", "channel"])
     assert alone.exit_code == 2
     assert "go together" in alone.stderr
+    # A batch of 0 was a ZeroDivisionError deep in the engine; now a usage error like the rest.
+    empty = runner.invoke(main, ["prune", str(path), "--data", "builtin:har", "-o", "o.tflite", "--batch-size", "0"])
+    assert empty.exit_code == 2
+    assert "batch_size must be >= 1" in empty.stderr
