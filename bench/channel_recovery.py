@@ -72,7 +72,7 @@ from pruning.spec import PruneSpec  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "channel_recovery"
 SECTION = "## Channel recovery on the tuning models (issue 13)"
-TUNING = ("digits16_cnn", "ic_resnet8", "kws_dscnn", "vww_mobilenet_v1")
+TUNING = ("digits16_cnn", "ic_resnet8", "kws_dscnn", "vww_mobilenet_v1", "ir_mobilenetv2")
 VARIANTS = ("one_shot:3", "polynomial:3", "one_shot:5", "polynomial:5", "one_shot:default", "polynomial:default")
 
 
