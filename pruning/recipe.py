@@ -146,8 +146,7 @@ def choose(
 ) -> Recipe:
     """The fine-tuning recipe for `model` (already cut by `cut` of its channels or weights)."""
     why: dict[str, str] = {}
-    batch_size = spec.batch_size
-    steps_per_epoch = max(1, -(-len(data.x_train) // batch_size))
+    steps_per_epoch = max(1, -(-len(data.x_train) // spec.batch_size))
     budget = STEPS_PER_CUT.get(spec.granularity, 1200) * max(cut, 0.05)
     chosen = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(budget / steps_per_epoch))))
     if spec.epochs is not None:
@@ -181,7 +180,7 @@ def choose(
             )
     else:
         name, config, schedule = "Adam", {}, "cosine"
-        rate = range_test(model, data.x_train, data.y_train, loss, batch_size, spec.seed)
+        rate = range_test(model, data.x_train, data.y_train, loss, spec.batch_size, spec.seed)
         why["learning_rate"] = (
             f"the model has no compiled optimizer: a {RANGE_TEST_STEPS}-step range test chose {rate:.2g}"
         )
@@ -195,4 +194,4 @@ def choose(
     if task == "classification" and getattr(spec, "distill", None):
         distill = DISTILL_WEIGHT
         why["distillation"] = "set in the job: the dense model's outputs mixed with the labels"
-    return Recipe(epochs, float(rate), name, config, schedule, early, distill, why, batch_size)
+    return Recipe(epochs, float(rate), name, config, schedule, early, distill, why, spec.batch_size)
