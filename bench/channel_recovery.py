@@ -243,7 +243,7 @@ READING = """Reading.
   84.4% and needs large steps, ir_mobilenetv2 at 77.7% of 92.2% and is shaken by them; 2x is the compromise,
   not an adaptive rule (two discriminating models are too few to place a threshold). Checks at 2x (one
   seed): vww_mobilenet_v1 5 epochs -4.8 (3x: -7.1, -3.3), default 0.4 in 3 epochs (stopped within the
-  half-point tolerance); ir_mobilenetv2 5 epochs CHECKS_IR5, default 0.4 in 3 (3x: -4.1, -0.4 in 5).
+  half-point tolerance); ir_mobilenetv2 5 epochs -3.7, default 0.4 in 3 (3x: -4.1, -0.4 in 5).
   Commands: `--models vww_mobilenet_v1 digits16_cnn ic_resnet8
   kws_dscnn --variants one_shot:3:x1:lsq:fold:ridge0.1:s1 ... :s3 one_shot:3:x2:lsq:fold:ridge0.1
   one_shot:3:x2:lsq:fold:ridge0.1:s1 ... :s3 one_shot:3:x1:lsq:fold:ridge0.1:p7 one_shot:3:x3:lsq:fold:ridge0.1:p7`;
