@@ -250,6 +250,16 @@ READING = """Reading.
   `--models ir_mobilenetv2 --variants one_shot:3:x1:lsq:fold:ridge0.1:s1 one_shot:3:x3:lsq:fold:ridge0.1:s2
   one_shot:3:x1:lsq:fold:ridge0.1:s2 one_shot:3:x2:lsq:fold:ridge0.1 ...:s1 ...:s2`; then
   `one_shot:5:x2:lsq:fold:ridge0.1 one_shot:default:x2:lsq:fold:ridge0.1` on both MobileNets.
+- The batch at the lower rates (stop 29, after the 2x held-out rows): does 1x or 2x at a batch of 16 (4x the
+  steps) do better than 2x at 64, now that 3x at 16 is known to break MobileNetV2? Same rule (worst model's mean
+  at 3 epochs). Points lost, seeds 0..3: vww_mobilenet_v1 x1@16 5.2, 8.9, 3.7, 2.6 (mean 5.1), x2@16 2.6, 11.2,
+  7.1, -2.6 (4.6); ir_mobilenetv2 x1@16 -1.5, 1.9, 3.7 (1.4), x2@16 -1.5, 2.6, 7.4 (2.8); against 2x@64 4.2 and
+  -0.1. Worst model 5.1 / 4.6 against 4.2: no batch rule; the batch stays the job's (64). The seed alone moves a
+  row by up to 14 points here (vww x2@16 -2.6 to 11.2), so what separates these rates is within a few points;
+  the ic_resnet8 / kws_dscnn / digits16_cnn rows were stopped after the first (ic_resnet8 x1@16 -3.0), the
+  two MobileNets having decided it. Command: `--models ir_mobilenetv2` and `--models vww_mobilenet_v1 ic_resnet8
+  kws_dscnn digits16_cnn`, `--variants one_shot:3:x1:lsq:fold:ridge0.1:b16 one_shot:3:x2:lsq:fold:ridge0.1:b16`
+  and the same with `:s1` .. `:s3` before `:b16`.
 """
 
 
