@@ -38,20 +38,24 @@ MIB = (2, 8, 32)
 SINGLE = ((256, (2, 4, 8)), (512, (2, 4, 8)))
 """Single 1x1 convolutions (channels, pixels a side)."""
 
-READING = """Reading (2026-12-07, 22:16-22:18 UTC, stop 29, the AMD EPYC with AVX-512 of the section above, idle, host
-tables version 9 calibrated minutes before).
-- The estimate falls short by the GEMM's rows, not by the weights' size: a single hot 1x1 convolution (weights
-  64 KiB - 1 MiB, in the core's L2) at 2x2 pixels (4 rows) is estimated 0.58-0.62x of its time, at 4x4 (16 rows)
-  0.74-0.79x, at 8x8 (64 rows) 0.89-0.94x, float and int8 alike; chains of eight with 2 or 8 MiB of weights read
-  the same ratios (0.55-0.57x at 2x2, 0.73-0.78x at 4x4), at 32 MiB a little lower (0.50-0.66x, 0.63-0.67x):
-  streaming the weights from beyond the cache adds a little, the rows most. Measured throughput climbs with the
-  rows: float 30-32 / 35-44 / 49-53 / 54-56 GMAC/s at 4 / 16 / 64 / 256 rows, int8 94-123 / 138-166 / 184-196 /
-  210-215; the estimate holds ~55 (float) and ~215 (int8) at every size. The calibration's conv1x1
-  micro-benchmarks are all 7x7 pixels or more (49+ rows), so the tables never saw a GEMM of a few rows;
-  ResNet50 at 64 px, InceptionV3 at 96 px and DenseNet121 at 64 px run much of their weights at 2x2-4x4 pixels.
-- What follows (not done this session): the calibration times conv1x1 at 2x2, 4x4 and 8x8 pixels too, and the
-  estimator scales a GEMM's MAC time by an efficiency of its rows fitted on those (per dtype, this host's own);
-  then the leave-one-family-out table is run again, the zoo never used to fit it."""
+READING = """Reading (2026-12-07, stop 29, the AMD EPYC with AVX-512 of the section above, idle). The table is the
+run with host tables version 10 (22:29-22:31 UTC); the figures of the first run, with version 9 (22:16-22:18), are
+quoted here.
+- With version 9 the estimate fell short by the GEMM's rows, not by the weights' size: a single hot 1x1
+  convolution (weights 64 KiB - 1 MiB, in the core's L2) at 2x2 pixels (4 rows) was estimated 0.58-0.62x of its
+  time, at 4x4 (16 rows) 0.74-0.79x, at 8x8 (64 rows) 0.89-0.94x, float and int8 alike; chains of eight with 2
+  or 8 MiB of weights read the same (0.55-0.57x at 2x2, 0.73-0.78x at 4x4), at 32 MiB a little lower (0.50-0.66x,
+  0.63-0.67x). Measured throughput climbs with the rows (float 30-32 / 35-44 / 49-53 / 54-56 GMAC/s at 4 / 16 /
+  64 / 256 rows, int8 94-123 / 138-166 / 184-196 / 210-215) where the estimate held ~55 and ~215 at every size:
+  the calibration's conv1x1 micro-benchmarks were all 7x7 pixels or more. 3x3 convolutions of 256 and 512
+  channels slow down alike (0.54-0.59x at 2x2, 0.73-0.78x at 4x4, 0.87-0.92x at 8x8; a one-off probe, not in
+  this table).
+- Version 10 (`gemm_rows`, pruning/estimate/runtime_bench.py) times single 1x1 convolutions of 512 channels at
+  2x2, 4x4 and 8x8 pixels in the calibration and scales every convolution's MAC time by its rows
+  (pruning.estimate.costs.rows_slowdown). With it (the table): the chains of 2 and 8 MiB read 0.83-0.94x at every
+  size, the single convolutions 0.78-0.92x (their 8x8 rows 0.85-0.87x: this calibration's tables are a few
+  percent faster than the last one's at 64 rows, calibration noise); 32 MiB chains 0.78-0.99x float and
+  0.63-0.87x int8, where what streams from beyond the cache is the part left."""
 
 
 def _chain(channels: int, pixels: int, ops: int) -> Any:

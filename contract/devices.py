@@ -106,6 +106,10 @@ class DeviceProfile:
     # (ops, us) pairs, ascending: what a graph of that many ops costs beyond `per_op_overhead_us` for each (host
     # tables v9: chains of 129 and 401 tiny ADDs against 33); empty = nothing beyond it
     graph_op_overhead: tuple[tuple[int, float], ...] = ()
+    # dtype -> (rows, slowdown) pairs, ascending: a MAC of a GEMM of that many rows (a convolution's output pixels)
+    # takes this many times its time at 64 rows, where the conv tables hold (host tables v10: single 1x1
+    # convolutions at 2x2, 4x4, 8x8 pixels); empty = every GEMM at the tables' rate
+    gemm_rows: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     first_op_us: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> once per inference
     cycles_per_input: dict[str, dict[str, float]] = field(default_factory=dict)  # GEMM class -> dtype -> cycles
     padded_outputs: bool = False  # the per-element term of MAC classes counts tile-padded outputs (host tables v3+)
@@ -215,6 +219,7 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
         weight_stream_rows=tuple((int(b), float(r)) for b, r in raw.get("weight_stream_rows", [])),
         graph_op_overhead=tuple((int(n), float(e)) for n, e in raw.get("graph_op_overhead", [])),
+        gemm_rows={str(d): tuple((int(r), float(f)) for r, f in pts) for d, pts in raw.get("gemm_rows", {}).items()},
         first_op_us=_merge(runtime.get("first_op_us", {}), raw.get("first_op_us", {})),
         cycles_per_input=_merge(runtime.get("cycles_per_input", {}), raw.get("cycles_per_input", {})),
         padded_outputs=bool(runtime.get("padded_outputs", False)),

@@ -254,6 +254,32 @@ def as_run(cost: OpCost, profile: DeviceProfile) -> OpCost:
     return cost
 
 
+GEMM_ROWS_REFERENCE = 64
+"""Rows (output pixels) at which `DeviceProfile.gemm_rows` is 1: inside the range the conv1x1 tables are fitted on."""
+
+
+def rows_slowdown(cost: OpCost, profile: DeviceProfile, dtype: str) -> float:
+    """How many times slower a MAC of this convolution (or FULLY_CONNECTED of several rows, run as a 1x1 one) is than
+    the tables say, by its GEMM's rows (output pixels), from the calibration's 1x1 convolutions of few rows
+    (`gemm_rows`, host tables v10): interpolated in log rows up to 1 at `GEMM_ROWS_REFERENCE`, the fewest-row figure
+    below its rows. 3x3 convolutions run on the same GEMM kernels (indirect) and were measured to slow down alike
+    (AMD EPYC, AVX-512, 2026-12-07, 512 channels: 0.54-0.59x of the tables' speed at 2x2 pixels, 0.73-0.78x at 4x4,
+    0.87-0.92x at 8x8, float and int8, as the 1x1 ones). Depthwise and other classes, and profiles without the
+    table: 1."""
+    points = profile.gemm_rows.get("float32" if dtype in ("float32", "float16") else "int8", ())
+    if cost.cls not in ("conv", "conv1x1") or not points or not cost.dims:
+        return 1.0
+    rows = cost.dims[0]
+    pts = [*points, (GEMM_ROWS_REFERENCE, 1.0)]
+    if rows <= pts[0][0]:
+        return float(pts[0][1])
+    for (r0, s0), (r1, s1) in zip(pts, pts[1:], strict=False):
+        if rows <= r1:
+            t = (math.log(rows) - math.log(r0)) / (math.log(r1) - math.log(r0))
+            return float(s0 + t * (s1 - s0))
+    return 1.0
+
+
 def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0) -> float:
     """Time of one op on `profile`, microseconds."""
     if cost.init_time or cost.fused:
@@ -273,7 +299,7 @@ def op_time_us(cost: OpCost, profile: DeviceProfile, sparse_factor: float = 1.0)
         eff = own[eff_dtype] if eff_dtype in own else _table(profile.efficiency, cost.cls, eff_dtype, 0.5)
         factor = sparse_factor if cost.cls == "conv1x1" and cost.op == "CONV_2D" else 1.0  # XNNPACK's sparse 1x1
         tile = [1, 1] if eff_dtype in own else _table(profile.tiles, cost.cls, eff_dtype, [1, 1])
-        cycles += padded_macs(cost, tile) * factor / (peak * eff)
+        cycles += padded_macs(cost, tile) * factor / (peak * eff) * rows_slowdown(cost, profile, eff_dtype)
         if profile.padded_outputs:  # tables fitted on tile-padded outputs (host calibrations since version 3)
             work = padded_work(cost, tile)
         per_input = profile.cycles_per_input.get(cost.cls, {})  # no float32 fallback: absent is 0

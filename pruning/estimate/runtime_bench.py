@@ -3,8 +3,9 @@ XNNPACK leaves to TFLite's own kernel (`builtin_op_us`), an extra delegate parti
 loop variable a WHILE iteration carries (`loop_var_us`); and (version 8) the rate at which GEMMs of several rows
 read weights that are not in the core's cache (`weight_stream_rows`). None of them is a zoo model: a chain of 16
 tiny ADDs, with GATHERs in front of it or between its ADDs, WHILE loops of 1 and 8 state tensors, and chains of
-eight 1x1 convolutions at 2x2 pixels; and (version 9) what each op of a graph of hundreds costs beyond the per-op
-overhead (`graph_op_overhead`: chains of 33, 129 and 401 tiny ADDs)."""
+eight 1x1 convolutions at 2x2 pixels; (version 9) what each op of a graph of hundreds costs beyond the per-op
+overhead (`graph_op_overhead`: chains of 33, 129 and 401 tiny ADDs); and (version 10) how much slower a MAC is in a
+GEMM of few rows (`gemm_rows`: single 1x1 convolutions at 2x2, 4x4 and 8x8 pixels)."""
 
 from __future__ import annotations
 
@@ -125,7 +126,44 @@ def graph_op_overhead(timed: Any, per_op_us: float, log: Any = print) -> list[tu
     return points
 
 
-def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[str, Any]:
+GEMM_ROWS_PIXELS = (2, 4, 8)
+GEMM_ROWS_CHANNELS = 512
+"""`gemm_rows` times 1x1 convolutions of 512 -> 512 channels on 2x2, 4x4 and 8x8 pixels: GEMMs of 4, 16 and 64 rows
+with the same weights (1 MiB float, in a core's L2 when repeated); 64 rows is the reference, inside the range the
+conv1x1 tables are fitted on (7x7 pixels and more)."""
+
+
+def conv_rows_tflite(pixels: int, quantization: str) -> bytes:
+    """One 1x1 convolution of `GEMM_ROWS_CHANNELS` channels on `pixels` x `pixels`."""
+    import keras
+
+    from pruning.estimate.microbench import single_op_tflite
+
+    layer = keras.layers.Conv2D(GEMM_ROWS_CHANNELS, 1)
+    return single_op_tflite([(pixels, pixels, GEMM_ROWS_CHANNELS)], lambda xs: layer(xs[0]), quantization)
+
+
+def gemm_rows(timed: Any, fixed_us: float, log: Any = print) -> dict[str, list[list[float]]]:
+    """dtype -> [[rows, slowdown], ...] at 4 and 16 rows: the time of a MAC in a 1x1 convolution of that many output
+    pixels over its time at 64 (net of `fixed_us`, the invoke and per-op overheads), at least 1. Why: on an AMD EPYC
+    with AVX-512 (2026-12-07, bench/host_conv_reuse.py) a single 1x1 convolution ran 31 / 43 / 53 GMAC/s float and
+    96-115 / 146-161 / 184-195 int8 at 4 / 16 / 64 rows, while the tables (fitted on 49 rows and more) held ~55 and
+    ~215 at every size: ResNet50 at 64 px and InceptionV3 at 96 px, whose late stages are 1x1 convolutions of 2x2-4x4
+    pixels, read 0.67-0.87x of their time."""
+    out: dict[str, list[list[float]]] = {}
+    for dtype, quantization in (("float32", "none"), ("int8", "int8")):
+        per_row = {}
+        for pixels in GEMM_ROWS_PIXELS:
+            rows = pixels * pixels
+            per_row[rows] = max(timed(conv_rows_tflite(pixels, quantization)) - fixed_us, 1e-3) / rows
+        reference = per_row[GEMM_ROWS_PIXELS[-1] ** 2]
+        out[dtype] = [[rows, round(max(per_row[rows] / reference, 1.0), 3)] for rows in sorted(per_row)[:-1]]
+    log("GEMM rows: a MAC's time against 64 rows " + "; ".join(
+        f"{dtype} " + ", ".join(f"{int(r)} rows {s:.2f}x" for r, s in pts) for dtype, pts in out.items()))  # fmt: skip
+    return out
+
+
+def runtime_overheads(timed: Any, per_op_us: float, log: Any = print, invoke_us: float = 0.0) -> dict[str, Any]:
     """`builtin_op_us`: what a GATHER on TFLite's kernel adds in front of the partition (4 of them vs none),
     beyond the per-op overhead the tables already give it; `partition_us`: what one GATHER between the ADDs
     adds beyond a GATHER in front (3 splits); `loop_var_us`: per iteration and per loop variable, beyond its
@@ -148,4 +186,5 @@ def runtime_overheads(timed: Any, per_op_us: float, log: Any = print) -> dict[st
         "loop_var_us": round(per_var, 3),
         "weight_stream_rows": rows,
         "graph_op_overhead": [[n, e] for n, e in graph_op_overhead(timed, per_op_us, log)],
+        "gemm_rows": gemm_rows(timed, invoke_us + per_op_us, log),
     }

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from contract import devices
-from pruning.estimate.costs import OpCost, op_time_us, padded_inputs, padded_macs, padded_work
+from pruning.estimate.costs import OpCost, op_time_us, padded_inputs, padded_macs, padded_work, rows_slowdown
 from pruning.estimate.fit import fit_class
 from pruning.estimate.memory import stream_rate_gbps, streamed_weights_us
 
@@ -254,3 +254,34 @@ def test_a_graph_of_hundreds_of_ops_costs_more_per_op_and_a_loop_body_counts_onc
     held = len(several.ops) - sum(lp.body_ops * (lp.inlined - 1) for lp in several.loops)
     assert 33 < held < 129  # three bodies held once each; every op run pays the held graph's rate
     assert _graph_size_us(several, v9)[0] == pytest.approx(1.0 * (held - 33) / 96 * len(several.ops) / held)
+
+
+def test_a_gemm_of_few_rows_costs_more_per_mac_as_calibrated() -> None:
+    """Host tables v10: a 1x1 convolution of 4 output pixels is 1.6x slower per MAC than the tables say (float),
+    16 pixels 1.2x, 64 and more 1x; between the points it is interpolated in log rows; a FULLY_CONNECTED of several
+    rows is the same GEMM, and so is a 3x3 convolution's; depthwise and a profile without the table are untouched."""
+    v10 = _profile(gemm_rows={"float32": ((4, 1.6), (16, 1.2)), "int8": ((4, 2.0), (16, 1.25))})
+    v9 = dataclasses.replace(v10, gemm_rows={})
+
+    def pointwise(pixels: int, dtype: str = "float32") -> OpCost:
+        return dataclasses.replace(_conv(pixels, 512, 1, 512), cls="conv1x1", dtype=dtype)
+
+    assert rows_slowdown(pointwise(4), v10, "float32") == pytest.approx(1.6)
+    assert rows_slowdown(pointwise(1), v10, "float32") == pytest.approx(1.6)
+    assert rows_slowdown(pointwise(16), v10, "int8") == pytest.approx(1.25)
+    assert rows_slowdown(pointwise(32), v10, "float32") == pytest.approx(1.1)  # halfway from 16 to 64 in log rows
+    assert rows_slowdown(pointwise(64), v10, "float32") == 1.0
+    assert rows_slowdown(pointwise(3136), v10, "int8") == 1.0
+    assert rows_slowdown(pointwise(4), v9, "float32") == 1.0
+    assert rows_slowdown(_conv(4, 512, 9, 512), v10, "int8") == pytest.approx(2.0)  # 3x3: the same GEMM kernels
+    depthwise = dataclasses.replace(_conv(4, 512, 9, 1), cls="depthwise")
+    assert rows_slowdown(depthwise, v10, "int8") == 1.0
+    # in the op's time: only the MAC term grows (the setup and per-output terms do not)
+    slow, fast = op_time_us(pointwise(4, "int8"), v10), op_time_us(pointwise(4, "int8"), v9)
+    macs_us = op_time_us(pointwise(4, "int8"), dataclasses.replace(v9, per_op_overhead_us=0.0, cycles_per_op={},
+                                                                   cycles_per_element={}))  # fmt: skip
+    assert slow - fast == pytest.approx(macs_us * 1.0, rel=0.05)
+    dense = OpCost(0, "FULLY_CONNECTED", "fully_connected", "float32", macs=4 * 256 * 512, work=4 * 256,
+                   act_bytes=4 * (512 + 256) * 4, weight_bytes=256 * 512 * 4, dims=(4, 256, 512))  # fmt: skip
+    runs_as = dataclasses.replace(v10, runtime_key="xnnpack-x86")
+    assert op_time_us(dense, runs_as) > op_time_us(dense, dataclasses.replace(runs_as, gemm_rows={}))
