@@ -39,7 +39,7 @@ SINGLE = ((256, (2, 4, 8)), (512, (2, 4, 8)))
 """Single 1x1 convolutions (channels, pixels a side)."""
 
 READING = """Reading (2026-12-07, stop 29, the AMD EPYC with AVX-512 of the section above, idle). The table is the
-run with host tables version 10 (22:29-22:31 UTC); the figures of the first run, with version 9 (22:16-22:18), are
+run with host tables version 10 (22:52-22:53 UTC); the figures of the first run, with version 9 (22:16-22:18), are
 quoted here.
 - With version 9 the estimate fell short by the GEMM's rows, not by the weights' size: a single hot 1x1
   convolution (weights 64 KiB - 1 MiB, in the core's L2) at 2x2 pixels (4 rows) was estimated 0.58-0.62x of its
@@ -51,11 +51,10 @@ quoted here.
   channels slow down alike (0.54-0.59x at 2x2, 0.73-0.78x at 4x4, 0.87-0.92x at 8x8; a one-off probe, not in
   this table).
 - Version 10 (`gemm_rows`, pruning/estimate/runtime_bench.py) times single 1x1 convolutions of 512 channels at
-  2x2, 4x4 and 8x8 pixels in the calibration and scales every convolution's MAC time by its rows
-  (pruning.estimate.costs.rows_slowdown). With it (the table): the chains of 2 and 8 MiB read 0.83-0.94x at every
-  size, the single convolutions 0.78-0.92x (their 8x8 rows 0.85-0.87x: this calibration's tables are a few
-  percent faster than the last one's at 64 rows, calibration noise); 32 MiB chains 0.78-0.99x float and
-  0.63-0.87x int8, where what streams from beyond the cache is the part left."""
+  2x2, 4x4, 8x8 and 16x16 pixels in the calibration and scales every convolution's MAC time by its rows against
+  256 (pruning.estimate.costs.rows_slowdown). With it (the table, 22:52-22:53 UTC): the single convolutions read
+  0.91-1.03x, the chains of 2 and 8 MiB 0.83-1.03x; of 32 MiB float 0.86-1.29x and int8 0.77-0.93x (the 2x2
+  float chain is now over-estimated: its weight-stream term and the rows factor overlap there)."""
 
 
 def _chain(channels: int, pixels: int, ops: int) -> Any:

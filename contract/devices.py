@@ -107,8 +107,8 @@ class DeviceProfile:
     # tables v9: chains of 129 and 401 tiny ADDs against 33); empty = nothing beyond it
     graph_op_overhead: tuple[tuple[int, float], ...] = ()
     # dtype -> (rows, slowdown) pairs, ascending: a MAC of a GEMM of that many rows (a convolution's output pixels)
-    # takes this many times its time at 64 rows, where the conv tables hold (host tables v10: single 1x1
-    # convolutions at 2x2, 4x4, 8x8 pixels); empty = every GEMM at the tables' rate
+    # takes this many times its time at 256 rows, where the conv tables hold (host tables v10: single 1x1
+    # convolutions at 2x2 .. 16x16 pixels); empty = every GEMM at the tables' rate
     gemm_rows: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     first_op_us: dict[str, dict[str, float]] = field(default_factory=dict)  # class -> dtype -> once per inference
     cycles_per_input: dict[str, dict[str, float]] = field(default_factory=dict)  # GEMM class -> dtype -> cycles
@@ -219,7 +219,10 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
         weight_stream_rows=tuple((int(b), float(r)) for b, r in raw.get("weight_stream_rows", [])),
         graph_op_overhead=tuple((int(n), float(e)) for n, e in raw.get("graph_op_overhead", [])),
-        gemm_rows={str(d): tuple((int(r), float(f)) for r, f in pts) for d, pts in raw.get("gemm_rows", {}).items()},
+        gemm_rows={
+            str(d): tuple(sorted((int(r), float(f)) for r, f in pts if int(r) > 0))
+            for d, pts in raw.get("gemm_rows", {}).items()
+        },  # fmt: skip
         first_op_us=_merge(runtime.get("first_op_us", {}), raw.get("first_op_us", {})),
         cycles_per_input=_merge(runtime.get("cycles_per_input", {}), raw.get("cycles_per_input", {})),
         padded_outputs=bool(runtime.get("padded_outputs", False)),

@@ -98,7 +98,7 @@ version 6: the per-op overhead is the median of repeated readings, at the start 
 on TFLite's own kernel, an extra delegate partition and a loop variable (pruning.estimate.runtime_bench); version
 8: the weight stream of GEMMs of several rows (`weight_stream_rows`, the same module); version 9: what each op
 of a graph of hundreds of ops costs beyond the per-op overhead (`graph_op_overhead`, the same module); version 10:
-how much slower a MAC is in a GEMM of 4 or 16 rows than of 64 (`gemm_rows`, the same module))."""
+how much slower a MAC is in a GEMM of 4, 16 or 64 rows than of 256 (`gemm_rows`, the same module))."""
 
 
 def fallback() -> dict[str, Any]:

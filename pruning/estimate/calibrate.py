@@ -78,7 +78,7 @@ def calibrate_host(
     chained: dict[tuple[str, str], list[Any]] = {}  # small ops' marginal times in chains: fit samples too
     first_op = {} if quick else first_op_overheads(timed, invoke, log, chained)
     loop_fixed, loop_iteration = (0.0, 0.0) if quick else loop_overheads(timed, invoke, per_op, log)
-    around = {} if quick else runtime_overheads(timed, per_op, log, invoke)  # TFLite kernels, partitions, loops ...
+    around = {} if quick else runtime_overheads(timed, per_op, log, invoke, first_op)  # TFLite kernels, GEMM rows ...
 
     def first(cls: str, dtype: str) -> float:
         return float(first_op.get(cls, {}).get("int8" if dtype in ("hybrid", "int16") else dtype, 0.0))

@@ -254,23 +254,27 @@ def as_run(cost: OpCost, profile: DeviceProfile) -> OpCost:
     return cost
 
 
-GEMM_ROWS_REFERENCE = 64
-"""Rows (output pixels) at which `DeviceProfile.gemm_rows` is 1: inside the range the conv1x1 tables are fitted on."""
+GEMM_ROWS_REFERENCE = 256
+"""Rows (output pixels) at which `DeviceProfile.gemm_rows` is 1: among the sizes the conv tables are fitted on."""
+GEMM_ROWS_DTYPES = {"float32": "float32", "float16": "float32", "int8": "int8"}
+"""The dtypes whose GEMM kernels the calibration times by rows (float16 weights run as float32); hybrid and int16
+run other kernels, not measured: no factor."""
 
 
 def rows_slowdown(cost: OpCost, profile: DeviceProfile, dtype: str) -> float:
-    """How many times slower a MAC of this convolution (or FULLY_CONNECTED of several rows, run as a 1x1 one) is than
-    the tables say, by its GEMM's rows (output pixels), from the calibration's 1x1 convolutions of few rows
-    (`gemm_rows`, host tables v10): interpolated in log rows up to 1 at `GEMM_ROWS_REFERENCE`, the fewest-row figure
-    below its rows. 3x3 convolutions run on the same GEMM kernels (indirect) and were measured to slow down alike
-    (AMD EPYC, AVX-512, 2026-12-07, 512 channels: 0.54-0.59x of the tables' speed at 2x2 pixels, 0.73-0.78x at 4x4,
-    0.87-0.92x at 8x8, float and int8, as the 1x1 ones). Depthwise and other classes, and profiles without the
-    table: 1."""
-    points = profile.gemm_rows.get("float32" if dtype in ("float32", "float16") else "int8", ())
-    if cost.cls not in ("conv", "conv1x1") or not points or not cost.dims:
+    """How many times slower a MAC of this CONV_2D (or FULLY_CONNECTED of several rows, run as a 1x1 one) is than the
+    tables say, by its GEMM's rows (output pixels), from the calibration's 1x1 convolutions of few rows (`gemm_rows`,
+    host tables v10): interpolated in log rows up to 1 at `GEMM_ROWS_REFERENCE`, the fewest-row figure below its
+    rows. 3x3 convolutions run on the same GEMM kernels (indirect) and were measured to slow down alike (AMD EPYC,
+    AVX-512, 2026-12-07, 512 channels: 0.54-0.59x of the tables' speed at 2x2 pixels, 0.73-0.78x at 4x4,
+    0.87-0.92x at 8x8, float and int8, as the 1x1 ones). Depthwise, transposed and 3D convolutions, other dtypes,
+    and profiles without the table: 1."""
+    table = GEMM_ROWS_DTYPES.get(dtype)
+    points = [(r, f) for r, f in profile.gemm_rows.get(table or "", ()) if 0 < r < GEMM_ROWS_REFERENCE]
+    if cost.cls not in ("conv", "conv1x1") or cost.op not in ("CONV_2D", "FULLY_CONNECTED") or not points:
         return 1.0
-    rows = cost.dims[0]
-    pts = [*points, (GEMM_ROWS_REFERENCE, 1.0)]
+    rows = cost.dims[0] if cost.dims else GEMM_ROWS_REFERENCE
+    pts = [*sorted(points), (GEMM_ROWS_REFERENCE, 1.0)]
     if rows <= pts[0][0]:
         return float(pts[0][1])
     for (r0, s0), (r1, s1) in zip(pts, pts[1:], strict=False):

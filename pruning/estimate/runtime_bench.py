@@ -126,11 +126,11 @@ def graph_op_overhead(timed: Any, per_op_us: float, log: Any = print) -> list[tu
     return points
 
 
-GEMM_ROWS_PIXELS = (2, 4, 8)
+GEMM_ROWS_PIXELS = (2, 4, 8, 16)
 GEMM_ROWS_CHANNELS = 512
-"""`gemm_rows` times 1x1 convolutions of 512 -> 512 channels on 2x2, 4x4 and 8x8 pixels: GEMMs of 4, 16 and 64 rows
-with the same weights (1 MiB float, in a core's L2 when repeated); 64 rows is the reference, inside the range the
-conv1x1 tables are fitted on (7x7 pixels and more)."""
+"""`gemm_rows` times 1x1 convolutions of 512 -> 512 channels on 2x2 .. 16x16 pixels: GEMMs of 4, 16, 64 and 256 rows
+with the same weights (1 MiB float, in a core's L2 when repeated); 256 rows is the reference, among the sizes the
+conv1x1 tables are fitted on (7x7 to 56x56 pixels), where a MAC costs what the tables say."""
 
 
 def conv_rows_tflite(pixels: int, quantization: str) -> bytes:
@@ -143,27 +143,34 @@ def conv_rows_tflite(pixels: int, quantization: str) -> bytes:
     return single_op_tflite([(pixels, pixels, GEMM_ROWS_CHANNELS)], lambda xs: layer(xs[0]), quantization)
 
 
-def gemm_rows(timed: Any, fixed_us: float, log: Any = print) -> dict[str, list[list[float]]]:
-    """dtype -> [[rows, slowdown], ...] at 4 and 16 rows: the time of a MAC in a 1x1 convolution of that many output
-    pixels over its time at 64 (net of `fixed_us`, the invoke and per-op overheads), at least 1. Why: on an AMD EPYC
-    with AVX-512 (2026-12-07, bench/host_conv_reuse.py) a single 1x1 convolution ran 31 / 43 / 53 GMAC/s float and
-    96-115 / 146-161 / 184-195 int8 at 4 / 16 / 64 rows, while the tables (fitted on 49 rows and more) held ~55 and
-    ~215 at every size: ResNet50 at 64 px and InceptionV3 at 96 px, whose late stages are 1x1 convolutions of 2x2-4x4
-    pixels, read 0.67-0.87x of their time."""
+def gemm_rows(timed: Any, fixed_us: dict[str, float], log: Any = print) -> dict[str, list[list[float]]]:
+    """dtype -> [[rows, slowdown], ...] at 4, 16 and 64 rows: the time of a MAC in a 1x1 convolution of that many
+    output pixels over its time at 256 (net of `fixed_us[dtype]`: the invoke, per-op and first-op overheads), at
+    least 1. Why: on an AMD EPYC with AVX-512 (2026-12-07, bench/host_conv_reuse.py) a single 1x1 convolution ran
+    31 / 43 / 53 / 56 GMAC/s float and 96-115 / 146-161 / 184-195 / ~210 int8 at 4 / 16 / 64 / 256 rows, while the
+    tables (fitted on 49 rows and more, mostly several hundred) held ~55 and ~215 at every size: ResNet50 at 64 px
+    and InceptionV3 at 96 px, whose late stages are convolutions of 2x2-4x4 pixels, read 0.67-0.87x of their
+    time."""
     out: dict[str, list[list[float]]] = {}
     for dtype, quantization in (("float32", "none"), ("int8", "int8")):
         per_row = {}
         for pixels in GEMM_ROWS_PIXELS:
             rows = pixels * pixels
-            per_row[rows] = max(timed(conv_rows_tflite(pixels, quantization)) - fixed_us, 1e-3) / rows
+            per_row[rows] = max(timed(conv_rows_tflite(pixels, quantization)) - fixed_us.get(dtype, 0.0), 1e-3) / rows
         reference = per_row[GEMM_ROWS_PIXELS[-1] ** 2]
         out[dtype] = [[rows, round(max(per_row[rows] / reference, 1.0), 3)] for rows in sorted(per_row)[:-1]]
-    log("GEMM rows: a MAC's time against 64 rows " + "; ".join(
+    log("GEMM rows: a MAC's time against 256 rows " + "; ".join(
         f"{dtype} " + ", ".join(f"{int(r)} rows {s:.2f}x" for r, s in pts) for dtype, pts in out.items()))  # fmt: skip
     return out
 
 
-def runtime_overheads(timed: Any, per_op_us: float, log: Any = print, invoke_us: float = 0.0) -> dict[str, Any]:
+def runtime_overheads(
+    timed: Any,
+    per_op_us: float,
+    log: Any = print,
+    invoke_us: float = 0.0,
+    first_op_us: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
     """`builtin_op_us`: what a GATHER on TFLite's kernel adds in front of the partition (4 of them vs none),
     beyond the per-op overhead the tables already give it; `partition_us`: what one GATHER between the ADDs
     adds beyond a GATHER in front (3 splits); `loop_var_us`: per iteration and per loop variable, beyond its
@@ -186,5 +193,12 @@ def runtime_overheads(timed: Any, per_op_us: float, log: Any = print, invoke_us:
         "loop_var_us": round(per_var, 3),
         "weight_stream_rows": rows,
         "graph_op_overhead": [[n, e] for n, e in graph_op_overhead(timed, per_op_us, log)],
-        "gemm_rows": gemm_rows(timed, invoke_us + per_op_us, log),
+        "gemm_rows": gemm_rows(
+            timed,
+            {
+                d: invoke_us + per_op_us + (first_op_us or {}).get("conv1x1", {}).get(d, 0.0)
+                for d in ("float32", "int8")
+            },
+            log,
+        ),  # fmt: skip
     }

@@ -3,6 +3,8 @@ outputs, and weights re-read each inference at the rate the calibration's sweep 
 set. Synthetic OpCosts and profiles: no model is built or timed."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
@@ -258,9 +260,10 @@ def test_a_graph_of_hundreds_of_ops_costs_more_per_op_and_a_loop_body_counts_onc
 
 def test_a_gemm_of_few_rows_costs_more_per_mac_as_calibrated() -> None:
     """Host tables v10: a 1x1 convolution of 4 output pixels is 1.6x slower per MAC than the tables say (float),
-    16 pixels 1.2x, 64 and more 1x; between the points it is interpolated in log rows; a FULLY_CONNECTED of several
-    rows is the same GEMM, and so is a 3x3 convolution's; depthwise and a profile without the table are untouched."""
-    v10 = _profile(gemm_rows={"float32": ((4, 1.6), (16, 1.2)), "int8": ((4, 2.0), (16, 1.25))})
+    16 pixels 1.2x, 64 1.1x, 256 and more 1x; between the points it is interpolated in log rows; a
+    FULLY_CONNECTED of several rows is the same GEMM, and so is a 3x3 convolution's; depthwise and transposed
+    convolutions, hybrid and int16 ops and a profile without the table are untouched."""
+    v10 = _profile(gemm_rows={"float32": ((4, 1.6), (16, 1.2), (64, 1.1)), "int8": ((4, 2.0), (16, 1.25), (64, 1.1))})
     v9 = dataclasses.replace(v10, gemm_rows={})
 
     def pointwise(pixels: int, dtype: str = "float32") -> OpCost:
@@ -269,13 +272,18 @@ def test_a_gemm_of_few_rows_costs_more_per_mac_as_calibrated() -> None:
     assert rows_slowdown(pointwise(4), v10, "float32") == pytest.approx(1.6)
     assert rows_slowdown(pointwise(1), v10, "float32") == pytest.approx(1.6)
     assert rows_slowdown(pointwise(16), v10, "int8") == pytest.approx(1.25)
-    assert rows_slowdown(pointwise(32), v10, "float32") == pytest.approx(1.1)  # halfway from 16 to 64 in log rows
-    assert rows_slowdown(pointwise(64), v10, "float32") == 1.0
+    assert rows_slowdown(pointwise(32), v10, "float32") == pytest.approx(1.15)  # halfway from 16 to 64 in log rows
+    assert rows_slowdown(pointwise(128), v10, "float32") == pytest.approx(1.05)
+    assert rows_slowdown(pointwise(256), v10, "float32") == 1.0
     assert rows_slowdown(pointwise(3136), v10, "int8") == 1.0
+    assert rows_slowdown(pointwise(4), v10, "float16") == pytest.approx(1.6)  # float16 weights run as float32
+    assert rows_slowdown(pointwise(4), v10, "hybrid") == 1.0  # another kernel, not measured
+    assert rows_slowdown(pointwise(4), v10, "int16") == 1.0
     assert rows_slowdown(pointwise(4), v9, "float32") == 1.0
     assert rows_slowdown(_conv(4, 512, 9, 512), v10, "int8") == pytest.approx(2.0)  # 3x3: the same GEMM kernels
-    depthwise = dataclasses.replace(_conv(4, 512, 9, 1), cls="depthwise")
+    depthwise = dataclasses.replace(_conv(4, 512, 9, 1), cls="depthwise", op="DEPTHWISE_CONV_2D")
     assert rows_slowdown(depthwise, v10, "int8") == 1.0
+    assert rows_slowdown(dataclasses.replace(_conv(4, 512, 9, 512), op="TRANSPOSE_CONV"), v10, "int8") == 1.0
     # in the op's time: only the MAC term grows (the setup and per-output terms do not)
     slow, fast = op_time_us(pointwise(4, "int8"), v10), op_time_us(pointwise(4, "int8"), v9)
     macs_us = op_time_us(pointwise(4, "int8"), dataclasses.replace(v9, per_op_overhead_us=0.0, cycles_per_op={},
@@ -285,3 +293,20 @@ def test_a_gemm_of_few_rows_costs_more_per_mac_as_calibrated() -> None:
                    act_bytes=4 * (512 + 256) * 4, weight_bytes=256 * 512 * 4, dims=(4, 256, 512))  # fmt: skip
     runs_as = dataclasses.replace(v10, runtime_key="xnnpack-x86")
     assert op_time_us(dense, runs_as) > op_time_us(dense, dataclasses.replace(runs_as, gemm_rows={}))
+
+
+def test_gemm_rows_are_read_from_a_profile_file_sorted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host profile file's `gemm_rows` reach the estimator, sorted, rows of 0 dropped (no log of zero)."""
+    raw = json.loads((Path(devices.__file__).parent / "profiles" / "host.json").read_text())
+    raw["profile"]["gemm_rows"] = {"int8": [[16, 1.25], [0, 9.0], [4, 2.0]]}
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps(raw))
+    monkeypatch.setenv("SHEARS_HOST_PROFILE", str(path))
+    devices.clear_cache()
+    try:
+        host = devices.get_profile("host")
+        assert host.gemm_rows == {"int8": ((4, 2.0), (16, 1.25))}
+        assert rows_slowdown(_conv(4, 64, 1, 64), host, "int8") == pytest.approx(2.0)
+    finally:
+        monkeypatch.undo()
+        devices.clear_cache()
