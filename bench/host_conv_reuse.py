@@ -57,23 +57,12 @@ quoted here.
   float chain is now over-estimated: its weight-stream term and the rows factor overlap there)."""
 
 
-def _chain(channels: int, pixels: int, ops: int) -> Any:
-    import keras
-
-    x = keras.Input((pixels, pixels, channels))
-    z = x
-    for _ in range(ops):
-        z = keras.layers.Conv2D(channels, 1)(z)
-    return keras.Model(x, z)
-
-
 def measure() -> list[dict[str, Any]]:
     import keras
-    import numpy as np
 
     from contract.devices import get_profile
     from pruning import estimate as est
-    from pruning.export import to_tflite
+    from pruning.estimate.runtime_bench import conv_chain_tflite
     from pruning.host import measure_latency
 
     host = get_profile("host")
@@ -83,8 +72,7 @@ def measure() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for ops, channels, pixels, quant in cases:
         keras.utils.set_random_seed(0)
-        rep = np.random.default_rng(0).uniform(-1, 1, (8, pixels, pixels, channels)).astype(np.float32)
-        tflite = to_tflite(_chain(channels, pixels, ops), quant, rep)
+        tflite = conv_chain_tflite(channels, pixels, ops, quant)
         measured = min(measure_latency(tflite, threads=1)["measured_ms"] for _ in range(3))
         estimate = est.estimate(tflite, host)["estimate_ms"]
         size = ops * channels * channels * (4 if quant == "none" else 1) / 2**20

@@ -269,12 +269,14 @@ def rows_slowdown(cost: OpCost, profile: DeviceProfile, dtype: str) -> float:
     AVX-512, 2026-12-07, 512 channels: 0.54-0.59x of the tables' speed at 2x2 pixels, 0.73-0.78x at 4x4,
     0.87-0.92x at 8x8, float and int8, as the 1x1 ones). Depthwise, transposed and 3D convolutions, other dtypes,
     and profiles without the table: 1."""
-    table = GEMM_ROWS_DTYPES.get(dtype)
-    points = [(r, f) for r, f in profile.gemm_rows.get(table or "", ()) if 0 < r < GEMM_ROWS_REFERENCE]
-    if cost.cls not in ("conv", "conv1x1") or cost.op not in ("CONV_2D", "FULLY_CONNECTED") or not points:
+    if cost.cls not in ("conv", "conv1x1") or cost.op not in ("CONV_2D", "FULLY_CONNECTED") or not cost.dims:
         return 1.0
-    rows = cost.dims[0] if cost.dims else GEMM_ROWS_REFERENCE
-    pts = [*sorted(points), (GEMM_ROWS_REFERENCE, 1.0)]
+    # ascending, rows > 0 (contract.devices reads them so)
+    points = [(r, f) for r, f in profile.gemm_rows.get(GEMM_ROWS_DTYPES.get(dtype, ""), ()) if r < GEMM_ROWS_REFERENCE]
+    if not points:
+        return 1.0
+    rows = cost.dims[0]
+    pts = [*points, (GEMM_ROWS_REFERENCE, 1.0)]
     if rows <= pts[0][0]:
         return float(pts[0][1])
     for (r0, s0), (r1, s1) in zip(pts, pts[1:], strict=False):

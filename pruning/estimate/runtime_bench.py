@@ -5,7 +5,7 @@ read weights that are not in the core's cache (`weight_stream_rows`). None of th
 tiny ADDs, with GATHERs in front of it or between its ADDs, WHILE loops of 1 and 8 state tensors, and chains of
 eight 1x1 convolutions at 2x2 pixels; (version 9) what each op of a graph of hundreds costs beyond the per-op
 overhead (`graph_op_overhead`: chains of 33, 129 and 401 tiny ADDs); and (version 10) how much slower a MAC is in a
-GEMM of few rows (`gemm_rows`: single 1x1 convolutions at 2x2, 4x4 and 8x8 pixels)."""
+GEMM of few rows (`gemm_rows`: single 1x1 convolutions at 2x2 .. 16x16 pixels)."""
 
 from __future__ import annotations
 
@@ -62,9 +62,9 @@ ROWS_SWEEP_MIB = (0.5, 2, 8, 32, 64, 128)
 """Weights of the several-row sweep's chains, in all."""
 
 
-def conv_chain_tflite(channels: int, pixels: int = 2, ops: int = 8) -> bytes:
-    """`ops` float 1x1 convolutions of `channels` -> `channels` on a `pixels` x `pixels` input: GEMMs of
-    pixels^2 rows, each with weights of its own."""
+def conv_chain_tflite(channels: int, pixels: int = 2, ops: int = 8, quantization: str = "none") -> bytes:
+    """`ops` 1x1 convolutions of `channels` -> `channels` on a `pixels` x `pixels` input (float unless
+    `quantization` says otherwise): GEMMs of pixels^2 rows, each with weights of its own."""
     import keras
 
     from pruning.estimate.microbench import single_op_tflite
@@ -75,7 +75,7 @@ def conv_chain_tflite(channels: int, pixels: int = 2, ops: int = 8) -> bytes:
             x = keras.layers.Conv2D(channels, 1)(x)
         return x
 
-    return single_op_tflite([(pixels, pixels, channels)], build, "none")
+    return single_op_tflite([(pixels, pixels, channels)], build, quantization)
 
 
 def rows_weight_sweep(timed: Any, log: Any = print) -> list[tuple[int, float]]:
@@ -133,16 +133,6 @@ with the same weights (1 MiB float, in a core's L2 when repeated); 256 rows is t
 conv1x1 tables are fitted on (7x7 to 56x56 pixels), where a MAC costs what the tables say."""
 
 
-def conv_rows_tflite(pixels: int, quantization: str) -> bytes:
-    """One 1x1 convolution of `GEMM_ROWS_CHANNELS` channels on `pixels` x `pixels`."""
-    import keras
-
-    from pruning.estimate.microbench import single_op_tflite
-
-    layer = keras.layers.Conv2D(GEMM_ROWS_CHANNELS, 1)
-    return single_op_tflite([(pixels, pixels, GEMM_ROWS_CHANNELS)], lambda xs: layer(xs[0]), quantization)
-
-
 def gemm_rows(timed: Any, fixed_us: dict[str, float], log: Any = print) -> dict[str, list[list[float]]]:
     """dtype -> [[rows, slowdown], ...] at 4, 16 and 64 rows: the time of a MAC in a 1x1 convolution of that many
     output pixels over its time at 256 (net of `fixed_us[dtype]`: the invoke, per-op and first-op overheads), at
@@ -156,7 +146,8 @@ def gemm_rows(timed: Any, fixed_us: dict[str, float], log: Any = print) -> dict[
         per_row = {}
         for pixels in GEMM_ROWS_PIXELS:
             rows = pixels * pixels
-            per_row[rows] = max(timed(conv_rows_tflite(pixels, quantization)) - fixed_us.get(dtype, 0.0), 1e-3) / rows
+            model = conv_chain_tflite(GEMM_ROWS_CHANNELS, pixels, 1, quantization)
+            per_row[rows] = max(timed(model) - fixed_us.get(dtype, 0.0), 1e-3) / rows
         reference = per_row[GEMM_ROWS_PIXELS[-1] ** 2]
         out[dtype] = [[rows, round(max(per_row[rows] / reference, 1.0), 3)] for rows in sorted(per_row)[:-1]]
     log("GEMM rows: a MAC's time against 256 rows " + "; ".join(

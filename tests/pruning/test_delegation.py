@@ -94,9 +94,12 @@ def test_the_runtime_micro_benchmarks_separate_the_kernel_the_split_and_the_loop
     what it costs at 256 (float; int8 2x, 1.25x, 1.1x), after the invoke, per-op and first-op overheads."""
     monkeypatch.setattr(runtime_bench, "gather_chain_tflite", lambda front, between: ("chain", front, between))
     monkeypatch.setattr(runtime_bench, "loop_vars_tflite", lambda n, state: ("loop", n, state))
-    monkeypatch.setattr(runtime_bench, "conv_chain_tflite", lambda channels: ("conv", channels, 0))
+    monkeypatch.setattr(
+        runtime_bench, "conv_chain_tflite",
+        lambda channels, pixels=2, ops=8, quantization="none": ("conv", channels, 0) if ops == 8
+        else ("rows", pixels, int(quantization == "int8")),
+    )  # fmt: skip
     monkeypatch.setattr(runtime_bench, "adds_chain_tflite", lambda n: ("adds", n, 0))
-    monkeypatch.setattr(runtime_bench, "conv_rows_tflite", lambda pixels, q: ("rows", pixels, int(q == "int8")))
     per_mac = {0: {4: 1.6, 16: 1.2, 64: 1.05, 256: 1.0}, 1: {4: 2.0, 16: 1.25, 64: 1.1, 256: 1.0}}
 
     def timed(model: tuple[str, int, int]) -> float:
