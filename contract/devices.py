@@ -99,10 +99,11 @@ class DeviceProfile:
     # (bytes, GB/s) pairs, ascending: the rate a weight stream of that size is read at, cycled once per inference
     # (host calibration sweep of FULLY_CONNECTED ops); when given it replaces the llc_bytes DRAM spill term
     weight_stream: tuple[tuple[int, float], ...] = ()
-    # the same for weights read by GEMMs of several rows (a conv's output pixels; host tables v8+): chains of 1x1
-    # convolutions at 2x2 pixels, whose weights leave DRAM slower than a one-row FULLY_CONNECTED's (a Xeon: 9.7
-    # against 14.6 GB/s at 96 MiB); empty = `weight_stream` for all weights
-    weight_stream_rows: tuple[tuple[int, float], ...] = ()
+    # dtype -> the same for weights read by GEMMs of several rows (a conv's output pixels; host tables v8+): chains
+    # of 1x1 convolutions (v11: at 4x4 pixels, float32 and int8; v8-v10: 2x2, float32 only), whose weights leave
+    # the caches slower than a one-row FULLY_CONNECTED's (a Xeon: 9.7 against 14.6 GB/s at 96 MiB); a dtype
+    # without a sweep reads float32's; empty = `weight_stream` for all weights
+    weight_stream_rows: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     # (ops, us) pairs, ascending: what a graph of that many ops costs beyond `per_op_overhead_us` for each (host
     # tables v9: chains of 129 and 401 tiny ADDs against 33); empty = nothing beyond it
     graph_op_overhead: tuple[tuple[int, float], ...] = ()
@@ -131,6 +132,12 @@ class DeviceProfile:
 
 def _read(name: str) -> Any:
     return json.loads(resources.files("contract").joinpath("profiles", name).read_text(encoding="utf-8"))
+
+
+def _rows_sweeps(raw: Any) -> dict[str, tuple[tuple[int, float], ...]]:
+    """`weight_stream_rows` as tables v11 write it (dtype -> [[bytes, GB/s], ...]) or v8-v10 did (one float32 list)."""
+    sweeps = raw if isinstance(raw, dict) else ({"float32": raw} if raw else {})
+    return {str(d): tuple((int(b), float(r)) for b, r in pts) for d, pts in sweeps.items() if pts}
 
 
 def _merge(base: dict[str, dict[str, float]], extra: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -217,7 +224,7 @@ def _build(name: str, raw: dict[str, Any], runtimes: dict[str, Any]) -> DevicePr
         cache_bandwidth_gbps=float(raw.get("cache_bandwidth_gbps", 0.0)),
         llc_bytes=int(raw.get("llc_bytes", 0)),
         weight_stream=tuple((int(b), float(r)) for b, r in raw.get("weight_stream", [])),
-        weight_stream_rows=tuple((int(b), float(r)) for b, r in raw.get("weight_stream_rows", [])),
+        weight_stream_rows=_rows_sweeps(raw.get("weight_stream_rows", {})),
         graph_op_overhead=tuple((int(n), float(e)) for n, e in raw.get("graph_op_overhead", [])),
         gemm_rows={
             str(d): tuple(sorted((int(r), float(f)) for r, f in pts if int(r) > 0))

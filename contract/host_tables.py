@@ -87,7 +87,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "profile" in data and "runtime" in data else None
 
 
-TABLES_VERSION = 10
+TABLES_VERSION = 11
 """Of the tables `calibrate-host` writes; cached tables of an older version are calibrated again (version 2:
 the attention micro-benchmarks and the per-op `op_efficiency`, e.g. int8 BATCH_MATMUL's reference kernel;
 version 3: channel tiles up to 64 (x86 AMX), the per-element term on tile-padded outputs (`padded_outputs`), and
@@ -98,7 +98,8 @@ version 6: the per-op overhead is the median of repeated readings, at the start 
 on TFLite's own kernel, an extra delegate partition and a loop variable (pruning.estimate.runtime_bench); version
 8: the weight stream of GEMMs of several rows (`weight_stream_rows`, the same module); version 9: what each op
 of a graph of hundreds of ops costs beyond the per-op overhead (`graph_op_overhead`, the same module); version 10:
-how much slower a MAC is in a GEMM of 4, 16 or 64 rows than of 256 (`gemm_rows`, the same module))."""
+how much slower a MAC is in a GEMM of 4, 16 or 64 rows than of 256 (`gemm_rows`, the same module); version 11:
+the several-row weight stream timed on GEMMs of 16 rows, float32 and int8 (`weight_stream_rows` by dtype))."""
 
 
 def fallback() -> dict[str, Any]:

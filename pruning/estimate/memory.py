@@ -3,6 +3,8 @@ the RAM a model needs on a device, and the time lost re-reading what does not fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from contract.devices import MAC_CLASSES, DeviceProfile
@@ -49,15 +51,18 @@ def packed_weight_bytes(graph: Graph, costs: list[OpCost]) -> int:
     return packed_split(costs)[0]
 
 
-def packed_split(costs: list[OpCost]) -> tuple[int, int]:
-    """(all packed weight bytes, the part read by ops of more than one output row: a conv's pixels, a
-    FULLY_CONNECTED's rows), as `packed_weight_bytes`."""
-    total = rows = 0
+def packed_split(costs: list[OpCost]) -> tuple[int, dict[str, int]]:
+    """(all packed weight bytes, dtype -> the part read by ops of more than one output row: a conv's pixels, a
+    FULLY_CONNECTED's rows), as `packed_weight_bytes`; int8 and hybrid GEMMs count as int8, the rest as float32."""
+    total, rows = 0, dict[str, int]()
     for c in costs:
         if c.cls in MAC_CLASSES:
-            size = c.weight_elements * (1 if c.dtype in ("int8", "hybrid") else 4)
+            int8 = c.dtype in ("int8", "hybrid")
+            size = c.weight_elements * (1 if int8 else 4)
             total += size
-            rows += size if c.dims and c.dims[0] > 1 else 0
+            if c.dims and c.dims[0] > 1:
+                key = "int8" if int8 else "float32"
+                rows[key] = rows.get(key, 0) + size
     return total, rows
 
 
@@ -112,7 +117,9 @@ def stream_rate_gbps(points: tuple[tuple[int, float], ...] | list[tuple[int, flo
     return float(1.0 / ((1 - t) / rates[j - 1] + t / rates[j]))
 
 
-def streamed_weights_us(packed: int, working: int, profile: DeviceProfile, rows: int = 0) -> tuple[float, str]:
+def streamed_weights_us(
+    packed: int, working: int, profile: DeviceProfile, rows: Mapping[str, int] | None = None
+) -> tuple[float, str]:
     """Time to re-read the weights each inference from where they live, beyond the time the single-op micro-
     benchmarks (weights hot in the core's own cache) already include.
 
@@ -120,28 +127,30 @@ def streamed_weights_us(packed: int, working: int, profile: DeviceProfile, rows:
     `working` bytes reads its `packed` weight bytes at the rate the sweep measured for a stream of that size
     (private cache, then the shared last-level cache, then DRAM), so it adds `packed * (1/rate(working) -
     1/rate(smallest))`; additive, as chains of convolutions with distinct weights measured (the weight stream does
-    not hide behind the compute). `rows` of the `packed` bytes are read by GEMMs of several rows: with a sweep of
-    those (`profile.weight_stream_rows`, tables v8+) they stream at its rate, the rest at the one-row sweep's.
-    Without a sweep: only what spills beyond `llc_bytes`, at DRAM rate."""
+    not hide behind the compute). `rows` (dtype -> bytes) of the `packed` bytes are read by GEMMs of several rows:
+    with sweeps of those (`profile.weight_stream_rows`: tables v8+, by dtype since v11) they stream at their
+    dtype's rate (float32's where the dtype has none), the rest at the one-row sweep's. Without a sweep: only what
+    spills beyond `llc_bytes`, at DRAM rate."""
     if profile.weight_stream and packed > 0:
-        parts = (
-            [(packed - rows, profile.weight_stream), (rows, profile.weight_stream_rows)]
-            if profile.weight_stream_rows
-            else [(packed, profile.weight_stream)]
-        )
+        sweeps = profile.weight_stream_rows
+        parts: list[tuple[str, int, tuple[tuple[int, float], ...]]] = []
+        several = {d: n for d, n in (rows or {}).items() if n > 0} if sweeps else {}
+        for dtype, size in several.items():
+            sweep = sweeps.get(dtype) or sweeps.get("float32") or next(iter(sweeps.values()))
+            parts.append((f"{dtype} ops of several rows", size, sweep))
+        parts.insert(0, ("one-row ops", packed - sum(several.values()), profile.weight_stream))
         us, said = 0.0, []
-        for size, sweep in parts:
+        for kind, size, sweep in parts:
             hot, rate = stream_rate_gbps(sweep, 0), stream_rate_gbps(sweep, working)
             extra = max(size / (rate * 1e3) - size / (hot * 1e3), 0.0)
             if extra > 0:
                 us += extra
-                said.append(f"{size / 2**20:.2f} MiB at {rate:.1f} GB/s (cache-hot {hot:.1f})")
+                said.append(f"{size / 2**20:.2f} MiB by {kind} at {rate:.1f} GB/s (cache-hot {hot:.1f})")
         if us <= 0:
             return 0.0, ""
-        kinds = " by one-row ops, then by ops of several rows" if len(said) > 1 else ""
         return us, (
             f"weights {packed / 2**20:.2f} MiB re-read each inference: a {working / 2**20:.2f} MiB working set "
-            f"streams{kinds} {' and '.join(said)} on this host (calibration sweeps), against the cache-hot "
+            f"streams {' and '.join(said)} on this host (calibration sweeps), against the cache-hot "
             f"single-op micro-benchmarks: +{us / 1e3:.3f} ms"
         )
     if profile.llc_bytes <= 0:

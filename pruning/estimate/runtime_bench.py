@@ -3,9 +3,10 @@ XNNPACK leaves to TFLite's own kernel (`builtin_op_us`), an extra delegate parti
 loop variable a WHILE iteration carries (`loop_var_us`); and (version 8) the rate at which GEMMs of several rows
 read weights that are not in the core's cache (`weight_stream_rows`). None of them is a zoo model: a chain of 16
 tiny ADDs, with GATHERs in front of it or between its ADDs, WHILE loops of 1 and 8 state tensors, and chains of
-eight 1x1 convolutions at 2x2 pixels; (version 9) what each op of a graph of hundreds costs beyond the per-op
-overhead (`graph_op_overhead`: chains of 33, 129 and 401 tiny ADDs); and (version 10) how much slower a MAC is in a
-GEMM of few rows (`gemm_rows`: single 1x1 convolutions at 2x2 .. 16x16 pixels)."""
+eight 1x1 convolutions (version 11: at 4x4 pixels, float32 and int8); (version 9) what each op of a graph of
+hundreds costs beyond the per-op overhead (`graph_op_overhead`: chains of 33, 129 and 401 tiny ADDs); and
+(version 10) how much slower a MAC is in a GEMM of few rows (`gemm_rows`: single 1x1 convolutions at 2x2 .. 16x16
+pixels)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,12 @@ def loop_vars_tflite(n: int, state: int) -> bytes:
     return bytes(converter.convert())
 
 
-ROWS_SWEEP_MIB = (0.5, 2, 8, 32, 64, 128)
-"""Weights of the several-row sweep's chains, in all."""
+ROWS_SWEEP_MIB = {"float32": (0.5, 2, 8, 32, 128), "int8": (0.5, 2, 8, 32)}
+"""Weights of the several-row sweep's chains, in all, by dtype (int8 stops at 32 MiB: converting a 128 MiB int8
+chain takes ~45 s; beyond the sweep a stream reads at its last rate)."""
+ROWS_SWEEP_PIXELS = 4
+"""The sweep's chains run at 4x4 pixels: GEMMs of 16 rows (version 8 ran 2x2, 4 rows; see `rows_weight_sweep`)."""
+ROWS_SWEEP_QUANT = {"float32": "none", "int8": "int8"}
 
 
 def conv_chain_tflite(channels: int, pixels: int = 2, ops: int = 8, quantization: str = "none") -> bytes:
@@ -78,21 +83,26 @@ def conv_chain_tflite(channels: int, pixels: int = 2, ops: int = 8, quantization
     return single_op_tflite([(pixels, pixels, channels)], build, quantization)
 
 
-def rows_weight_sweep(timed: Any, log: Any = print) -> list[tuple[int, float]]:
-    """(weight bytes, GB/s) of chains of eight 1x1 convolutions at 2x2 pixels (4-row GEMMs), 0.5..128 MiB of
-    weights in all, ascending. Why not the one-row sweep: on a Xeon (2026-12-07) a 96 MiB chain read its
-    weights at 14.6 GB/s with 1 row, 9.7 with 4 and 6.3 with 9 (the rows of a tile are read while the weights
-    stream in, and wait for them); within the last-level cache (8 MiB) rows cost no more (27.6 / 21.7 GB/s
-    with the compute in it). The compute per byte is the same at every size (4 MACs a weight), so it cancels
-    in the estimator's difference to the smallest size."""
-    sweep = []
-    for mib in ROWS_SWEEP_MIB:
-        channels = max(16, int(round((mib * 2**20 / 32) ** 0.5 / 16)) * 16)
-        size = 8 * channels * channels * 4
-        rate = size / (timed(conv_chain_tflite(channels)) * 1e3)
-        sweep.append((size, rate))
-        log(f"weight stream of 4-row GEMMs {size / 2**20:6.2f} MiB: {rate:6.1f} GB/s")
-    return sweep
+def rows_weight_sweep(timed: Any, log: Any = print) -> dict[str, list[tuple[int, float]]]:
+    """dtype -> (weight bytes, GB/s) of chains of eight 1x1 convolutions at 4x4 pixels (16-row GEMMs), 0.5 MiB to
+    32 or 128 MiB of weights in all, ascending; channels a multiple of 64, so no size pays a padded tile the
+    others do not. The compute per byte is the same at every size (16 MACs a weight), so it cancels in the
+    estimator's difference to the smallest size. Why 16 rows and int8 (version 11): on the AVX-512 EPYC
+    (2026-12-08) a chain of 32 MiB ran 1.30x (int8) and 1.34x (float) the time of its single op timed alone at 16
+    rows, 1.06-1.08x at 64 rows, while at 4 rows float it read 31.2 GB/s at 0.5 MiB and 28.5 at 32 MiB: the
+    4-row float chain of version 8 is compute-bound and hides what a bigger GEMM waits for. Why not the one-row
+    sweep: on a Xeon (2026-12-07) a 96 MiB chain read its weights at 14.6 GB/s with 1 row, 9.7 with 4 and 6.3
+    with 9 (the rows of a tile are read while the weights stream in, and wait for them)."""
+    sweeps: dict[str, list[tuple[int, float]]] = {}
+    for dtype, sizes in ROWS_SWEEP_MIB.items():
+        width = 1 if dtype == "int8" else 4
+        for mib in sizes:
+            channels = max(64, int(round((mib * 2**20 / (8 * width)) ** 0.5 / 64)) * 64)
+            size = 8 * channels * channels * width
+            model = conv_chain_tflite(channels, ROWS_SWEEP_PIXELS, quantization=ROWS_SWEEP_QUANT[dtype])
+            sweeps.setdefault(dtype, []).append((size, size / (timed(model) * 1e3)))
+            log(f"weight stream of 16-row GEMMs, {dtype} {size / 2**20:6.2f} MiB: {sweeps[dtype][-1][1]:6.1f} GB/s")
+    return sweeps
 
 
 GRAPH_SIZES = (33, 129, 401)
@@ -177,7 +187,7 @@ def runtime_overheads(
     per_var = max((slopes[8] - slopes[1]) / 7 - 2 * per_op_us, 0.0)
     log(f"runtime: an op on TFLite's kernel {builtin:.3f} us, an extra delegate partition {split:.3f} us, "
         f"a loop variable {per_var:.3f} us an iteration")  # fmt: skip
-    rows = [[int(size), round(rate, 2)] for size, rate in rows_weight_sweep(timed, log)]
+    rows = {d: [[int(size), round(rate, 2)] for size, rate in pts] for d, pts in rows_weight_sweep(timed, log).items()}
     return {
         "builtin_op_us": round(builtin, 3),
         "partition_us": round(split, 3),

@@ -173,30 +173,40 @@ def test_an_op_with_its_own_kernel_does_not_borrow_the_class_per_output_term() -
 
 
 ROWS_SWEEP = ((MIB // 2, 50.0), (8 * MIB, 25.0), (128 * MIB, 8.0))
+INT8_ROWS_SWEEP = ((MIB // 2, 40.0), (8 * MIB, 40.0), (32 * MIB, 10.0))
 
 
-def test_weights_of_several_row_ops_stream_at_their_own_sweep() -> None:
-    """Tables v8: the bytes read by ops of more than one output row (a conv's pixels) stream at the 4-row GEMM
-    sweep's rate, the one-row ops' bytes (a batch-1 FULLY_CONNECTED, a conv at 1x1 pixels) at the one-row sweep's;
-    tables without the second sweep read every byte at the first (version 7)."""
+def test_weights_of_several_row_ops_stream_at_their_own_dtypes_sweep() -> None:
+    """Tables v8+: the bytes read by ops of more than one output row (a conv's pixels) stream at the several-row
+    GEMM sweep's rate, by dtype since v11 (int8 at the int8 sweep's, float32's where a dtype has none), the
+    one-row ops' bytes (a batch-1 FULLY_CONNECTED, a conv at 1x1 pixels) at the one-row sweep's; tables without
+    the second sweep read every byte at the first (version 7)."""
     from pruning.estimate.memory import packed_split
 
     one = dataclasses.replace(_conv(1, 512, 9, 512), weight_elements=512 * 9 * 512)
     four = dataclasses.replace(_conv(4, 512, 9, 512), weight_elements=512 * 9 * 512)
-    assert packed_split([one, four]) == (2 * 512 * 9 * 512, 512 * 9 * 512)  # int8: a byte a weight
-    v8 = _profile(weight_stream=SWEEP, weight_stream_rows=ROWS_SWEEP, llc_bytes=0)
-    v7 = dataclasses.replace(v8, weight_stream_rows=())
+    float_four = dataclasses.replace(four, dtype="float32")
+    assert packed_split([one, four, float_four]) == (6 * 512 * 9 * 512, {
+        "int8": 512 * 9 * 512, "float32": 4 * 512 * 9 * 512})  # fmt: skip  # int8: a byte a weight
+    v11 = _profile(weight_stream=SWEEP, weight_stream_rows={"float32": ROWS_SWEEP, "int8": INT8_ROWS_SWEEP},
+                   llc_bytes=0)  # fmt: skip
+    v8 = dataclasses.replace(v11, weight_stream_rows={"float32": ROWS_SWEEP})
+    v7 = dataclasses.replace(v8, weight_stream_rows={})
     packed, working = 96 * MIB, 97 * MIB
-    both, note = streamed_weights_us(packed, working, v8, rows=packed // 2)
     half = packed // 2
+    both, note = streamed_weights_us(packed, working, v8, rows={"float32": half})
     one_row = half / (stream_rate_gbps(SWEEP, working) * 1e3) - half / (100.0 * 1e3)
     rows = half / (stream_rate_gbps(ROWS_SWEEP, working) * 1e3) - half / (50.0 * 1e3)
     assert both == pytest.approx(one_row + rows)
     assert "several rows" in note
-    assert streamed_weights_us(packed, working, v7, rows=half)[0] == pytest.approx(
+    int8 = half / (stream_rate_gbps(INT8_ROWS_SWEEP, working) * 1e3) - half / (40.0 * 1e3)
+    assert streamed_weights_us(packed, working, v11, rows={"int8": half})[0] == pytest.approx(one_row + int8)
+    assert streamed_weights_us(packed, working, v8, rows={"int8": half})[0] == pytest.approx(both)  # float32's
+    assert streamed_weights_us(packed, working, v7, rows={"float32": half})[0] == pytest.approx(
         streamed_weights_us(packed, working, v7)[0]
     )
-    assert streamed_weights_us(packed, working, v8, rows=packed)[0] > streamed_weights_us(packed, working, v7)[0]
+    assert (streamed_weights_us(packed, working, v8, rows={"float32": packed})[0]
+            > streamed_weights_us(packed, working, v7)[0])  # fmt: skip
 
 
 def test_a_fully_connected_of_several_rows_is_costed_as_the_gemm_it_runs_on() -> None:
@@ -307,6 +317,33 @@ def test_gemm_rows_are_read_from_a_profile_file_sorted(tmp_path: Path, monkeypat
         host = devices.get_profile("host")
         assert host.gemm_rows == {"int8": ((4, 2.0), (16, 1.25))}
         assert rows_slowdown(_conv(4, 64, 1, 64), host, "int8") == pytest.approx(2.0)
+    finally:
+        monkeypatch.undo()
+        devices.clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        (
+            {"float32": [[524288, 11.0]], "int8": [[524288, 9.0]]},
+            {"float32": ((524288, 11.0),), "int8": ((524288, 9.0),)},
+        ),
+        ([[524288, 31.0]], {"float32": ((524288, 31.0),)}),  # tables v8-v10: one float32 sweep
+    ],
+)
+def test_several_row_sweeps_are_read_from_a_profile_file_by_dtype(
+    written: object, read: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host profile file's `weight_stream_rows` reach the estimator by dtype, in the v11 form or the older one."""
+    raw = json.loads((Path(devices.__file__).parent / "profiles" / "host.json").read_text())
+    raw["profile"]["weight_stream_rows"] = written
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps(raw))
+    monkeypatch.setenv("SHEARS_HOST_PROFILE", str(path))
+    devices.clear_cache()
+    try:
+        assert devices.get_profile("host").weight_stream_rows == read
     finally:
         monkeypatch.undo()
         devices.clear_cache()
