@@ -189,7 +189,7 @@ def _pct(x: float) -> str:
 
 
 READING = [
-    "- Reading of the run recorded here (2026-12-08, stop 30, 01:18-01:38 UTC, the second of two runs each after its "
+    "- Reading of the run recorded here (2026-12-08, stop 30, 00:42-00:48 UTC, the second of two runs each after its "
     "own calibration): the AMD EPYC with AVX-512 and VNNI (KVM guest, 2 vCPUs at 2596 MHz, 1 MiB L2 a core, 32 MiB "
     "L3; fingerprint amd-epyc-2c-ab5da7f4f5), idle. Host tables **version 11** (several-row weight streams timed on "
     '16-row GEMMs, float32 and int8, `weight_stream_rows` by dtype; docs "Host weight stream of 16-row GEMMs") '

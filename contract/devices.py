@@ -101,8 +101,8 @@ class DeviceProfile:
     weight_stream: tuple[tuple[int, float], ...] = ()
     # dtype -> the same for weights read by GEMMs of several rows (a conv's output pixels; host tables v8+): chains
     # of 1x1 convolutions (v11: at 4x4 pixels, float32 and int8; v8-v10: 2x2, float32 only), whose weights leave
-    # the caches slower than a one-row FULLY_CONNECTED's (a Xeon: 9.7 against 14.6 GB/s at 96 MiB); a dtype
-    # without a sweep reads float32's; empty = `weight_stream` for all weights
+    # the caches slower than a one-row FULLY_CONNECTED's (a Xeon, v8's 4-row chains: 9.7 against 14.6 GB/s at 96
+    # MiB); a dtype without a sweep reads float32's; empty = `weight_stream` for all weights
     weight_stream_rows: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     # (ops, us) pairs, ascending: what a graph of that many ops costs beyond `per_op_overhead_us` for each (host
     # tables v9: chains of 129 and 401 tiny ADDs against 33); empty = nothing beyond it

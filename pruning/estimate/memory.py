@@ -54,7 +54,8 @@ def packed_weight_bytes(graph: Graph, costs: list[OpCost]) -> int:
 def packed_split(costs: list[OpCost]) -> tuple[int, dict[str, int]]:
     """(all packed weight bytes, dtype -> the part read by ops of more than one output row: a conv's pixels, a
     FULLY_CONNECTED's rows), as `packed_weight_bytes`; int8 and hybrid GEMMs count as int8, the rest as float32."""
-    total, rows = 0, dict[str, int]()
+    total = 0
+    rows: dict[str, int] = {}
     for c in costs:
         if c.cls in MAC_CLASSES:
             int8 = c.dtype in ("int8", "hybrid")
@@ -129,16 +130,17 @@ def streamed_weights_us(
     1/rate(smallest))`; additive, as chains of convolutions with distinct weights measured (the weight stream does
     not hide behind the compute). `rows` (dtype -> bytes) of the `packed` bytes are read by GEMMs of several rows:
     with sweeps of those (`profile.weight_stream_rows`: tables v8+, by dtype since v11) they stream at their
-    dtype's rate (float32's where the dtype has none), the rest at the one-row sweep's. Without a sweep: only what
+    dtype's rate (float32's where the dtype has none, the one-row sweep's where neither has one), the rest at the
+    one-row sweep's. Without a sweep: only what
     spills beyond `llc_bytes`, at DRAM rate."""
     if profile.weight_stream and packed > 0:
         sweeps = profile.weight_stream_rows
         parts: list[tuple[str, int, tuple[tuple[int, float], ...]]] = []
         several = {d: n for d, n in (rows or {}).items() if n > 0} if sweeps else {}
         for dtype, size in several.items():
-            sweep = sweeps.get(dtype) or sweeps.get("float32") or next(iter(sweeps.values()))
+            sweep = sweeps.get(dtype) or sweeps.get("float32") or profile.weight_stream
             parts.append((f"{dtype} ops of several rows", size, sweep))
-        parts.insert(0, ("one-row ops", packed - sum(several.values()), profile.weight_stream))
+        parts.insert(0, ("one-row ops", max(packed - sum(several.values()), 0), profile.weight_stream))
         us, said = 0.0, []
         for kind, size, sweep in parts:
             hot, rate = stream_rate_gbps(sweep, 0), stream_rate_gbps(sweep, working)

@@ -116,7 +116,7 @@ def test_a_slow_reading_of_a_first_op_chain_is_outvoted_by_the_other_rounds(monk
 
     def timer(model: tuple[str, int, str]) -> float:
         seen.append(model)
-        cls, n, q = model
+        n = model[1]
         slow = 3.0 if model == ("conv", 1, "none") and seen.count(model) == 1 else 0.0
         return 0.45 + 0.2 * n + slow
 
@@ -208,8 +208,9 @@ def test_weights_of_several_row_ops_stream_at_their_own_dtypes_sweep() -> None:
     one = dataclasses.replace(_conv(1, 512, 9, 512), weight_elements=512 * 9 * 512)
     four = dataclasses.replace(_conv(4, 512, 9, 512), weight_elements=512 * 9 * 512)
     float_four = dataclasses.replace(four, dtype="float32")
-    assert packed_split([one, four, float_four]) == (6 * 512 * 9 * 512, {
-        "int8": 512 * 9 * 512, "float32": 4 * 512 * 9 * 512})  # fmt: skip  # int8: a byte a weight
+    hybrid_four = dataclasses.replace(four, dtype="hybrid")  # int8 weights, float activations: int8's bytes
+    assert packed_split([one, four, float_four, hybrid_four]) == (7 * 512 * 9 * 512, {
+        "int8": 2 * 512 * 9 * 512, "float32": 4 * 512 * 9 * 512})  # fmt: skip  # int8: a byte a weight
     v11 = _profile(weight_stream=SWEEP, weight_stream_rows={"float32": ROWS_SWEEP, "int8": INT8_ROWS_SWEEP},
                    llc_bytes=0)  # fmt: skip
     v8 = dataclasses.replace(v11, weight_stream_rows={"float32": ROWS_SWEEP})
@@ -224,6 +225,10 @@ def test_weights_of_several_row_ops_stream_at_their_own_dtypes_sweep() -> None:
     int8 = half / (stream_rate_gbps(INT8_ROWS_SWEEP, working) * 1e3) - half / (40.0 * 1e3)
     assert streamed_weights_us(packed, working, v11, rows={"int8": half})[0] == pytest.approx(one_row + int8)
     assert streamed_weights_us(packed, working, v8, rows={"int8": half})[0] == pytest.approx(both)  # float32's
+    int8_only = dataclasses.replace(v11, weight_stream_rows={"int8": INT8_ROWS_SWEEP})  # no float32 sweep:
+    assert streamed_weights_us(packed, working, int8_only, rows={"float32": half})[0] == pytest.approx(
+        streamed_weights_us(packed, working, v7)[0]  # float32 bytes at the one-row sweep, not at int8's
+    )
     assert streamed_weights_us(packed, working, v7, rows={"float32": half})[0] == pytest.approx(
         streamed_weights_us(packed, working, v7)[0]
     )
@@ -352,6 +357,9 @@ def test_gemm_rows_are_read_from_a_profile_file_sorted(tmp_path: Path, monkeypat
             {"float32": ((524288, 11.0),), "int8": ((524288, 9.0),)},
         ),
         ([[524288, 31.0]], {"float32": ((524288, 31.0),)}),  # tables v8-v10: one float32 sweep
+        ([], {}),
+        ({}, {}),
+        ({"int8": []}, {}),
     ],
 )
 def test_several_row_sweeps_are_read_from_a_profile_file_by_dtype(
