@@ -247,10 +247,16 @@ def table_op(cost: OpCost) -> str:
 def as_run(cost: OpCost, profile: DeviceProfile) -> OpCost:
     """The op as `profile`'s runtime runs it: on XNNPACK a FULLY_CONNECTED of several rows (a Dense on a sequence)
     runs on the GEMM kernels of a 1x1 convolution and is costed with `conv1x1`'s tables; only a one-row one keeps
-    the 1-row kernel the `fully_connected` tables were fitted on (bench/host_fc_rows.py)."""
+    the 1-row kernel the `fully_connected` tables were fitted on (bench/host_fc_rows.py). The converse: a 1x1
+    convolution of one output pixel (a squeeze-excite's, a head on a pooled 1x1 map) is a GEMM of one row, run
+    as a FULLY_CONNECTED is, and costed with its tables (bench/host_weight_stream.py's one-pixel chains)."""
     d = cost.dims
-    if cost.op == "FULLY_CONNECTED" and len(d) == 3 and d[0] > 1 and profile.runtime_key.startswith("xnnpack"):
+    if not profile.runtime_key.startswith("xnnpack"):
+        return cost
+    if cost.op == "FULLY_CONNECTED" and len(d) == 3 and d[0] > 1:
         return replace(cost, cls="conv1x1", dims=(d[0], d[1], 1, d[2]))
+    if cost.op == "CONV_2D" and cost.cls == "conv1x1" and len(d) == 4 and d[0] == 1:
+        return replace(cost, cls="fully_connected", dims=(1, d[1], d[3]))
     return cost
 
 

@@ -259,6 +259,27 @@ def test_a_fully_connected_of_several_rows_is_costed_as_the_gemm_it_runs_on() ->
     assert op_time_us(fc, tables, sparse_factor=0.4) == op_time_us(fc, tables)
 
 
+def test_a_1x1_convolution_of_one_pixel_is_costed_as_the_one_row_gemm_it_runs() -> None:
+    """The converse on XNNPACK: a 1x1 CONV_2D with one output pixel (a squeeze-excite's) is a GEMM of one row and
+    takes the fully_connected tables (an EPYC: 0.42-0.64 of its time on the conv tables, bench/host_weight_stream.py);
+    two pixels, a 3x3 kernel and TFLite Micro keep the conv tables."""
+    from pruning.estimate.costs import as_run
+
+    one = OpCost(0, "CONV_2D", "conv1x1", "int8", macs=96 * 24, work=24, act_bytes=120, weight_bytes=96 * 24,
+                 dims=(1, 24, 1, 96))  # fmt: skip
+    host = _profile(runtime_key="xnnpack-x86")
+    assert (as_run(one, host).cls, as_run(one, host).dims) == ("fully_connected", (1, 24, 96))
+    two = dataclasses.replace(one, macs=2 * 96 * 24, work=48, dims=(2, 24, 1, 96))
+    three_by_three = dataclasses.replace(one, cls="conv", macs=9 * 96 * 24, dims=(1, 24, 9, 96))
+    assert as_run(two, host) is two
+    assert as_run(three_by_three, host) is three_by_three
+    assert as_run(one, _profile(runtime_key="tflm-cmsis-nn")).cls == "conv1x1"
+    efficiency = {"conv1x1": {"int8": 1.0}, "fully_connected": {"int8": 0.1}}
+    tables = _profile(runtime_key="xnnpack-x86", efficiency=efficiency, cycles_per_element={}, cycles_per_op={},
+                      cycles_per_input={}, op_efficiency={}, tiles={}, gemm_rows={})  # fmt: skip
+    assert op_time_us(one, tables) > op_time_us(one, dataclasses.replace(tables, runtime_key="tflm-cmsis-nn"))
+
+
 def test_a_graph_of_hundreds_of_ops_costs_more_per_op_and_a_loop_body_counts_once() -> None:
     """Host tables v9: beyond a chain of 33 an op costs more than the per-op overhead; the extra is interpolated at
     the ops the file holds (extrapolated past the last point), paid by every op run, and a WHILE body's ops are
@@ -377,3 +398,28 @@ def test_several_row_sweeps_are_read_from_a_profile_file_by_dtype(
     finally:
         monkeypatch.undo()
         devices.clear_cache()
+
+
+def test_a_slow_reading_of_a_weight_stream_chain_is_outvoted_by_the_next_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each 16-row chain is timed in interleaved rounds and its lowest reading kept: one calibration of an EPYC read
+    the float 8 MiB chain at 7.6 GB/s where the others read ~11, a stream charge no float model pays."""
+    from pruning.estimate import runtime_bench
+
+    def chain(channels: int, pixels: int = 2, ops: int = 8, quantization: str = "none") -> tuple[int, str]:
+        return channels, quantization
+
+    monkeypatch.setattr(runtime_bench, "conv_chain_tflite", chain)
+    seen: list[tuple[int, str]] = []
+
+    def timed(model: tuple[int, str]) -> float:
+        seen.append(model)
+        channels, quantization = model
+        size = 8 * channels * channels * (1 if quantization == "int8" else 4)
+        slow = 1.5 if model == (512, "none") and seen.count(model) == 1 else 1.0
+        return slow * size / 11e3  # 11 GB/s
+
+    sweeps = runtime_bench.rows_weight_sweep(timed, log=lambda _m: None)
+    assert [rate for _, rate in sweeps["float32"]] == pytest.approx([11.0] * 5)
+    assert seen.count((512, "none")) == runtime_bench.ROWS_SWEEP_ROUNDS == 2
+    first = [i for i, m in enumerate(seen) if m == (512, "none")]
+    assert first[0] < seen.index((2048, "int8")) < first[1]  # the rounds interleave the chains
