@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 from bench.common import error_summary  # noqa: E402
 from contract.devices import get_profile  # noqa: E402
 from pruning import estimate as est  # noqa: E402
-from pruning.estimate.microbench import stable_time_us  # noqa: E402
+from pruning.estimate.microbench import GEMM_DTYPES, stable_time_us  # noqa: E402
 from pruning.estimate.runtime_bench import conv_chain_tflite  # noqa: E402
 
-CHAINS = {"none": (256, 512, 1776), "int8": (512, 1024, 1776)}
-"""Channels of the chains by quantization: 2, 8 and 96 MiB of float weights, 2, 8 and 24 MiB of int8 ones."""
+CHAINS = {"float32": (256, 512, 1776), "int8": (512, 1024, 1776)}
+"""Channels of the chains by dtype: 2, 8 and 96 MiB of float weights, 2, 8 and 24 MiB of int8 ones."""
 
 
 def main() -> None:
@@ -45,11 +45,11 @@ def main() -> None:
     print("| dtype | weights MiB | rows | measured ms | one-row sweep ms | ratio | tables ms | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     errors: dict[str, list[float]] = {"one-row sweep": [], "tables": []}
-    for quant, channel_counts in CHAINS.items():
-        width = 1 if quant == "int8" else 4
+    for dtype, channel_counts in CHAINS.items():
+        width = 1 if dtype == "int8" else 4
         for channels in channel_counts:
             for pixels in (1, 2, 3, 4, 6, 8):
-                tfl = conv_chain_tflite(channels, pixels, quantization=quant)
+                tfl = conv_chain_tflite(channels, pixels, quantization=GEMM_DTYPES[dtype])
                 measured = stable_time_us(tfl, 0.4) / 1e3
                 old, new = est.estimate(tfl, one_row)["estimate_ms"], est.estimate(tfl, host)["estimate_ms"]
                 mib = 8 * channels * channels * width / 2**20
@@ -57,7 +57,6 @@ def main() -> None:
                 if not seen:
                     errors["one-row sweep"].append(abs(old / measured - 1))
                     errors["tables"].append(abs(new / measured - 1))
-                dtype = "int8" if quant == "int8" else "float32"
                 print(
                     f"| {dtype} | {mib:.0f} | {pixels * pixels}{' (calibration size)' if seen else ''} | "
                     f"{measured:.3f} | {old:.3f} | {old / measured:.2f} | {new:.3f} | {new / measured:.2f} |",

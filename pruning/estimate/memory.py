@@ -131,8 +131,7 @@ def streamed_weights_us(
     not hide behind the compute). `rows` (dtype -> bytes) of the `packed` bytes are read by GEMMs of several rows:
     with sweeps of those (`profile.weight_stream_rows`: tables v8+, by dtype since v11) they stream at their
     dtype's rate (float32's where the dtype has none, the one-row sweep's where neither has one), the rest at the
-    one-row sweep's. Without a sweep: only what
-    spills beyond `llc_bytes`, at DRAM rate."""
+    one-row sweep's. Without a sweep: only what spills beyond `llc_bytes`, at DRAM rate."""
     if profile.weight_stream and packed > 0:
         sweeps = profile.weight_stream_rows
         parts: list[tuple[str, int, tuple[tuple[int, float], ...]]] = []

@@ -234,6 +234,9 @@ def mac_chain_tflite(cls: str, n: int, quantization: str) -> bytes:
     return to_tflite(keras.Model(inp, x), quantization, rep)
 
 
+GEMM_DTYPES = {"float32": "none", "int8": "int8"}
+"""dtype -> the export quantization of the calibration's GEMM chains (float32 and int8 kernels)."""
+
 FIRST_OP_ROUNDS = 3
 """Rounds of `first_op_overheads`' chains, interleaved, the lowest reading of each chain kept. With one reading
 (tables v2-v10) four calibrations of an idle AVX-512 EPYC within 40 minutes (2026-12-08) read a chain of one
@@ -266,7 +269,7 @@ def first_op_overheads(
     from pruning.estimate.graph import parse
 
     chains = {(cls, dtype): (mac_chain_tflite(cls, 1, q), mac_chain_tflite(cls, 9, q))
-              for cls in FIRST_OP_CHAINS for dtype, q in (("float32", "none"), ("int8", "int8"))}  # fmt: skip
+              for cls in FIRST_OP_CHAINS for dtype, q in GEMM_DTYPES.items()}  # fmt: skip
     readings: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in chains}
     for _ in range(max(rounds, 1)):
         for key, (one, nine) in chains.items():

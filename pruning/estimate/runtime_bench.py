@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pruning.estimate.microbench import GEMM_DTYPES
+
 WIDTH = 64
 ADDS = 16
 
@@ -64,7 +66,6 @@ ROWS_SWEEP_MIB = {"float32": (0.5, 2, 8, 32, 128), "int8": (0.5, 2, 8, 32)}
 chain takes ~45 s; beyond the sweep a stream reads at its last rate)."""
 ROWS_SWEEP_PIXELS = 4
 """The sweep's chains run at 4x4 pixels: GEMMs of 16 rows (version 8 ran 2x2, 4 rows; see `rows_weight_sweep`)."""
-ROWS_SWEEP_QUANT = {"float32": "none", "int8": "int8"}
 ROWS_SWEEP_ROUNDS = 2
 """Readings of each chain, in interleaved rounds, the lowest kept: one calibration of the AVX-512 EPYC
 (2026-12-08) read the float 8 MiB chain at 7.6 GB/s where four others read 10.7-11.0, which charged every float
@@ -103,7 +104,7 @@ def rows_weight_sweep(timed: Any, log: Any = print) -> dict[str, list[tuple[int,
         width = 1 if dtype == "int8" else 4
         for mib in sizes:
             channels = max(64, int(round((mib * 2**20 / (8 * width)) ** 0.5 / 64)) * 64)
-            model = conv_chain_tflite(channels, ROWS_SWEEP_PIXELS, quantization=ROWS_SWEEP_QUANT[dtype])
+            model = conv_chain_tflite(channels, ROWS_SWEEP_PIXELS, quantization=GEMM_DTYPES[dtype])
             chains.append((dtype, 8 * channels * channels * width, model))
     best = [timed(model) for _, _, model in chains]
     for _ in range(ROWS_SWEEP_ROUNDS - 1):  # the rounds interleave the sizes: a slow spell hits one reading
@@ -162,7 +163,7 @@ def gemm_rows(timed: Any, fixed_us: dict[str, float], log: Any = print) -> dict[
     and InceptionV3 at 96 px, whose late stages are convolutions of 2x2-4x4 pixels, read 0.67-0.87x of their
     time."""
     out: dict[str, list[list[float]]] = {}
-    for dtype, quantization in (("float32", "none"), ("int8", "int8")):
+    for dtype, quantization in GEMM_DTYPES.items():
         per_row = {}
         for pixels in GEMM_ROWS_PIXELS:
             rows = pixels * pixels
