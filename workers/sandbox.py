@@ -88,6 +88,14 @@ def start_confined(
     )
 
 
+def engine_readable() -> tuple[Path, ...]:
+    """What a job's engine reads beyond its folder and its code: the host tables its environment names.
+    Without the bind the sandbox hid them, and every host estimate fell back to another CPU's tables
+    while this one's were calibrated (found 2026-12-08)."""
+    tables = os.environ.get("SHEARS_HOST_PROFILE")
+    return (Path(tables),) if tables and Path(tables).is_file() else ()
+
+
 def run_engine(
     request: EngineRequest,
     workdir: Path,
@@ -109,7 +117,7 @@ def run_engine(
     stderr_path = workdir / "engine.log"
     limits = engine_limits(cpu_seconds, memory_bytes)
     with stderr_path.open("wb") as stderr:
-        proc = start_confined("pruning.job", [str(request_path)], workdir, limits, stderr)
+        proc = start_confined("pruning.job", [str(request_path)], workdir, limits, stderr, engine_readable())
         outcome: Failed | Done | None = None
         try:
             assert proc.stdout is not None

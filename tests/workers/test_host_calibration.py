@@ -37,3 +37,29 @@ def test_tables_another_worker_stored_are_fetched_for_the_engine(
     assert path == settings.data_dir / "host-profiles" / f"host-{host_tables.fingerprint()['id']}.json"
     assert path is not None
     assert json.loads(path.read_text())["machine"]["fingerprint"]["id"] == host_tables.fingerprint()["id"]
+
+
+def test_the_sandboxed_engine_reads_the_tables_the_worker_hands_it(
+    digits_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the launcher jobs get (bubblewrap where the host has it, as in CI): the tables named by
+    `SHEARS_HOST_PROFILE` live outside the job's folder, and the engine must still read them. It did not
+    (2026-12-08): every host estimate of a sandboxed job said "host tables from ANOTHER CPU"."""
+    from contract.engine import EngineRequest
+    from workers.sandbox import run_engine
+
+    tables = tmp_path / "host-profiles" / "host.json"
+    tables.parent.mkdir()
+    data = dict(host_tables.fallback())
+    data["machine"] = dict(data["machine"], fingerprint=host_tables.fingerprint())
+    tables.write_text(json.dumps(data))
+    monkeypatch.setenv("SHEARS_HOST_PROFILE", str(tables))
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    model = workdir / "input.keras"
+    model.write_bytes(digits_model.read_bytes())
+    request = EngineRequest(kind="profile", spec={"devices": ["host"]}, model=str(model), out=str(workdir / "out"))
+    run_engine(request, workdir, on_progress=lambda *_: None, on_log=lambda _: None, cpu_seconds=600)
+    report = json.loads((workdir / "out" / "report.json").read_text())
+    (host,) = [d for d in report["latency"] if d["device"] == "host"]
+    assert f"host tables calibrated on this CPU, fingerprint {host_tables.fingerprint()['id']}" in host["basis"]
