@@ -147,9 +147,12 @@ class Api:
             error.fix = f"{error.fix} (the server says in {retry_after:.0f} s)"
         raise error
 
-    def request(self, method: str, path: str, *, json_body: Any = None, upload: Path | None = None) -> httpx.Response:
-        """One call, retried; POSTs carry one Idempotency-Key across their retries. 4xx/5xx raise ShearsError."""
-        headers = {"Idempotency-Key": str(uuid.uuid4())} if method == "POST" else {}
+    def request(
+        self, method: str, path: str, *, json_body: Any = None, upload: Path | None = None, key: str | None = None
+    ) -> httpx.Response:
+        """One call, retried; POSTs carry one Idempotency-Key across their retries (`key`, else a new one).
+        4xx/5xx raise ShearsError."""
+        headers = {"Idempotency-Key": key or str(uuid.uuid4())} if method == "POST" else {}
         what = f"{method} {path}"
 
         def attempt() -> httpx.Response:
@@ -163,8 +166,10 @@ class Api:
     def get_json(self, path: str) -> dict[str, Any]:
         return dict(self.request("GET", path).json())
 
-    def post_json(self, path: str, body: Any = None, upload: Path | None = None) -> dict[str, Any]:
-        return dict(self.request("POST", path, json_body=body, upload=upload).json())
+    def post_json(
+        self, path: str, body: Any = None, upload: Path | None = None, key: str | None = None
+    ) -> dict[str, Any]:
+        return dict(self.request("POST", path, json_body=body, upload=upload, key=key).json())
 
     def download(self, path: str, dest: Path) -> int:
         """Stream `path` to `dest` (atomically; checked against X-Content-SHA256 when sent); returns its size."""

@@ -286,6 +286,11 @@ P = click.Path(dir_okay=False, path_type=Path)
 @click.option("--device", "devices", multiple=True, help="Device to profile on (repeatable); see `devices`.")
 @click.option("--seed", type=int)
 @click.option("--callback-url", help="POSTed the job (signed, Shears-Signature) when it ends.")
+@click.option(
+    "--idempotency-key",
+    help="Submit under this key: sent again with the same key and spec (a re-run pipeline step), the server "
+    "returns the job the first submit made instead of running another; the same key with another spec is an error.",
+)
 @click.option("--wait", is_flag=True, help="Follow the job, download its results and check the budgets.")
 @click.option(
     "--timeout", "timeout_s", type=Duration(), default="2h", show_default=True, help="With --wait: 90s, 30m, 1h."
@@ -305,7 +310,8 @@ P = click.Path(dir_okay=False, path_type=Path)
 def submit(
     settings: Settings, /, model: str | None, data: str | None, spec_file: Path | None, wait: bool, timeout_s: float,
     poll_interval: float, out: Path | None, report_path: Path | None, max_latency_ms: float | None,
-    max_size_kb: float | None, summary_md: Path | None, junit_xml: Path | None, **flags: Any,
+    max_size_kb: float | None, summary_md: Path | None, junit_xml: Path | None, idempotency_key: str | None,
+    **flags: Any,
 ) -> None:  # fmt: skip
     """Submit a job; prints its id, or with --wait follows it to the end.
 
@@ -347,7 +353,7 @@ def submit(
         if dataset.get("task") == "regression":  # the guard of a regression job is in the target's units
             spec["max_error_increase"] = spec.pop("max_accuracy_drop")
 
-    job = Job(client, api.post_json("/v1/jobs", spec))
+    job = Job(client, api.post_json("/v1/jobs", spec, key=idempotency_key))
     if not wait:
         click.echo(job.id)
         return

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -343,8 +344,11 @@ def test_submit_wait_on_a_sweep_picks_the_most_accurate_point_within_the_budgets
 ) -> None:
     spec = tmp_path / "sweep.json"
     spec.write_text(json.dumps({"kind": "sweep", "granularity": "channel", "sweep": {"sparsities": [0.25, 0.85]}}))
+    # One idempotency key for the three submits: the server runs the sweep once, and the second and third
+    # (a pipeline step run again with other budgets) follow that sweep and judge it by their own budgets.
     common = ["submit", "--model", model_id, "--data", "builtin:digits", "--spec", str(spec), "--epochs", "0",
-              "--wait", "--poll-interval", "0.2", "--timeout", "5m"]  # fmt: skip
+              "--wait", "--poll-interval", "0.2", "--timeout", "5m",
+              "--idempotency-key", f"sweep-{uuid.uuid4()}"]  # fmt: skip
 
     # No budget: the most accurate point, with the sweep's report (every point, the Pareto set).
     free = cli(*common, "-o", "free.tflite", "--report", "sweep-report.json", cwd=tmp_path, timeout=400)
@@ -370,3 +374,11 @@ def test_submit_wait_on_a_sweep_picks_the_most_accurate_point_within_the_budgets
     assert none.returncode == 5, none.stdout + none.stderr
     assert "budget missed (1)" in none.stderr
     assert not (tmp_path / "none.tflite").exists()
+    submitted = {
+        line for run in (free, tight, none) for line in run.stderr.splitlines() if line.startswith("submitted")
+    }
+    assert len(submitted) == 1, submitted
+    # The key with another spec: refused, nothing submitted.
+    other = cli(*common[:-7], "--seed", "7", "--idempotency-key", common[-1], cwd=tmp_path, timeout=60)
+    assert other.returncode != 0
+    assert "already used with a different request" in other.stderr, other.stderr
