@@ -24,7 +24,7 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
                 "dataset_id": "builtin:digits",
                 "kind": "sweep",
                 "granularity": "channel",
-                "sweep": {"sparsities": [0.25, 0.5, 0.75], "device": "cortex-a53-1200mhz", "budget_ms": 1e6},
+                "sweep": {"sparsities": [0.25, 0.75], "device": "cortex-a53-1200mhz", "budget_ms": 1e6},
                 "devices": ["host"],
                 **FAST,
             },
@@ -35,7 +35,7 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
         assert sweep["status"] == "running"
 
         points = client.get("/v1/jobs", params={"parent_id": sweep["id"]}).json()["items"]
-        assert sorted(p["spec"]["target"]["sparsity"] for p in points) == [0.25, 0.5, 0.75]
+        assert sorted(p["spec"]["target"]["sparsity"] for p in points) == [0.25, 0.75]
         assert all(p["kind"] == "prune" and p["parent_id"] == sweep["id"] for p in points)
         # The sweep's device is profiled by every point, beside the ones the spec names.
         assert all(p["spec"]["devices"] == ["host", "cortex-a53-1200mhz"] for p in points)
@@ -44,8 +44,8 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
         assert done["status"] == "succeeded", done
         assert done["progress"] == 1.0
         result = done["result"]
-        assert result["succeeded"] == 3
-        assert len(result["points"]) == 3
+        assert result["succeeded"] == 2
+        assert len(result["points"]) == 2
         for point in result["points"]:
             job = client.get(f"/v1/jobs/{point['job_id']}").json()
             assert job["status"] == "succeeded"
@@ -73,7 +73,7 @@ def test_a_sweep_runs_its_points_as_jobs_and_returns_the_pareto_set(
         # A budget every point meets: the best of them is the most accurate.
         best = max(result["points"], key=lambda p: p["accuracy"])
         assert result["budget"]["best_job_id"] == best["job_id"]
-        assert len(result["budget"]["met_by"]) == 3
+        assert len(result["budget"]["met_by"]) == 2
 
         report = client.get(f"/v1/jobs/{sweep['id']}/report")
         assert report.status_code == 200
