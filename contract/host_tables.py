@@ -113,12 +113,17 @@ def load() -> tuple[dict[str, Any], str, bool]:
     if os.environ.get("SHEARS_HOST_PROFILE"):
         candidates.append((Path(os.environ["SHEARS_HOST_PROFILE"]), "SHEARS_HOST_PROFILE"))
     candidates.append((cached_path(here), "the host-profile cache"))
+    unread = ""
     for path, label in candidates:
         data = _read_json(path)
         if data is not None and (label == "SHEARS_HOST_PROFILE" or data.get("tables_version", 1) >= TABLES_VERSION):
             return data, f"{label} ({path})", _same_cpu(data, here)
+        if data is None and label == "SHEARS_HOST_PROFILE":
+            # Said, not skipped in silence: a sandboxed engine that could not read the tables its worker calibrated
+            # once reported this CPU as "not calibrated" on every estimate (2026-12-08).
+            unread = f" (SHEARS_HOST_PROFILE names {path}, which could not be read here as host tables)"
     data = fallback()
-    return data, "the committed fallback contract/profiles/host.json", _same_cpu(data, here)
+    return data, f"the committed fallback contract/profiles/host.json{unread}", _same_cpu(data, here)
 
 
 def _same_cpu(data: dict[str, Any], here: dict[str, Any]) -> bool:

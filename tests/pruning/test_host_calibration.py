@@ -128,6 +128,12 @@ def test_calibrated_tables_are_cached_per_fingerprint_and_named_in_basis(fast_bu
         note = devices.get_profile("host").tables_basis
     assert "ANOTHER CPU" in note
     assert "other-cpu-4c-0000000000" in note
+    # ...and tables handed over that cannot be read are named as such, not passed over in silence
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHEARS_HOST_PROFILE", str(cache / "missing.json"))
+        devices.clear_cache()
+        note = devices.get_profile("host").tables_basis
+    assert f"SHEARS_HOST_PROFILE names {cache / 'missing.json'}, which could not be read here" in note
 
 
 def test_fingerprint_on_aarch64(monkeypatch: pytest.MonkeyPatch) -> None:
