@@ -79,12 +79,18 @@ def cached_path(fp: dict[str, Any] | None = None) -> Path:
     return cache_dir() / f"host-{(fp or fingerprint())['id']}.json"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read(path: Path) -> dict[str, Any] | None:
+    """The host tables in the regular file `path` (never through a link), or None if it holds none."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # no link, no waiting on a FIFO
+        with os.fdopen(fd, encoding="utf-8") as f:
+            data = json.loads(f.read()) if os.fstat(f.fileno()).st_size <= MAX_TABLES_BYTES else None
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and "profile" in data and "runtime" in data else None
+
+
+MAX_TABLES_BYTES = 16 * 2**20
 
 
 TABLES_VERSION = 11
@@ -115,7 +121,7 @@ def load() -> tuple[dict[str, Any], str, bool]:
     candidates.append((cached_path(here), "the host-profile cache"))
     unread = ""
     for path, label in candidates:
-        data = _read_json(path)
+        data = read(path)
         if data is not None and (label == "SHEARS_HOST_PROFILE" or data.get("tables_version", 1) >= TABLES_VERSION):
             return data, f"{label} ({path})", _same_cpu(data, here)
         if data is None and label == "SHEARS_HOST_PROFILE":

@@ -125,6 +125,30 @@ def reconstruct(
     return done, skipped
 
 
+LIVE_TENSORS = 3
+"""A forward pass holds about this many of its largest activation at once (a layer's input and output, and a
+residual branch waiting to be added): the chunk is sized by the largest activation ANY layer up to the consumer
+makes, not by the consumer's input (a Dense head after pooling reads 8 KB a sample of a network whose first
+layers make megabytes a sample)."""
+
+
+def _peak_floats(model: keras.Model) -> int | None:
+    """The most floats a sample makes in any one layer output of `model` (None: a dimension is not known)."""
+    peak = 0
+    for layer in model._flatten_layers(include_self=False):
+        try:
+            output = layer.output
+        except (AttributeError, ValueError):  # a layer called more than once has no single output
+            return None
+        outputs = output if isinstance(output, list | tuple) else [output]
+        for tensor in outputs:
+            shape = tuple(getattr(tensor, "shape", ()) or ())[1:]
+            if any(d is None for d in shape):
+                return None
+            peak = max(peak, int(np.prod(shape)))
+    return peak
+
+
 def _normal_equations(
     pruned: tuple[keras.layers.Layer, keras.Model],
     dense: tuple[keras.layers.Layer, keras.Model],
@@ -137,9 +161,8 @@ def _normal_equations(
     kept, so memory is the columns squared whatever the model."""
     w, b, bias = target
     per_batch = max(1, MAX_ROWS * BATCH // max(len(x), 1))
-    shapes = [tuple(pruned[0].input.shape[1:]), tuple(dense[0].input.shape[1:])]
-    known = all(d is not None for shape in shapes for d in shape)
-    per_sample = 4 * sum(int(np.prod(shape)) for shape in shapes) if known else ACTIVATION_BYTES
+    peaks = [_peak_floats(pruned[1]), _peak_floats(dense[1])]
+    per_sample = LIVE_TENSORS * 4 * sum(peaks) if None not in peaks else ACTIVATION_BYTES  # type: ignore[arg-type]
     chunk = max(BATCH, ACTIVATION_BYTES // max(per_sample, 1) // BATCH * BATCH)
     gram: NDArray[Any] | None = None
     xty: NDArray[Any] | None = None

@@ -6,7 +6,9 @@ calibration. `SHEARS_HOST_CALIBRATION` says when a worker without tables calibra
 `background` (default: at worker start, in a separate process, while jobs run on the fallback tables,
 whose estimates say so), `first-job` (before its first job, up to about 3 minutes) or `off`.
 Calibration runs `python -m pruning.estimate calibrate-host` in a child process: the worker itself
-never imports TensorFlow. The engine gets the tables through `SHEARS_HOST_PROFILE`.
+never imports TensorFlow. The engine gets the tables through `SHEARS_HOST_PROFILE` (a copy in its own folder:
+workers.sandbox.run_engine). Tables of an older `TABLES_VERSION` count as none: they are fetched or calibrated
+again.
 """
 
 import logging
@@ -30,18 +32,27 @@ def _key() -> str:
 
 
 def _local(settings: Settings) -> Path:
-    """`SHEARS_HOST_PROFILES_DIR` if set, else `<data_dir>/host-profiles`, as contract.host_tables reads it."""
+    """`SHEARS_HOST_PROFILES_DIR` if set, else `<data_dir>/host-profiles`, as contract.host_tables reads it
+    (absolute: the engine runs in another folder)."""
     folder = os.environ.get("SHEARS_HOST_PROFILES_DIR") or str(settings.data_dir / "host-profiles")
-    return Path(folder) / host_tables.cached_path().name
+    return Path(folder).absolute() / host_tables.cached_path().name
+
+
+def _current(path: Path) -> bool:
+    """`path` holds host tables of the version this code writes (older ones are calibrated again)."""
+    data = host_tables.read(path)
+    return data is not None and int(data.get("tables_version", 1)) >= host_tables.TABLES_VERSION
 
 
 def _calibrate(settings: Settings, store: ArtifactStore) -> None:
     with _lock:
         local = _local(settings)
-        if local.exists():
+        if _current(local):
             return
         log.info("calibrating the host tables for CPU %s", host_tables.fingerprint()["id"])
-        env = {**os.environ, "SHEARS_HOST_PROFILES_DIR": str(local.parent)}
+        # Not the tables handed to an earlier job of this process: they would count as this CPU's whatever their age.
+        env = {k: v for k, v in os.environ.items() if k != "SHEARS_HOST_PROFILE"}
+        env["SHEARS_HOST_PROFILES_DIR"] = str(local.parent)
         done = subprocess.run(
             [sys.executable, "-m", "pruning.estimate", "calibrate-host", "--if-missing", "--quiet"],
             env=env, capture_output=True, text=True, timeout=600, check=False,
@@ -60,7 +71,7 @@ def engine_tables(settings: Settings, store: ArtifactStore) -> Path | None:
     there are none yet (the engine then uses the fallback and says so in every host estimate's basis)."""
     mode = os.environ.get("SHEARS_HOST_CALIBRATION", "background")
     local = _local(settings)
-    if not local.exists():
+    if not _current(local):
         try:
             if store.exists(_key()):
                 with store.local_copy(_key()) as path:
@@ -68,11 +79,11 @@ def engine_tables(settings: Settings, store: ArtifactStore) -> Path | None:
                     local.write_bytes(path.read_bytes())
         except Exception:
             log.warning("could not read shared host tables", exc_info=True)
-    if not local.exists() and mode == "first-job":
+    if not _current(local) and mode == "first-job":
         _calibrate(settings, store)
-    elif not local.exists() and mode == "background":
+    elif not _current(local) and mode == "background":
         start_background(settings, store)
-    return local if local.exists() else None
+    return local if _current(local) else None
 
 
 def start_background(settings: Settings, store: ArtifactStore) -> None:
@@ -80,5 +91,5 @@ def start_background(settings: Settings, store: ArtifactStore) -> None:
     if os.environ.get("SHEARS_HOST_CALIBRATION", "background") != "background" or _started.is_set():
         return
     _started.set()
-    if not _local(settings).exists():
+    if not _current(_local(settings)):
         threading.Thread(target=_calibrate, args=(settings, store), name="shears-calibrate", daemon=True).start()

@@ -7,6 +7,7 @@ it is the only process that imports TensorFlow, and it is killed (with its proce
 the job is cancelled or runs out of time.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contract import jail
+from contract import host_tables, jail
 from contract.engine import Checkpoint, Done, EngineRequest, Failed, Log, Progress, decode
 
 _ENV_KEEP = (
@@ -64,11 +65,18 @@ def engine_limits(cpu_seconds: int, memory_bytes: int | None) -> jail.Limits:
 
 
 def start_confined(
-    module: str, args: list[str], workdir: Path, limits: jail.Limits, stderr: Any, readable: tuple[Path, ...] = ()
+    module: str,
+    args: list[str],
+    workdir: Path,
+    limits: jail.Limits,
+    stderr: Any,
+    readable: tuple[Path, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> "subprocess.Popen[str]":
     """Start `python -m module args` as the engine is started: its environment, the launcher of
     `contract.jail` (bubblewrap, else Landlock), `workdir` its only writable folder. Both the jobs
-    and `shears sandbox-check` come through here. `EngineFailed` if the sandbox is too weak."""
+    and `shears sandbox-check` come through here; `env` is set over the engine's environment. `EngineFailed` if the
+    sandbox is too weak."""
     scratch = workdir / "home"
     scratch.mkdir(parents=True, exist_ok=True)
     try:
@@ -80,7 +88,7 @@ def start_confined(
     return subprocess.Popen(
         jailed.argv,
         cwd=scratch,
-        env=engine_env(scratch),
+        env={**engine_env(scratch), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=stderr,
         preexec_fn=jailed.preexec,
@@ -88,12 +96,22 @@ def start_confined(
     )
 
 
-def engine_readable() -> tuple[Path, ...]:
-    """What a job's engine reads beyond its folder and its code: the host tables its environment names.
-    Without the bind the sandbox hid them, and every host estimate fell back to another CPU's tables
-    while this one's were calibrated (found 2026-12-08)."""
-    tables = os.environ.get("SHEARS_HOST_PROFILE")
-    return (Path(tables),) if tables and Path(tables).is_file() else ()
+def engine_tables_copy(workdir: Path) -> dict[str, str]:
+    """The host tables this worker's environment names (`SHEARS_HOST_PROFILE`), copied into the job's folder; the
+    engine's environment then names the copy. The sandbox shows the engine its folder and its code only: before,
+    it could not read the tables at their own path and every host estimate of a sandboxed job fell back to another
+    CPU's while this one's were calibrated (found 2026-12-08). A copy, not a bind of the shared file: a root
+    worker hands what it binds to each launch's uid, and the file is read never through a link and only as host
+    tables (a link or another file is not copied; the engine then says it could not read them)."""
+    named = os.environ.get("SHEARS_HOST_PROFILE")
+    if not named:
+        return {}
+    data = host_tables.read(Path(named))
+    if data is None:
+        return {"SHEARS_HOST_PROFILE": str(Path(named).absolute())}
+    copy = workdir / "host-tables.json"
+    copy.write_text(json.dumps(data))
+    return {"SHEARS_HOST_PROFILE": str(copy)}
 
 
 def run_engine(
@@ -117,7 +135,9 @@ def run_engine(
     stderr_path = workdir / "engine.log"
     limits = engine_limits(cpu_seconds, memory_bytes)
     with stderr_path.open("wb") as stderr:
-        proc = start_confined("pruning.job", [str(request_path)], workdir, limits, stderr, engine_readable())
+        proc = start_confined(
+            "pruning.job", [str(request_path)], workdir, limits, stderr, env=engine_tables_copy(workdir)
+        )
         outcome: Failed | Done | None = None
         try:
             assert proc.stdout is not None

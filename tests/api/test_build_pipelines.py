@@ -82,10 +82,12 @@ def test_idempotent_upload(embedded: Service, tmp_path: Path) -> None:
 def test_lists_paginate_with_a_cursor_and_filter_by_status(embedded: Service, digits_model: Path) -> None:
     with embedded.client(embedded.new_key()) as c:
         model_id = _upload(c, digits_model).json()["id"]
-        submitted = [c.post("/v1/jobs", json=_spec(model_id, seed=i)).json()["id"] for i in range(5)]
-        # The worker takes jobs in order, one at a time: the last four are still queued when cancelled.
-        for job_id in submitted[1:]:
-            assert c.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+        # Workers held still from submit to cancel: the last four are queued when cancelled, so they are cancelled
+        # at once, and only the first runs.
+        with embedded.workers_paused():
+            submitted = [c.post("/v1/jobs", json=_spec(model_id, seed=i)).json()["id"] for i in range(5)]
+            for job_id in submitted[1:]:
+                assert c.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
         seen, cursor = [], None
         while True:
             page = c.get("/v1/jobs", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()

@@ -134,6 +134,10 @@ def test_calibrated_tables_are_cached_per_fingerprint_and_named_in_basis(fast_bu
         devices.clear_cache()
         note = devices.get_profile("host").tables_basis
     assert f"SHEARS_HOST_PROFILE names {cache / 'missing.json'}, which could not be read here" in note
+    # ...nor are tables read through a link (a root worker copies them into each job's folder)
+    (cache / "link.json").symlink_to(forced)
+    assert host_tables.read(cache / "link.json") is None
+    assert host_tables.read(forced) == other
 
 
 def test_fingerprint_on_aarch64(monkeypatch: pytest.MonkeyPatch) -> None:

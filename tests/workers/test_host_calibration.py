@@ -28,7 +28,7 @@ def test_tables_another_worker_stored_are_fetched_for_the_engine(
     worker: tuple[Settings, LocalArtifactStore], tmp_path: Path
 ) -> None:
     settings, store = worker
-    data = dict(host_tables.fallback())
+    data = dict(host_tables.fallback(), tables_version=host_tables.TABLES_VERSION)
     data["machine"] = dict(data["machine"], fingerprint=host_tables.fingerprint())
     shared = tmp_path / "shared.json"
     shared.write_text(json.dumps(data))
@@ -43,8 +43,9 @@ def test_the_sandboxed_engine_reads_the_tables_the_worker_hands_it(
     digits_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the launcher jobs get (bubblewrap where the host has it, as in CI): the tables named by
-    `SHEARS_HOST_PROFILE` live outside the job's folder, and the engine must still read them. It did not
-    (2026-12-08): every host estimate of a sandboxed job said "host tables from ANOTHER CPU"."""
+    `SHEARS_HOST_PROFILE` live outside the job's folder (here at a relative path, readable by their owner only), and
+    the engine must still read them. It did not (2026-12-08): every host estimate of a sandboxed job said "host
+    tables from ANOTHER CPU". The shared file is copied, not handed to the sandbox's uid."""
     from contract.engine import EngineRequest
     from workers.sandbox import run_engine
 
@@ -53,7 +54,10 @@ def test_the_sandboxed_engine_reads_the_tables_the_worker_hands_it(
     data = dict(host_tables.fallback())
     data["machine"] = dict(data["machine"], fingerprint=host_tables.fingerprint())
     tables.write_text(json.dumps(data))
-    monkeypatch.setenv("SHEARS_HOST_PROFILE", str(tables))
+    tables.chmod(0o600)
+    before = tables.stat()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHEARS_HOST_PROFILE", "host-profiles/host.json")
     workdir = tmp_path / "job"
     workdir.mkdir()
     model = workdir / "input.keras"
@@ -63,3 +67,16 @@ def test_the_sandboxed_engine_reads_the_tables_the_worker_hands_it(
     report = json.loads((workdir / "out" / "report.json").read_text())
     (host,) = [d for d in report["latency"] if d["device"] == "host"]
     assert f"host tables calibrated on this CPU, fingerprint {host_tables.fingerprint()['id']}" in host["basis"]
+    after = tables.stat()
+    assert (after.st_uid, after.st_gid, after.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
+
+
+def test_tables_of_an_older_version_count_as_none(worker: tuple[Settings, LocalArtifactStore]) -> None:
+    settings, store = worker
+    local = settings.data_dir / "host-profiles" / f"host-{host_tables.fingerprint()['id']}.json"
+    local.parent.mkdir(parents=True)
+    data = dict(host_tables.fallback(), tables_version=host_tables.TABLES_VERSION - 1)
+    local.write_text(json.dumps(data))
+    assert host_calibration.engine_tables(settings, store) is None  # calibration off: the fallback, which says so
+    local.write_text(json.dumps(dict(data, tables_version=host_tables.TABLES_VERSION)))
+    assert host_calibration.engine_tables(settings, store) == local
