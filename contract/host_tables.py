@@ -79,6 +79,10 @@ def cached_path(fp: dict[str, Any] | None = None) -> Path:
     return cache_dir() / f"host-{(fp or fingerprint())['id']}.json"
 
 
+MAX_TABLES_BYTES = 16 * 2**20
+"""Host tables are tens of kilobytes; a file far bigger is not read as tables."""
+
+
 def read(path: Path) -> dict[str, Any] | None:
     """The host tables in the regular file `path` (never through a link), or None if it holds none."""
     try:
@@ -88,9 +92,6 @@ def read(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and "profile" in data and "runtime" in data else None
-
-
-MAX_TABLES_BYTES = 16 * 2**20
 
 
 TABLES_VERSION = 11

@@ -161,8 +161,9 @@ def _normal_equations(
     kept, so memory is the columns squared whatever the model."""
     w, b, bias = target
     per_batch = max(1, MAX_ROWS * BATCH // max(len(x), 1))
-    peaks = [_peak_floats(pruned[1]), _peak_floats(dense[1])]
-    per_sample = LIVE_TENSORS * 4 * sum(peaks) if None not in peaks else ACTIVATION_BYTES  # type: ignore[arg-type]
+    peak_pruned, peak_dense = _peak_floats(pruned[1]), _peak_floats(dense[1])
+    known = peak_pruned is not None and peak_dense is not None
+    per_sample = LIVE_TENSORS * 4 * ((peak_pruned or 0) + (peak_dense or 0)) if known else ACTIVATION_BYTES
     chunk = max(BATCH, ACTIVATION_BYTES // max(per_sample, 1) // BATCH * BATCH)
     gram: NDArray[Any] | None = None
     xty: NDArray[Any] | None = None

@@ -71,19 +71,22 @@ def engine_tables(settings: Settings, store: ArtifactStore) -> Path | None:
     there are none yet (the engine then uses the fallback and says so in every host estimate's basis)."""
     mode = os.environ.get("SHEARS_HOST_CALIBRATION", "background")
     local = _local(settings)
-    if not _current(local):
-        try:
-            if store.exists(_key()):
-                with store.local_copy(_key()) as path:
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    local.write_bytes(path.read_bytes())
-        except Exception:
-            log.warning("could not read shared host tables", exc_info=True)
-    if not _current(local) and mode == "first-job":
+    if _current(local):  # the common case: one read of the tables per job
+        return local
+    try:
+        if store.exists(_key()):
+            with store.local_copy(_key()) as path:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(path.read_bytes())
+    except Exception:
+        log.warning("could not read shared host tables", exc_info=True)
+    current = _current(local)
+    if not current and mode == "first-job":
         _calibrate(settings, store)
-    elif not _current(local) and mode == "background":
+        current = _current(local)
+    elif not current and mode == "background":
         start_background(settings, store)
-    return local if _current(local) else None
+    return local if current else None
 
 
 def start_background(settings: Settings, store: ArtifactStore) -> None:
